@@ -1,0 +1,134 @@
+/**
+ * The canonical synchronization model every provider adapter maps onto.
+ *
+ * Pure types and zod schemas only: machines import this, adapters produce it, the engine persists it.
+ * Nothing here may hold a credential, TAN or token (snapshots are built from these shapes).
+ */
+import { z } from 'zod';
+
+export const SyncScope = z.enum(['TRANSACTIONS', 'ACCOUNTS']);
+export type SyncScope = z.infer<typeof SyncScope>;
+
+/** How the user solves a challenge: follow a link, type a TAN into our UI, approve in the bank app, or fill a provider web form. */
+export const ChallengeKind = z.enum(['REDIRECT', 'EMBEDDED', 'DECOUPLED', 'WEB_FORM']);
+export type ChallengeKind = z.infer<typeof ChallengeKind>;
+
+export const Challenge = z.object({
+  id: z.string().min(1),
+  kind: ChallengeKind,
+  /** Absolute deadline (ISO 8601); the sync fails with CHALLENGE_EXPIRED when it passes. */
+  expiresAt: z.iso.datetime(),
+  message: z.string().optional(),
+  redirectUrl: z.string().optional(),
+  /** Previous answer was rejected by the bank (wrong TAN); the user is asked again, never the engine. */
+  previousAttemptFailed: z.boolean().optional(),
+});
+export type Challenge = z.infer<typeof Challenge>;
+
+export const SyncErrorCode = z.enum([
+  'PROVIDER_UNAVAILABLE',
+  'RATE_LIMITED',
+  'INVALID_CREDENTIALS',
+  'SCA_FAILED',
+  'CHALLENGE_EXPIRED',
+  'BANK_REJECTED',
+  'PROVIDER_ERROR',
+  'UNKNOWN_PROVIDER_STATUS',
+  'INVALID_RESPONSE',
+  'ACCESS_UPGRADE',
+  'CONSENT_EXPIRED',
+  'CONNECTION_DISABLED',
+  'PROVIDER_BUSY',
+  'TIMEOUT',
+  'CANCELLED',
+]);
+export type SyncErrorCode = z.infer<typeof SyncErrorCode>;
+
+/** New access ids per account after a finX access upgrade (40001/40002/40003). */
+export const AccessUpgrade = z.object({
+  kind: z.enum(['DIRECT', 'MULTI_ACCESS', 'PARTIAL']),
+  newAccessMethodId: z.string().optional(),
+  accounts: z.array(
+    z.object({
+      accountId: z.string(),
+      accessId: z.string().nullable(),
+      supported: z.boolean(),
+    }),
+  ),
+});
+export type AccessUpgrade = z.infer<typeof AccessUpgrade>;
+
+export const SyncError = z.object({
+  code: SyncErrorCode,
+  /** A later automatic attempt may succeed (never true for credential or 2FA failures). */
+  retryable: z.boolean(),
+  /** The user must act (SCA, new credentials, web form) before the next sync. */
+  userActionRequired: z.boolean(),
+  message: z.string(),
+  providerCode: z.string().optional(),
+  upgrade: AccessUpgrade.optional(),
+});
+export type SyncError = z.infer<typeof SyncError>;
+
+export const AccountStatus = z.enum([
+  'UPDATED',
+  'UPDATED_FIXED',
+  'DOWNLOAD_FAILED',
+  'DEPRECATED',
+  'NEW',
+]);
+export type AccountStatus = z.infer<typeof AccountStatus>;
+
+export const AccountOutcome = z.object({
+  accountId: z.string(),
+  status: AccountStatus,
+  kind: z.enum(['CASH', 'PORTFOLIO']).optional(),
+  transactionsAdded: z.number().int().nonnegative().optional(),
+});
+export type AccountOutcome = z.infer<typeof AccountOutcome>;
+
+export const SyncResult = z.object({
+  /** COMPLETE: every account updated; PARTIAL: some failed; NONE: nothing could be downloaded. */
+  outcome: z.enum(['COMPLETE', 'PARTIAL', 'NONE']),
+  accounts: z.array(AccountOutcome),
+});
+export type SyncResult = z.infer<typeof SyncResult>;
+
+/** One reading of the provider's view of a sync, from a poll, a trigger response or a webhook. */
+export const Observation = z.discriminatedUnion('status', [
+  z.object({ status: z.literal('QUEUED') }),
+  z.object({ status: z.literal('RUNNING') }),
+  z.object({ status: z.literal('AWAIT_AUTH'), challenge: Challenge }),
+  z.object({ status: z.literal('COMPLETED'), result: SyncResult }),
+  z.object({ status: z.literal('FAILED'), error: SyncError }),
+]);
+export type Observation = z.infer<typeof Observation>;
+
+export const TriggerOutput = z.object({
+  /** The provider's id for this sync (finX sync id, finAPI task id, wealthAPI processId...). */
+  providerRef: z.string().min(1),
+  observation: Observation,
+});
+export type TriggerOutput = z.infer<typeof TriggerOutput>;
+
+/**
+ * What a failed effect rejects with. Adapters throw typed errors; the engine normalises them to this
+ * serialisable shape so machine guards can decide without knowing the provider.
+ */
+export const EffectFailure = z.object({
+  code: SyncErrorCode,
+  retryable: z.boolean(),
+  userActionRequired: z.boolean().default(false),
+  message: z.string(),
+  retryAfterMs: z.number().optional(),
+  providerCode: z.string().optional(),
+});
+export type EffectFailure = z.infer<typeof EffectFailure>;
+
+export function computeOutcome(accounts: readonly AccountOutcome[]): SyncResult['outcome'] {
+  const relevant = accounts.filter((a) => a.status !== 'DEPRECATED');
+  if (relevant.length === 0) return accounts.length === 0 ? 'COMPLETE' : 'NONE';
+  const failed = relevant.filter((a) => a.status === 'DOWNLOAD_FAILED').length;
+  if (failed === 0) return 'COMPLETE';
+  return failed === relevant.length ? 'NONE' : 'PARTIAL';
+}

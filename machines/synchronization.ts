@@ -1,0 +1,479 @@
+/**
+ * The canonical synchronization machine: QUEUED -> RUNNING <-> AWAIT_AUTH -> COMPLETED | FAILED
+ * (finX v2.11 "Background operations"). Every provider adapter maps onto it.
+ *
+ * Pure: no I/O. Provider calls are the named actors `triggerSync`, `pollSync` and `answerChallenge`,
+ * placeholders here and replaced with `.provide()` by the engine. Every event that comes from the
+ * provider carries `observedAt` (the engine's clock), so delays stay deterministic under a simulated clock.
+ */
+import { assign, fromPromise, setup, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
+import type {
+  Challenge,
+  EffectFailure,
+  Observation,
+  SyncError,
+  SyncResult,
+  SyncScope,
+} from './canonical.js';
+
+export interface SyncPolicy {
+  /** First poll interval while RUNNING; doubles per unchanged poll up to pollMaxMs. */
+  pollBaseMs: number;
+  pollMaxMs: number;
+  /** Poll interval while waiting for the user (decoupled and redirect challenges finish provider-side). */
+  authPollMs: number;
+  /** Backoff for transient provider failures (5xx, 429, network), capped; Retry-After wins within the cap. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  maxTriggerAttempts: number;
+  maxConsecutivePollErrors: number;
+  /** Used when a provider challenge carries no deadline of its own. */
+  defaultChallengeTtlMs: number;
+  /** Whole-sync deadline: a sync that neither completes nor fails by then fails with TIMEOUT. */
+  syncDeadlineMs: number;
+}
+
+export const defaultSyncPolicy: SyncPolicy = {
+  pollBaseMs: 1_000,
+  pollMaxMs: 30_000,
+  authPollMs: 5_000,
+  retryBaseMs: 1_000,
+  retryMaxMs: 60_000,
+  maxTriggerAttempts: 5,
+  maxConsecutivePollErrors: 6,
+  defaultChallengeTtlMs: 10 * 60_000,
+  syncDeadlineMs: 60 * 60_000,
+};
+
+/** A provider reading as the machine receives it. */
+export interface ObservationEnvelope {
+  observation: Observation;
+  observedAt: number;
+}
+export interface TriggerEnvelope extends ObservationEnvelope {
+  providerRef: string;
+}
+
+export interface SyncInput {
+  syncId: string;
+  connectionId: string;
+  provider: string;
+  scope: SyncScope;
+  policy?: Partial<SyncPolicy>;
+}
+
+/** What every effect actor receives: `effectKey` is stable across restarts, so the engine can dedupe. */
+export interface EffectInput {
+  effectKey: string;
+  syncId: string;
+  connectionId: string;
+  provider: string;
+  scope: SyncScope;
+  providerRef: string | null;
+}
+export interface AnswerInput extends EffectInput {
+  challengeId: string;
+  /** Opaque handle to a response held in memory by the engine; the TAN itself never enters the snapshot. */
+  responseRef: string;
+}
+
+export interface SyncContext {
+  syncId: string;
+  connectionId: string;
+  provider: string;
+  scope: SyncScope;
+  policy: SyncPolicy;
+  providerRef: string | null;
+  /** Bumped on entry to every effect state; part of each effect key. */
+  effectSeq: number;
+  triggerAttempts: number;
+  polls: number;
+  consecutivePollErrors: number;
+  /** Delay for the next Waiting/Backoff state, computed by the transition that enters it. */
+  nextDelayMs: number;
+  challenge: Challenge | null;
+  /** ms from entering AWAIT_AUTH until the challenge deadline. */
+  challengeTtlMs: number;
+  challengesSeen: number;
+  pendingResponseRef: string | null;
+  lastFailure: EffectFailure | null;
+  result: SyncResult | null;
+  error: SyncError | null;
+}
+
+export type SyncEvent =
+  | ({ type: 'PROVIDER.OBSERVED' } & ObservationEnvelope)
+  | { type: 'CHALLENGE.ANSWER'; challengeId: string; responseRef: string }
+  | { type: 'CANCEL'; reason?: string };
+
+export interface SyncOutput {
+  status: 'COMPLETED' | 'FAILED';
+  result: SyncResult | null;
+  error: SyncError | null;
+}
+
+type ProviderEvent = SyncEvent | DoneActorEvent<unknown> | ErrorActorEvent;
+
+/** The provider reading carried by a push event or an effect's done event, if any. */
+export function envelopeOf(event: ProviderEvent): ObservationEnvelope | undefined {
+  if (event.type === 'PROVIDER.OBSERVED') return event;
+  if ('output' in event) return event.output as ObservationEnvelope;
+  return undefined;
+}
+function observed(event: ProviderEvent): Observation | undefined {
+  return envelopeOf(event)?.observation;
+}
+function failureOf(event: ProviderEvent): EffectFailure {
+  const error = 'error' in event ? event.error : undefined;
+  if (error && typeof error === 'object' && 'code' in error && 'retryable' in error) {
+    return error as EffectFailure;
+  }
+  // Anything the engine did not classify is treated as a hard, non-retryable provider error.
+  return { code: 'PROVIDER_ERROR', retryable: false, userActionRequired: false, message: 'unclassified effect failure' };
+}
+function backoff(policy: SyncPolicy, attempt: number, retryAfterMs?: number): number {
+  const exponential = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, attempt - 1));
+  if (retryAfterMs === undefined || !Number.isFinite(retryAfterMs) || retryAfterMs < 0) return exponential;
+  // Honour Retry-After, but never beyond our cap (absurd values) and never faster than the base.
+  return Math.min(policy.retryMaxMs, Math.max(policy.retryBaseMs, retryAfterMs));
+}
+function failureToError(failure: EffectFailure): SyncError {
+  return {
+    code: failure.code,
+    retryable: failure.retryable,
+    userActionRequired: failure.userActionRequired,
+    message: failure.message,
+    ...(failure.providerCode ? { providerCode: failure.providerCode } : {}),
+  };
+}
+function effectInput(context: SyncContext, name: string): EffectInput {
+  return {
+    effectKey: `${context.syncId}:${name}:${context.effectSeq}`,
+    syncId: context.syncId,
+    connectionId: context.connectionId,
+    provider: context.provider,
+    scope: context.scope,
+    providerRef: context.providerRef,
+  };
+}
+
+/** Route any provider reading to the state it names. Order matters: terminal readings win. */
+const toTerminal = [
+  { guard: 'observedCompleted', target: '#sync.COMPLETED', actions: 'recordResult' },
+  { guard: 'observedFailed', target: '#sync.FAILED', actions: 'recordProviderError' },
+] as const;
+const toNewChallenge = {
+  guard: 'observedNewChallenge',
+  target: '#sync.AWAIT_AUTH',
+  reenter: true,
+  actions: 'recordChallenge',
+} as const;
+const cancel = { CANCEL: { target: '#sync.FAILED', actions: 'recordCancelled' } } as const;
+
+export const synchronizationMachine = setup({
+  types: {
+    context: {} as SyncContext,
+    events: {} as SyncEvent,
+    input: {} as SyncInput,
+    output: {} as SyncOutput,
+  },
+  actors: {
+    triggerSync: fromPromise<TriggerEnvelope, EffectInput>(async () => {
+      throw new Error('triggerSync must be provided by the engine');
+    }),
+    pollSync: fromPromise<ObservationEnvelope, EffectInput>(async () => {
+      throw new Error('pollSync must be provided by the engine');
+    }),
+    answerChallenge: fromPromise<ObservationEnvelope, AnswerInput>(async () => {
+      throw new Error('answerChallenge must be provided by the engine');
+    }),
+  },
+  guards: {
+    observedCompleted: ({ event }) => observed(event)?.status === 'COMPLETED',
+    observedFailed: ({ event }) => observed(event)?.status === 'FAILED',
+    observedAwaitAuth: ({ event }) => observed(event)?.status === 'AWAIT_AUTH',
+    observedInProgress: ({ event }) => {
+      const status = observed(event)?.status;
+      return status === 'RUNNING' || status === 'QUEUED';
+    },
+    /** A challenge other than the one shown to the user (or the same one after a rejected answer). */
+    observedNewChallenge: ({ context, event }) => {
+      const o = observed(event);
+      if (o?.status !== 'AWAIT_AUTH') return false;
+      return o.challenge.id !== context.challenge?.id || o.challenge.previousAttemptFailed === true;
+    },
+    canRetryTrigger: ({ context, event }) =>
+      failureOf(event).retryable && context.triggerAttempts < context.policy.maxTriggerAttempts,
+    canRetryPoll: ({ context, event }) =>
+      failureOf(event).retryable && context.consecutivePollErrors + 1 < context.policy.maxConsecutivePollErrors,
+    answerFailedHard: ({ event }) => {
+      const code = failureOf(event).code;
+      return code === 'INVALID_CREDENTIALS' || code === 'SCA_FAILED';
+    },
+    answersCurrentEmbeddedChallenge: ({ context, event }) =>
+      event.type === 'CHALLENGE.ANSWER' &&
+      context.challenge?.kind === 'EMBEDDED' &&
+      event.challengeId === context.challenge.id,
+  },
+  delays: {
+    nextDelay: ({ context }) => context.nextDelayMs,
+    authPollInterval: ({ context }) => context.policy.authPollMs,
+    challengeExpiry: ({ context }) => context.challengeTtlMs,
+    syncDeadline: ({ context }) => context.policy.syncDeadlineMs,
+  },
+  actions: {
+    nextEffect: assign({ effectSeq: ({ context }) => context.effectSeq + 1 }),
+    countTriggerAttempt: assign({ triggerAttempts: ({ context }) => context.triggerAttempts + 1 }),
+    recordProviderRef: assign({
+      providerRef: ({ event }) => (envelopeOf(event) as TriggerEnvelope).providerRef,
+    }),
+    startPolling: assign({
+      nextDelayMs: ({ context }) => context.policy.pollBaseMs,
+      consecutivePollErrors: 0,
+      challenge: null,
+    }),
+    scheduleNextPoll: assign(({ context }) => ({
+      polls: context.polls + 1,
+      consecutivePollErrors: 0,
+      nextDelayMs: Math.min(context.policy.pollMaxMs, context.policy.pollBaseMs * 2 ** (context.polls + 1)),
+    })),
+    scheduleTriggerRetry: assign(({ context, event }) => {
+      const failure = failureOf(event);
+      return { lastFailure: failure, nextDelayMs: backoff(context.policy, context.triggerAttempts, failure.retryAfterMs) };
+    }),
+    schedulePollRetry: assign(({ context, event }) => {
+      const failure = failureOf(event);
+      const errors = context.consecutivePollErrors + 1;
+      return { lastFailure: failure, consecutivePollErrors: errors, nextDelayMs: backoff(context.policy, errors, failure.retryAfterMs) };
+    }),
+    recordTransientFailure: assign({ lastFailure: ({ event }) => failureOf(event) }),
+    recordChallenge: assign(({ context, event }) => {
+      const envelope = envelopeOf(event)!;
+      const o = envelope.observation as Extract<Observation, { status: 'AWAIT_AUTH' }>;
+      const ttl = Date.parse(o.challenge.expiresAt) - envelope.observedAt;
+      return {
+        challenge: o.challenge,
+        challengeTtlMs: Number.isFinite(ttl) ? Math.max(0, ttl) : context.policy.defaultChallengeTtlMs,
+        challengesSeen: context.challengesSeen + 1,
+        pendingResponseRef: null,
+      };
+    }),
+    acceptAnswer: assign({
+      pendingResponseRef: ({ event }) => (event.type === 'CHALLENGE.ANSWER' ? event.responseRef : null),
+    }),
+    recordResult: assign({
+      result: ({ event }) => (observed(event) as Extract<Observation, { status: 'COMPLETED' }>).result,
+      challenge: null,
+      pendingResponseRef: null,
+    }),
+    recordProviderError: assign({
+      error: ({ event }) => (observed(event) as Extract<Observation, { status: 'FAILED' }>).error,
+      challenge: null,
+      pendingResponseRef: null,
+    }),
+    recordEffectFailure: assign({
+      error: ({ event }) => failureToError(failureOf(event)),
+      challenge: null,
+      pendingResponseRef: null,
+    }),
+    recordChallengeExpired: assign({
+      error: ({ context }) => ({
+        code: 'CHALLENGE_EXPIRED' as const,
+        retryable: false,
+        userActionRequired: true,
+        message: `challenge ${context.challenge?.id ?? ''} (${context.challenge?.kind ?? 'unknown'}) expired before the user solved it`,
+      }),
+      challenge: null,
+      pendingResponseRef: null,
+    }),
+    recordTimeout: assign({
+      error: ({ context }) => ({
+        code: 'TIMEOUT' as const,
+        retryable: true,
+        userActionRequired: false,
+        message: `sync did not finish within ${context.policy.syncDeadlineMs} ms`,
+      }),
+      challenge: null,
+      pendingResponseRef: null,
+    }),
+    recordCancelled: assign({
+      error: ({ event }) => ({
+        code: 'CANCELLED' as const,
+        retryable: false,
+        userActionRequired: false,
+        message: event.type === 'CANCEL' && event.reason ? `cancelled: ${event.reason}` : 'cancelled',
+      }),
+      challenge: null,
+      pendingResponseRef: null,
+    }),
+  },
+}).createMachine({
+  id: 'sync',
+  context: ({ input }) => ({
+    syncId: input.syncId,
+    connectionId: input.connectionId,
+    provider: input.provider,
+    scope: input.scope,
+    policy: { ...defaultSyncPolicy, ...input.policy },
+    providerRef: null,
+    effectSeq: 0,
+    triggerAttempts: 0,
+    polls: 0,
+    consecutivePollErrors: 0,
+    nextDelayMs: 0,
+    challenge: null,
+    challengeTtlMs: 0,
+    challengesSeen: 0,
+    pendingResponseRef: null,
+    lastFailure: null,
+    result: null,
+    error: null,
+  }),
+  initial: 'QUEUED',
+  after: {
+    syncDeadline: { target: '.FAILED', actions: 'recordTimeout' },
+  },
+  output: ({ context }) => ({
+    status: context.error ? 'FAILED' : 'COMPLETED',
+    result: context.result,
+    error: context.error,
+  }),
+  states: {
+    QUEUED: {
+      initial: 'Triggering',
+      on: { ...cancel },
+      states: {
+        Triggering: {
+          entry: ['nextEffect', 'countTriggerAttempt'],
+          invoke: {
+            id: 'trigger',
+            src: 'triggerSync',
+            input: ({ context }) => effectInput(context, 'trigger'),
+            onDone: [
+              { guard: 'observedCompleted', target: '#sync.COMPLETED', actions: ['recordProviderRef', 'recordResult'] },
+              { guard: 'observedFailed', target: '#sync.FAILED', actions: ['recordProviderRef', 'recordProviderError'] },
+              { guard: 'observedAwaitAuth', target: '#sync.AWAIT_AUTH', actions: ['recordProviderRef', 'recordChallenge'] },
+              { target: '#sync.RUNNING', actions: 'recordProviderRef' },
+            ],
+            onError: [
+              { guard: 'canRetryTrigger', target: 'Backoff', actions: 'scheduleTriggerRetry' },
+              { target: '#sync.FAILED', actions: 'recordEffectFailure' },
+            ],
+          },
+        },
+        Backoff: {
+          after: { nextDelay: 'Triggering' },
+        },
+      },
+    },
+    RUNNING: {
+      initial: 'Waiting',
+      entry: 'startPolling',
+      on: {
+        ...cancel,
+        'PROVIDER.OBSERVED': [
+          ...toTerminal,
+          { guard: 'observedAwaitAuth', target: '#sync.AWAIT_AUTH', actions: 'recordChallenge' },
+          // RUNNING/QUEUED pushes while running: nothing new, the next poll stays scheduled.
+        ],
+      },
+      states: {
+        Waiting: {
+          after: { nextDelay: 'Polling' },
+        },
+        Polling: {
+          entry: 'nextEffect',
+          invoke: {
+            id: 'poll',
+            src: 'pollSync',
+            input: ({ context }) => effectInput(context, 'poll'),
+            onDone: [
+              ...toTerminal,
+              { guard: 'observedAwaitAuth', target: '#sync.AWAIT_AUTH', actions: 'recordChallenge' },
+              { target: 'Waiting', actions: 'scheduleNextPoll' },
+            ],
+            onError: [
+              { guard: 'canRetryPoll', target: 'Waiting', actions: 'schedulePollRetry' },
+              { target: '#sync.FAILED', actions: 'recordEffectFailure' },
+            ],
+          },
+        },
+      },
+    },
+    AWAIT_AUTH: {
+      initial: 'AwaitingUser',
+      after: {
+        challengeExpiry: { target: 'FAILED', actions: 'recordChallengeExpired' },
+      },
+      on: {
+        ...cancel,
+        'PROVIDER.OBSERVED': [
+          ...toTerminal,
+          toNewChallenge,
+          { guard: 'observedInProgress', target: 'RUNNING' },
+        ],
+        'CHALLENGE.ANSWER': {
+          guard: 'answersCurrentEmbeddedChallenge',
+          target: '.Answering',
+          actions: 'acceptAnswer',
+        },
+      },
+      states: {
+        AwaitingUser: {
+          after: { authPollInterval: 'Checking' },
+        },
+        /** Decoupled and redirect challenges are solved at the bank; a read tells us when. */
+        Checking: {
+          entry: 'nextEffect',
+          invoke: {
+            id: 'check',
+            src: 'pollSync',
+            input: ({ context }) => effectInput(context, 'check'),
+            onDone: [
+              ...toTerminal,
+              toNewChallenge,
+              { guard: 'observedInProgress', target: '#sync.RUNNING' },
+              { target: 'AwaitingUser' },
+            ],
+            // A failed read while waiting is harmless: the challenge deadline bounds the wait.
+            onError: { target: 'AwaitingUser', actions: 'recordTransientFailure' },
+          },
+        },
+        Answering: {
+          entry: 'nextEffect',
+          invoke: {
+            id: 'answer',
+            src: 'answerChallenge',
+            input: ({ context }) => ({
+              ...effectInput(context, 'answer'),
+              challengeId: context.challenge?.id ?? '',
+              responseRef: context.pendingResponseRef ?? '',
+            }),
+            onDone: [
+              ...toTerminal,
+              toNewChallenge,
+              { guard: 'observedInProgress', target: '#sync.RUNNING' },
+              { target: 'AwaitingUser' },
+            ],
+            // Never resubmit an answer on our own: a second wrong TAN can lock the user's bank account.
+            onError: [
+              { guard: 'answerFailedHard', target: '#sync.FAILED', actions: 'recordEffectFailure' },
+              { target: 'AwaitingUser', actions: 'recordTransientFailure' },
+            ],
+          },
+        },
+      },
+    },
+    COMPLETED: { type: 'final' },
+    FAILED: { type: 'final' },
+  },
+});
+
+export type SynchronizationMachine = typeof synchronizationMachine;
+export type SyncStatus = 'QUEUED' | 'RUNNING' | 'AWAIT_AUTH' | 'COMPLETED' | 'FAILED';
+
+/** The canonical status of a snapshot value ({ RUNNING: 'Waiting' } -> 'RUNNING'). */
+export function statusOf(value: unknown): SyncStatus {
+  const top = typeof value === 'string' ? value : Object.keys(value as object)[0];
+  return top as SyncStatus;
+}

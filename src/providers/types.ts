@@ -1,0 +1,47 @@
+/**
+ * What one provider family's adapter offers the engine. Adapters speak HTTP, parse every body with zod
+ * and return canonical observations; they never touch machines or stores (data flows one way).
+ */
+import type { Observation, SyncScope, TriggerOutput } from '../../machines/canonical.js';
+
+export interface TriggerRequest {
+  syncId: string;
+  connectionId: string;
+  scope: SyncScope;
+  /** Stable per sync; sent where the provider supports idempotency keys or client references. */
+  idempotencyKey: string;
+  /** Epoch ms of our first trigger attempt; reconciliation only considers provider syncs started since. */
+  since: number;
+  /** Provider-specific options (e.g. finAPI importNewAccounts); validated by the adapter. */
+  options?: Record<string, unknown>;
+}
+
+export interface SyncRef {
+  connectionId: string;
+  providerRef: string;
+}
+
+export interface WebhookDelivery {
+  providerRef: string;
+  observation: Observation;
+}
+
+export interface WebhookRequest {
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export interface ProviderAdapter {
+  readonly name: string;
+  trigger(request: TriggerRequest): Promise<TriggerOutput>;
+  /**
+   * After a crash or an unknown outcome mid-trigger: the provider sync we may already have started,
+   * or null when there is none (then triggering again is safe).
+   */
+  findTriggered(request: TriggerRequest): Promise<TriggerOutput | null>;
+  poll(ref: SyncRef): Promise<Observation>;
+  /** Sends the user's answer exactly once; never called again for the same answer by the engine. */
+  answerChallenge(ref: SyncRef, challengeId: string, response: string): Promise<Observation>;
+  /** Parses a webhook/callback body; throws ProviderInputError when it is not a valid delivery. */
+  parseWebhook(request: WebhookRequest): WebhookDelivery;
+}

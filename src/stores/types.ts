@@ -1,0 +1,128 @@
+/**
+ * The persistence contract every store implements (memory, SQLite, PostgreSQL).
+ * One `commit` per machine transition writes snapshot, timers, transition history and the effect
+ * outbox atomically, fenced by `expectedVersion` so a stale writer can never overwrite newer state.
+ */
+import type { SyncScope } from '../../machines/canonical.js';
+import type { SyncStatus } from '../../machines/synchronization.js';
+
+export interface SyncRecord {
+  syncId: string;
+  tenantId: string;
+  connectionId: string;
+  provider: string;
+  scope: SyncScope;
+  status: SyncStatus;
+  /** True until COMPLETED or FAILED; at most one active sync per (tenantId, connectionId). */
+  active: boolean;
+  providerRef: string | null;
+  /** XState persisted snapshot (JSON-serialisable, secret-free). Null until the first commit. */
+  snapshot: unknown;
+  /** Bumped by every commit; fencing token for concurrent writers. */
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewSync {
+  syncId: string;
+  tenantId: string;
+  connectionId: string;
+  provider: string;
+  scope: SyncScope;
+  createdAt: number;
+}
+
+/** A pending delayed event of the machine, owned by the engine (XState drops `after` timers on restore). */
+export interface TimerRecord {
+  syncId: string;
+  /** XState's scheduled-event id, e.g. `xstate.after.nextDelay.sync.RUNNING.Waiting`. */
+  timerId: string;
+  eventType: string;
+  dueAt: number;
+}
+
+export type EffectState = 'PENDING' | 'STARTED' | 'DONE' | 'FAILED';
+
+/** Effect journal / outbox row: an effect's intent, its start, and its result, keyed by a stable effect key. */
+export interface EffectRecord {
+  effectKey: string;
+  syncId: string;
+  kind: string;
+  state: EffectState;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** JSON result (DONE) or failure (FAILED). */
+  outcome: unknown;
+}
+
+export interface TransitionRecord {
+  syncId: string;
+  /** 1-based, consecutive per sync. */
+  seq: number;
+  from: string | null;
+  to: string;
+  event: string;
+  at: number;
+}
+
+export interface CommitChange {
+  syncId: string;
+  expectedVersion: number;
+  status: SyncStatus;
+  active: boolean;
+  providerRef: string | null;
+  snapshot: unknown;
+  /** Replaces every timer of the sync. */
+  timers: TimerRecord[];
+  transitions: Omit<TransitionRecord, 'seq' | 'syncId'>[];
+  /** Effects the new state awaits; inserted as PENDING unless already journaled. */
+  pendingEffects: { effectKey: string; kind: string }[];
+  at: number;
+}
+
+export class StaleWriteError extends Error {
+  override readonly name = 'StaleWriteError';
+  constructor(
+    readonly syncId: string,
+    readonly expectedVersion: number,
+  ) {
+    super(`stale write to sync ${syncId}: expected version ${expectedVersion} is no longer current`);
+  }
+}
+
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+}
+
+export interface SyncFilter {
+  tenantId?: string;
+  connectionId?: string;
+  active?: boolean;
+  status?: SyncStatus;
+  limit?: number;
+}
+
+export interface Store {
+  readonly kind: 'memory' | 'sqlite' | 'postgres';
+  /** Single-flight: creates the sync unless the connection already has an active one, which is returned instead. */
+  createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }>;
+  /** Atomic, fenced write of one transition. Returns the new version; throws StaleWriteError. */
+  commit(change: CommitChange): Promise<number>;
+  getSync(syncId: string): Promise<SyncRecord | null>;
+  findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null>;
+  findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null>;
+  listSyncs(filter?: SyncFilter): Promise<SyncRecord[]>;
+  countByStatus(): Promise<Record<string, number>>;
+  listTransitions(syncId: string): Promise<TransitionRecord[]>;
+  listTimers(syncId: string): Promise<TimerRecord[]>;
+  /** Timers due at or before `until`, earliest first. */
+  dueTimers(until: number, limit: number): Promise<TimerRecord[]>;
+  getEffect(effectKey: string): Promise<EffectRecord | null>;
+  /** Marks an effect STARTED (inserting it if absent) and returns the record as it was before, or null. */
+  startEffect(effectKey: string, syncId: string, kind: string, at: number): Promise<EffectRecord | null>;
+  finishEffect(effectKey: string, state: 'DONE' | 'FAILED', outcome: unknown, at: number): Promise<void>;
+  listEffects(syncId: string): Promise<EffectRecord[]>;
+  close(): Promise<void>;
+}
