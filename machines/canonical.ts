@@ -39,6 +39,8 @@ export const SyncErrorCode = z.enum([
   'CONSENT_EXPIRED',
   'CONNECTION_DISABLED',
   'PROVIDER_BUSY',
+  /** The engine restarted between accepting the user's answer and sending it; the user is asked again. */
+  'ANSWER_NOT_SENT',
   'TIMEOUT',
   'CANCELLED',
 ]);

@@ -59,6 +59,8 @@ export interface SyncInput {
   connectionId: string;
   provider: string;
   scope: SyncScope;
+  /** Provider-specific, non-secret options (e.g. finAPI importNewAccounts); passed to the trigger. */
+  options?: Record<string, unknown>;
   policy?: Partial<SyncPolicy>;
 }
 
@@ -70,6 +72,9 @@ export interface EffectInput {
   provider: string;
   scope: SyncScope;
   providerRef: string | null;
+  options: Record<string, unknown>;
+  /** Trigger attempt number (1-based); a retry reconciles with the provider before triggering again. */
+  attempt: number;
 }
 export interface AnswerInput extends EffectInput {
   challengeId: string;
@@ -82,6 +87,7 @@ export interface SyncContext {
   connectionId: string;
   provider: string;
   scope: SyncScope;
+  options: Record<string, unknown>;
   policy: SyncPolicy;
   providerRef: string | null;
   /** Bumped on entry to every effect state; part of each effect key. */
@@ -154,6 +160,8 @@ function effectInput(context: SyncContext, name: string): EffectInput {
     provider: context.provider,
     scope: context.scope,
     providerRef: context.providerRef,
+    options: context.options,
+    attempt: context.triggerAttempts,
   };
 }
 
@@ -168,6 +176,8 @@ const toNewChallenge = {
   reenter: true,
   actions: 'recordChallenge',
 } as const;
+/** Accepted while waiting or checking, never while Answering: an answer in flight is never sent twice. */
+const answer = { guard: 'answersCurrentEmbeddedChallenge', target: 'Answering', actions: 'acceptAnswer' } as const;
 const cancel = { CANCEL: { target: '#sync.FAILED', actions: 'recordCancelled' } } as const;
 
 export const synchronizationMachine = setup({
@@ -314,6 +324,7 @@ export const synchronizationMachine = setup({
     connectionId: input.connectionId,
     provider: input.provider,
     scope: input.scope,
+    options: input.options ?? {},
     policy: { ...defaultSyncPolicy, ...input.policy },
     providerRef: null,
     effectSeq: 0,
@@ -412,19 +423,16 @@ export const synchronizationMachine = setup({
           toNewChallenge,
           { guard: 'observedInProgress', target: 'RUNNING' },
         ],
-        'CHALLENGE.ANSWER': {
-          guard: 'answersCurrentEmbeddedChallenge',
-          target: '.Answering',
-          actions: 'acceptAnswer',
-        },
       },
       states: {
         AwaitingUser: {
           after: { authPollInterval: 'Checking' },
+          on: { 'CHALLENGE.ANSWER': answer },
         },
         /** Decoupled and redirect challenges are solved at the bank; a read tells us when. */
         Checking: {
           entry: 'nextEffect',
+          on: { 'CHALLENGE.ANSWER': answer },
           invoke: {
             id: 'check',
             src: 'pollSync',

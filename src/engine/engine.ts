@@ -1,0 +1,569 @@
+/**
+ * The sync engine: hosts one XState actor per active sync, commits every transition (snapshot, timers,
+ * history, effect outbox) in one store transaction, owns the machine's timers durably, runs provider
+ * effects through the journal, and resumes everything after a restart without repeating a provider call.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
+import { z } from 'zod';
+import { SyncScope, type Observation } from '../../machines/canonical.js';
+import {
+  statusOf,
+  synchronizationMachine,
+  type AnswerInput,
+  type EffectInput,
+  type ObservationEnvelope,
+  type SyncContext,
+  type SyncPolicy,
+  type TriggerEnvelope,
+} from '../../machines/synchronization.js';
+import { ProviderInputError } from '../providers/errors.js';
+import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
+import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
+import { systemClock, type Clock } from './clock.js';
+import { EffectRunner } from './effects.js';
+import { BanksyncError, invalidRequest } from './errors.js';
+import { EngineEventStream } from './events.js';
+import { silentLogger, type Logger } from './logger.js';
+import { SecretVault } from './secrets.js';
+import { stateName, toView, type SyncView } from './view.js';
+
+export interface EngineOptions {
+  store: Store;
+  providers: Record<string, ProviderAdapter>;
+  clock?: Clock;
+  logger?: Logger;
+  /** Overrides of the machine's timing and retry policy for every sync of this engine. */
+  policy?: Partial<SyncPolicy>;
+  /** Receives XState inspection events of every hosted actor (e.g. the Stately inspector). */
+  inspect?: (event: InspectionEvent) => void;
+}
+
+const RequestSyncInput = z.object({
+  tenantId: z.string().min(1).max(128).default('default'),
+  connectionId: z.string().min(1).max(256),
+  provider: z.string().min(1).max(64),
+  scope: SyncScope.default('TRANSACTIONS'),
+  options: z.record(z.string(), z.unknown()).optional(),
+});
+export type RequestSyncInput = z.input<typeof RequestSyncInput>;
+
+const ChallengeResponseInput = z.object({
+  challengeId: z.string().min(1).max(256),
+  response: z.string().min(1).max(4096),
+});
+const SyncIdInput = z.string().min(1).max(256);
+const TenantInput = z.object({ tenantId: z.string().min(1).max(128).default('default') }).default({ tenantId: 'default' });
+type TenantOption = z.input<typeof TenantInput>;
+
+type SyncActor = Actor<typeof synchronizationMachine>;
+
+interface ScheduledEvent {
+  id: string;
+  event: { type: string };
+  delay: number;
+  source: unknown;
+}
+
+/** Per-sync runtime state of a resident actor. */
+class SyncRuntime {
+  actor!: SyncActor;
+  /** Serialises commits; effects wait on it so their intent is durable before any I/O. */
+  chain: Promise<void> = Promise.resolve();
+  lastState: string;
+  lastChallengeId: string | null = null;
+  /** XState notifies even when an event changed nothing (e.g. a rejected answer); such a no-op is not committed. */
+  lastSnapshot: unknown = null;
+  /** Replaying a restored snapshot re-emits it; nothing changed, so nothing is committed. */
+  restoring = false;
+  closed = false;
+  readonly dueAt = new WeakMap<object, number>();
+
+  constructor(
+    public record: SyncRecord,
+    public version: number,
+  ) {
+    this.lastState = record.snapshot ? stateName((record.snapshot as { value: unknown }).value) : '';
+  }
+
+  async committed(): Promise<void> {
+    // Let the macrostep that started this effect enqueue its commit first.
+    await null;
+    await this.chain;
+  }
+}
+
+export class SyncEngine {
+  readonly events = new EngineEventStream();
+  private readonly store: Store;
+  private readonly providers: Record<string, ProviderAdapter>;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly policy: Partial<SyncPolicy>;
+  private readonly inspect: ((event: InspectionEvent) => void) | undefined;
+  private readonly vault = new SecretVault();
+  private readonly effects: EffectRunner;
+  private readonly runtimes = new Map<string, SyncRuntime>();
+  private readonly loading = new Map<string, Promise<SyncRuntime | null>>();
+  private readonly machine;
+  private stopped = false;
+
+  constructor(options: EngineOptions) {
+    this.store = options.store;
+    this.providers = options.providers;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.policy = options.policy ?? {};
+    this.inspect = options.inspect;
+    this.effects = new EffectRunner(this.store, this.clock, this.logger);
+    this.machine = synchronizationMachine.provide({
+      actors: {
+        triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.runTrigger(input)),
+        pollSync: fromPromise<ObservationEnvelope, EffectInput>(({ input }) => this.runPoll(input)),
+        answerChallenge: fromPromise<ObservationEnvelope, AnswerInput>(({ input }) => this.runAnswer(input)),
+      },
+    });
+  }
+
+  /** Resumes every active sync found in the store (after a restart or on another process). */
+  async start(): Promise<{ resumed: number }> {
+    const active = await this.store.listSyncs({ active: true });
+    let resumed = 0;
+    for (const record of active) if (await this.resident(record.syncId)) resumed++;
+    return { resumed };
+  }
+
+  /** Stops hosting actors. Durable state stays in the store; another engine can resume it. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const runtime of this.runtimes.values()) this.close(runtime);
+    await Promise.allSettled([...this.runtimes.values()].map((r) => r.chain));
+    this.runtimes.clear();
+  }
+
+  /** Starts a sync, or returns the connection's active one (single-flight). */
+  async requestSync(request: RequestSyncInput): Promise<SyncView> {
+    this.assertRunning();
+    const parsed = RequestSyncInput.safeParse(request);
+    if (!parsed.success) throw invalidRequest('sync request', parsed.error);
+    const { tenantId, connectionId, provider, scope, options } = parsed.data;
+    if (!this.providers[provider]) {
+      throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    }
+    const { sync, created } = await this.store.createSync({
+      syncId: `sync_${randomUUID()}`,
+      tenantId,
+      connectionId,
+      provider,
+      scope,
+      createdAt: this.clock.now(),
+    });
+    const runtime = created ? this.host(sync, options) : await this.resident(sync.syncId);
+    if (runtime) await runtime.committed();
+    return this.get(sync.syncId, { tenantId });
+  }
+
+  async get(syncId: string, options?: TenantOption): Promise<SyncView> {
+    return toView(await this.record(syncId, options));
+  }
+
+  async list(filter: SyncFilter = {}): Promise<SyncView[]> {
+    return (await this.store.listSyncs(filter)).map(toView);
+  }
+
+  async history(syncId: string, options?: TenantOption) {
+    await this.record(syncId, options);
+    return this.store.listTransitions(syncId);
+  }
+
+  /** Passes the user's answer (e.g. a TAN) to the current embedded challenge. The answer is never stored. */
+  async submitChallengeResponse(
+    syncId: string,
+    answer: { challengeId: string; response: string },
+    options?: TenantOption,
+  ): Promise<SyncView> {
+    this.assertRunning();
+    const parsed = ChallengeResponseInput.safeParse(answer);
+    if (!parsed.success) throw invalidRequest('challenge response', parsed.error);
+    const record = await this.record(syncId, options);
+    const runtime = record.active ? await this.resident(syncId) : null;
+    if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
+    const ref = this.vault.put(syncId, parsed.data.response);
+    runtime.actor.send({ type: 'CHALLENGE.ANSWER', challengeId: parsed.data.challengeId, responseRef: ref });
+    if (runtime.actor.getSnapshot().context.pendingResponseRef !== ref) {
+      this.vault.take(ref);
+      throw new BanksyncError(
+        'CHALLENGE_NOT_PENDING',
+        `sync ${syncId} is not waiting for an answer to challenge ${JSON.stringify(parsed.data.challengeId)}`,
+      );
+    }
+    await runtime.committed();
+    return this.get(syncId, options);
+  }
+
+  async cancel(syncId: string, options?: TenantOption & { reason?: string }): Promise<SyncView> {
+    this.assertRunning();
+    const record = await this.record(syncId, options);
+    const runtime = record.active ? await this.resident(syncId) : null;
+    if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
+    runtime.actor.send({ type: 'CANCEL', ...(options?.reason ? { reason: options.reason } : {}) });
+    await runtime.committed();
+    return this.get(syncId, options);
+  }
+
+  /** Resolves with the sync once it is COMPLETED or FAILED. */
+  waitForTerminal(syncId: string, options?: TenantOption): Promise<SyncView> {
+    return new Promise<SyncView>((resolve, reject) => {
+      const done = (view: SyncView) => {
+        if (view.syncId !== syncId) return;
+        offCompleted();
+        offFailed();
+        resolve(view);
+      };
+      const offCompleted = this.events.on('sync.completed', done);
+      const offFailed = this.events.on('sync.failed', done);
+      this.get(syncId, options).then(
+        (view) => {
+          if (!view.active) done(view);
+        },
+        (error: unknown) => {
+          offCompleted();
+          offFailed();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /**
+   * Applies a provider webhook/callback. Invalid bodies throw INVALID_WEBHOOK and change nothing; a
+   * delivery for an unknown or finished sync is acknowledged and ignored.
+   */
+  async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null }> {
+    const adapter = this.providers[provider];
+    if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    let delivery;
+    try {
+      delivery = adapter.parseWebhook(request);
+    } catch (error) {
+      const issues = error instanceof ProviderInputError ? error.issues : [];
+      const message = error instanceof ProviderInputError ? error.message : `${provider}: unreadable webhook`;
+      throw new BanksyncError('INVALID_WEBHOOK', message, issues);
+    }
+    const record = await this.store.findSyncByProviderRef(provider, delivery.providerRef);
+    if (!record?.active) {
+      this.logger.info({ provider, known: Boolean(record) }, 'webhook for no active sync ignored');
+      return { applied: false, syncId: record?.syncId ?? null };
+    }
+    const runtime = await this.resident(record.syncId);
+    if (!runtime) return { applied: false, syncId: record.syncId };
+    this.deliver(runtime, delivery.observation);
+    await runtime.committed();
+    return { applied: true, syncId: record.syncId };
+  }
+
+  /** A node:http request listener for one provider's webhooks: `http.createServer(engine.webhookHandler('finx'))`. */
+  webhookHandler(provider: string): (req: IncomingMessage, res: ServerResponse) => void {
+    return (req, res) => {
+      const reply = (status: number, body: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      };
+      readBody(req, 1024 * 1024)
+        .then((body) => this.handleWebhook(provider, { headers: req.headers, body }))
+        .then(
+          (outcome) => reply(202, outcome),
+          (error: unknown) => {
+            if (error instanceof BanksyncError) {
+              reply(error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : 400, { error: error.toJSON() });
+            } else if (error instanceof BodyTooLargeError) {
+              reply(413, { error: { code: 'INVALID_WEBHOOK', message: error.message, issues: [] } });
+            } else {
+              this.logger.error({ provider, err: (error as Error)?.name }, 'webhook handling failed');
+              reply(500, { error: { code: 'INTERNAL', message: 'webhook could not be applied', issues: [] } });
+            }
+          },
+        );
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Hosting
+
+  private assertRunning(): void {
+    if (this.stopped) throw new BanksyncError('ENGINE_STOPPED', 'the engine has been stopped');
+  }
+
+  private async record(syncId: string, options?: TenantOption): Promise<SyncRecord> {
+    const id = SyncIdInput.safeParse(syncId);
+    if (!id.success) throw invalidRequest('sync id', id.error);
+    const { tenantId } = TenantInput.parse(options ?? {});
+    const record = await this.store.getSync(id.data);
+    // Another tenant's sync is reported exactly like a missing one.
+    if (!record || record.tenantId !== tenantId) throw new BanksyncError('SYNC_NOT_FOUND', `sync ${id.data} not found`);
+    return record;
+  }
+
+  /** The resident runtime of an active sync, restoring it from the store if this process does not host it. */
+  private async resident(syncId: string): Promise<SyncRuntime | null> {
+    const existing = this.runtimes.get(syncId);
+    if (existing) return existing;
+    let pending = this.loading.get(syncId);
+    if (!pending) {
+      pending = (async () => {
+        const record = await this.store.getSync(syncId);
+        if (!record?.active || this.stopped) return null;
+        const timers = await this.store.listTimers(syncId);
+        return this.runtimes.get(syncId) ?? this.host(record, undefined, timers);
+      })().finally(() => this.loading.delete(syncId));
+      this.loading.set(syncId, pending);
+    }
+    return pending;
+  }
+
+  /** Creates the actor: fresh from input, or restored from the record's snapshot with its timers re-armed. */
+  private host(record: SyncRecord, options?: Record<string, unknown>, timers: TimerRecord[] = []): SyncRuntime {
+    const runtime = new SyncRuntime(record, record.version);
+    this.runtimes.set(record.syncId, runtime);
+    const inspect = (event: InspectionEvent) => {
+      this.inspect?.(event);
+      if (event.type === '@xstate.snapshot' && event.actorRef === runtime.actor) this.onSnapshot(runtime, event.event.type);
+    };
+    if (record.snapshot) {
+      runtime.restoring = true;
+      runtime.lastChallengeId = (record.snapshot as { context: SyncContext }).context.challenge?.id ?? null;
+      runtime.actor = createActor(this.machine, {
+        snapshot: record.snapshot as never,
+        clock: this.clock,
+        inspect,
+      } as never);
+      runtime.actor.start();
+      this.rearm(runtime, timers);
+      runtime.restoring = false;
+    } else {
+      runtime.actor = createActor(this.machine, {
+        input: {
+          syncId: record.syncId,
+          connectionId: record.connectionId,
+          provider: record.provider,
+          scope: record.scope,
+          ...(options ? { options } : {}),
+          policy: this.policy,
+        },
+        clock: this.clock,
+        inspect,
+      });
+      runtime.actor.start();
+    }
+    return runtime;
+  }
+
+  /** XState forgets delayed events on restore; schedule them again under their own ids so exits still cancel them. */
+  private rearm(runtime: SyncRuntime, timers: TimerRecord[]): void {
+    const { actor } = runtime;
+    for (const timer of timers) {
+      actor.system.scheduler.schedule(actor, actor, { type: timer.eventType }, Math.max(0, timer.dueAt - this.clock.now()), timer.timerId);
+      const scheduled = this.scheduledEvents(runtime).find((e) => e.id === timer.timerId);
+      if (scheduled) runtime.dueAt.set(scheduled, timer.dueAt);
+    }
+  }
+
+  private scheduledEvents(runtime: SyncRuntime): ScheduledEvent[] {
+    const system = runtime.actor.system.getSnapshot() as unknown as { _scheduledEvents: Record<string, ScheduledEvent> };
+    return Object.values(system._scheduledEvents).filter((e) => e.source === runtime.actor);
+  }
+
+  private pendingTimers(runtime: SyncRuntime): TimerRecord[] {
+    return this.scheduledEvents(runtime).map((scheduled) => {
+      let dueAt = runtime.dueAt.get(scheduled);
+      if (dueAt === undefined) {
+        dueAt = this.clock.now() + scheduled.delay;
+        runtime.dueAt.set(scheduled, dueAt);
+      }
+      return { syncId: runtime.record.syncId, timerId: scheduled.id, eventType: scheduled.event.type, dueAt };
+    });
+  }
+
+  /** Called synchronously after every macrostep of a hosted actor: enqueue its commit. */
+  private onSnapshot(runtime: SyncRuntime, eventType: string): void {
+    if (runtime.closed) return;
+    const snapshot = runtime.actor.getSnapshot();
+    if (runtime.restoring || snapshot === runtime.lastSnapshot) {
+      runtime.lastSnapshot = snapshot;
+      return;
+    }
+    runtime.lastSnapshot = snapshot;
+    const state = stateName(snapshot.value);
+    const status = statusOf(snapshot.value);
+    const finished = snapshot.status === 'done';
+    const context = snapshot.context;
+    const persisted = runtime.actor.getPersistedSnapshot();
+    const timers = finished ? [] : this.pendingTimers(runtime);
+    const pendingEffects = Object.values(snapshot.children).flatMap((child) => {
+      const input = (child?.getSnapshot() as { input?: EffectInput } | undefined)?.input;
+      return input?.effectKey ? [{ effectKey: input.effectKey, kind: child!.id }] : [];
+    });
+    const transitions = state !== runtime.lastState ? [{ from: runtime.lastState || null, to: state, event: eventType, at: this.clock.now() }] : [];
+    const newChallenge = status === 'AWAIT_AUTH' && context.challenge && context.challenge.id !== runtime.lastChallengeId;
+    runtime.lastState = state;
+    runtime.lastChallengeId = context.challenge?.id ?? null;
+    if (finished) this.close(runtime);
+
+    runtime.chain = runtime.chain.then(async () => {
+      if (runtime.closed && !finished) return;
+      try {
+        runtime.version = await this.store.commit({
+          syncId: runtime.record.syncId,
+          expectedVersion: runtime.version,
+          status,
+          active: !finished,
+          providerRef: context.providerRef,
+          snapshot: persisted,
+          timers,
+          transitions,
+          pendingEffects,
+          at: this.clock.now(),
+        });
+      } catch (error) {
+        this.onCommitFailure(runtime, error);
+        return;
+      }
+      const view = toView({
+        ...runtime.record,
+        status,
+        active: !finished,
+        providerRef: context.providerRef,
+        snapshot: persisted,
+        version: runtime.version,
+        updatedAt: this.clock.now(),
+      });
+      if (transitions.length > 0) this.events.emit('sync.updated', view);
+      if (newChallenge) this.events.emit('sync.awaitingUser', view);
+      if (finished) this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
+    });
+  }
+
+  private onCommitFailure(runtime: SyncRuntime, error: unknown): void {
+    // Without a durable commit no further effect may run: stop hosting; the last committed state resumes later.
+    if (error instanceof StaleWriteError) {
+      this.logger.warn({ syncId: runtime.record.syncId }, 'sync is owned by a newer writer; stopped hosting it');
+    } else {
+      this.logger.error({ syncId: runtime.record.syncId, err: (error as Error)?.message }, 'commit failed; stopped hosting sync');
+    }
+    this.close(runtime);
+  }
+
+  private close(runtime: SyncRuntime): void {
+    if (runtime.closed) return;
+    runtime.closed = true;
+    if (this.runtimes.get(runtime.record.syncId) === runtime) this.runtimes.delete(runtime.record.syncId);
+    this.vault.forgetSync(runtime.record.syncId);
+    if (runtime.actor.getSnapshot().status === 'active') runtime.actor.stop();
+  }
+
+  private deliver(runtime: SyncRuntime, observation: Observation): void {
+    runtime.actor.send({ type: 'PROVIDER.OBSERVED', observation, observedAt: this.clock.now() });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Effects
+
+  private adapter(provider: string): ProviderAdapter {
+    const adapter = this.providers[provider];
+    if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    return adapter;
+  }
+
+  private async runtimeFor(syncId: string): Promise<SyncRuntime> {
+    const runtime = this.runtimes.get(syncId);
+    if (!runtime) throw new BanksyncError('ENGINE_STOPPED', `sync ${syncId} is no longer hosted here`);
+    await runtime.committed();
+    if (runtime.closed) throw new BanksyncError('ENGINE_STOPPED', `sync ${syncId} is no longer hosted here`);
+    return runtime;
+  }
+
+  private async runTrigger(input: EffectInput): Promise<TriggerEnvelope> {
+    const runtime = await this.runtimeFor(input.syncId);
+    const adapter = this.adapter(input.provider);
+    const request: TriggerRequest = {
+      syncId: input.syncId,
+      connectionId: input.connectionId,
+      scope: input.scope,
+      idempotencyKey: input.syncId,
+      since: runtime.record.createdAt,
+      options: input.options,
+    };
+    const reconcileThenTrigger = async () => (await adapter.findTriggered(request)) ?? adapter.trigger(request);
+    const output = await this.effects.run({
+      effectKey: input.effectKey,
+      syncId: input.syncId,
+      kind: 'trigger',
+      // A retry may follow an attempt whose outcome we never saw (timeout, garbled body): look before triggering.
+      exec: input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request),
+      recover: reconcileThenTrigger,
+    });
+    return { ...output, observedAt: this.clock.now() };
+  }
+
+  private async runPoll(input: EffectInput): Promise<ObservationEnvelope> {
+    await this.runtimeFor(input.syncId);
+    const adapter = this.adapter(input.provider);
+    const ref = { connectionId: input.connectionId, providerRef: input.providerRef ?? '' };
+    const read = () => adapter.poll(ref);
+    const observation = await this.effects.run({ effectKey: input.effectKey, syncId: input.syncId, kind: 'poll', exec: read, recover: read });
+    return { observation, observedAt: this.clock.now() };
+  }
+
+  private async runAnswer(input: AnswerInput): Promise<ObservationEnvelope> {
+    await this.runtimeFor(input.syncId);
+    const adapter = this.adapter(input.provider);
+    const ref = { connectionId: input.connectionId, providerRef: input.providerRef ?? '' };
+    const observation = await this.effects.run({
+      effectKey: input.effectKey,
+      syncId: input.syncId,
+      kind: 'answer',
+      exec: async () => {
+        const response = this.vault.take(input.responseRef);
+        if (response === undefined) {
+          throw {
+            code: 'ANSWER_NOT_SENT',
+            retryable: false,
+            userActionRequired: true,
+            message: 'the answer was not sent (the engine restarted before sending it); ask the user again',
+          };
+        }
+        return adapter.answerChallenge(ref, input.challengeId, response);
+      },
+      // We may or may not have sent the answer before dying: read the state, never send it again.
+      recover: () => adapter.poll(ref),
+    });
+    return { observation, observedAt: this.clock.now() };
+  }
+}
+
+export function createEngine(options: EngineOptions): SyncEngine {
+  return new SyncEngine(options);
+}
+
+class BodyTooLargeError extends Error {
+  override readonly name = 'BodyTooLargeError';
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        reject(new BodyTooLargeError(`webhook body exceeds ${limit} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

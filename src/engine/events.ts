@@ -1,0 +1,32 @@
+/** The engine's typed event stream. Emitted only after the state it reports is durably committed. */
+import { EventEmitter } from 'node:events';
+import type { SyncView } from './view.js';
+
+export interface EngineEvents {
+  'sync.updated': SyncView;
+  'sync.awaitingUser': SyncView;
+  'sync.completed': SyncView;
+  'sync.failed': SyncView;
+}
+export type EngineEventName = keyof EngineEvents;
+
+export class EngineEventStream {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  on<K extends EngineEventName>(name: K, listener: (payload: EngineEvents[K]) => void): () => void {
+    this.emitter.on(name, listener);
+    return () => this.emitter.off(name, listener);
+  }
+
+  once<K extends EngineEventName>(name: K, listener: (payload: EngineEvents[K]) => void): void {
+    this.emitter.once(name, listener);
+  }
+
+  emit<K extends EngineEventName>(name: K, payload: EngineEvents[K]): void {
+    this.emitter.emit(name, payload);
+  }
+}
