@@ -1,0 +1,481 @@
+/**
+ * SQLite Store (better-sqlite3): WAL journal, one connection per store, prepared statements.
+ *
+ * The single-flight rule (at most one active sync per tenant + connection) is enforced by the database
+ * through a partial unique index, so it also holds across several processes sharing one file.
+ * better-sqlite3 is synchronous; the async methods only wrap it to satisfy the Store contract.
+ */
+import Database from 'better-sqlite3';
+import {
+  NotFoundError,
+  StaleWriteError,
+  type CommitChange,
+  type EffectRecord,
+  type EffectState,
+  type NewSync,
+  type Store,
+  type SyncFilter,
+  type SyncRecord,
+  type TimerRecord,
+  type TransitionRecord,
+} from './types.js';
+import type { SyncScope } from '../../machines/canonical.js';
+import type { SyncStatus } from '../../machines/synchronization.js';
+
+export interface SqliteMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Append-only: never edit a shipped migration, add a new one with the next version. */
+export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+      CREATE TABLE syncs (
+        sync_id       TEXT PRIMARY KEY,
+        tenant_id     TEXT NOT NULL,
+        connection_id TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        scope         TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        active        INTEGER NOT NULL CHECK (active IN (0, 1)),
+        provider_ref  TEXT,
+        snapshot      TEXT,
+        version       INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+      );
+      -- The single-flight lock: at most one active sync per (tenant, connection).
+      CREATE UNIQUE INDEX syncs_one_active_per_connection ON syncs (tenant_id, connection_id) WHERE active = 1;
+      CREATE INDEX syncs_provider_ref ON syncs (provider, provider_ref);
+      CREATE INDEX syncs_created_at ON syncs (created_at);
+
+      CREATE TABLE timers (
+        sync_id    TEXT NOT NULL REFERENCES syncs (sync_id),
+        timer_id   TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        due_at     INTEGER NOT NULL,
+        PRIMARY KEY (sync_id, timer_id)
+      );
+      CREATE INDEX timers_due_at ON timers (due_at);
+
+      CREATE TABLE effects (
+        effect_key  TEXT PRIMARY KEY,
+        sync_id     TEXT NOT NULL REFERENCES syncs (sync_id),
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('PENDING', 'STARTED', 'DONE', 'FAILED')),
+        created_at  INTEGER NOT NULL,
+        started_at  INTEGER,
+        finished_at INTEGER,
+        outcome     TEXT
+      );
+      CREATE INDEX effects_sync_id ON effects (sync_id);
+
+      CREATE TABLE transitions (
+        sync_id    TEXT NOT NULL REFERENCES syncs (sync_id),
+        seq        INTEGER NOT NULL,
+        from_state TEXT,
+        to_state   TEXT NOT NULL,
+        event      TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (sync_id, seq)
+      );
+    `,
+  },
+];
+
+interface SyncRow {
+  sync_id: string;
+  tenant_id: string;
+  connection_id: string;
+  provider: string;
+  scope: string;
+  status: string;
+  active: number;
+  provider_ref: string | null;
+  snapshot: string | null;
+  version: number;
+  created_at: number;
+  updated_at: number;
+}
+
+interface TimerRow {
+  sync_id: string;
+  timer_id: string;
+  event_type: string;
+  due_at: number;
+}
+
+interface EffectRow {
+  effect_key: string;
+  sync_id: string;
+  kind: string;
+  state: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  outcome: string | null;
+}
+
+interface TransitionRow {
+  sync_id: string;
+  seq: number;
+  from_state: string | null;
+  to_state: string;
+  event: string;
+  at: number;
+}
+
+/** JSON column encoding: null/undefined -> SQL NULL; throws for values JSON cannot represent. */
+function encodeJson(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  const text = JSON.stringify(value);
+  return text === undefined ? null : text;
+}
+
+const decodeJson = (text: string | null): unknown => (text === null ? null : (JSON.parse(text) as unknown));
+
+const toSync = (r: SyncRow): SyncRecord => ({
+  syncId: r.sync_id,
+  tenantId: r.tenant_id,
+  connectionId: r.connection_id,
+  provider: r.provider,
+  scope: r.scope as SyncScope,
+  status: r.status as SyncStatus,
+  active: r.active === 1,
+  providerRef: r.provider_ref,
+  snapshot: decodeJson(r.snapshot),
+  version: r.version,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const toTimer = (r: TimerRow): TimerRecord => ({
+  syncId: r.sync_id,
+  timerId: r.timer_id,
+  eventType: r.event_type,
+  dueAt: r.due_at,
+});
+
+const toEffect = (r: EffectRow): EffectRecord => ({
+  effectKey: r.effect_key,
+  syncId: r.sync_id,
+  kind: r.kind,
+  state: r.state as EffectState,
+  createdAt: r.created_at,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  outcome: decodeJson(r.outcome),
+});
+
+const toTransition = (r: TransitionRow): TransitionRecord => ({
+  syncId: r.sync_id,
+  seq: r.seq,
+  from: r.from_state,
+  to: r.to_state,
+  event: r.event,
+  at: r.at,
+});
+
+const isUniqueViolation = (err: unknown): boolean =>
+  err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_UNIQUE';
+
+const clampLimit = (limit: number): number => Math.max(0, Math.floor(limit));
+
+/** Runs the migrations not yet recorded in `schema_migrations`, each in its own IMMEDIATE transaction. */
+function migrate(db: Database.Database, migrations: readonly SqliteMigration[]): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+  )`);
+  const isApplied = db.prepare<[number], number>('SELECT 1 FROM schema_migrations WHERE version = ?').pluck();
+  const record = db.prepare<[number, string, number]>(
+    'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)',
+  );
+  const apply = db.transaction((m: SqliteMigration) => {
+    // Re-checked inside the write lock: another process may have migrated the file meanwhile.
+    if (isApplied.get(m.version) !== undefined) return;
+    db.exec(m.sql);
+    record.run(m.version, m.name, Date.now());
+  });
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) apply.immediate(m);
+}
+
+const SYNC_COLUMNS =
+  'sync_id, tenant_id, connection_id, provider, scope, status, active, provider_ref, snapshot, version, created_at, updated_at';
+const EFFECT_COLUMNS = 'effect_key, sync_id, kind, state, created_at, started_at, finished_at, outcome';
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+
+  readonly #stmt;
+  readonly #listSyncsCache = new Map<string, Database.Statement<Record<string, unknown>[], SyncRow>>();
+  readonly #createSyncTx;
+  readonly #commitTx;
+  readonly #startEffectTx;
+
+  /** Opens (creating if needed) and migrates the database at `path`; ':memory:' is allowed. */
+  static open(path: string): SqliteStore {
+    const db = new Database(path);
+    try {
+      db.pragma('busy_timeout = 5000');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      migrate(db, SQLITE_MIGRATIONS);
+      return new SqliteStore(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** The underlying connection, for diagnostics and tests. Do not write through it. */
+  readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+    const stmt = {
+      getSync: db.prepare<[string], SyncRow>(`SELECT ${SYNC_COLUMNS} FROM syncs WHERE sync_id = ?`),
+      findActive: db.prepare<[string, string], SyncRow>(
+        `SELECT ${SYNC_COLUMNS} FROM syncs WHERE tenant_id = ? AND connection_id = ? AND active = 1`,
+      ),
+      findByProviderRef: db.prepare<[string, string], SyncRow>(
+        `SELECT ${SYNC_COLUMNS} FROM syncs WHERE provider = ? AND provider_ref = ?
+         ORDER BY active DESC, created_at DESC, sync_id DESC LIMIT 1`,
+      ),
+      insertSync: db.prepare<[Omit<NewSync, 'scope'> & { scope: string }]>(
+        `INSERT INTO syncs (${SYNC_COLUMNS})
+         VALUES (@syncId, @tenantId, @connectionId, @provider, @scope, 'QUEUED', 1, NULL, NULL, 0, @createdAt, @createdAt)`,
+      ),
+      updateSync: db.prepare<
+        [
+          {
+            syncId: string;
+            expectedVersion: number;
+            status: string;
+            active: number;
+            providerRef: string | null;
+            snapshot: string | null;
+            at: number;
+          },
+        ],
+        { version: number }
+      >(
+        `UPDATE syncs
+            SET status = @status, active = @active, provider_ref = @providerRef, snapshot = @snapshot,
+                updated_at = @at, version = version + 1
+          WHERE sync_id = @syncId AND version = @expectedVersion
+         RETURNING version`,
+      ),
+      countByStatus: db.prepare<[], { status: string; n: number }>(
+        'SELECT status, COUNT(*) AS n FROM syncs GROUP BY status ORDER BY status',
+      ),
+      deleteTimers: db.prepare<[string]>('DELETE FROM timers WHERE sync_id = ?'),
+      insertTimer: db.prepare<[string, string, string, number]>(
+        // OR REPLACE: a timer id listed twice in one commit keeps the last entry.
+        'INSERT OR REPLACE INTO timers (sync_id, timer_id, event_type, due_at) VALUES (?, ?, ?, ?)',
+      ),
+      listTimers: db.prepare<[string], TimerRow>(
+        'SELECT sync_id, timer_id, event_type, due_at FROM timers WHERE sync_id = ? ORDER BY due_at, timer_id',
+      ),
+      dueTimers: db.prepare<[number, number], TimerRow>(
+        `SELECT sync_id, timer_id, event_type, due_at FROM timers WHERE due_at <= ?
+         ORDER BY due_at, sync_id, timer_id LIMIT ?`,
+      ),
+      maxSeq: db
+        .prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) FROM transitions WHERE sync_id = ?')
+        .pluck(),
+      insertTransition: db.prepare<[string, number, string | null, string, string, number]>(
+        'INSERT INTO transitions (sync_id, seq, from_state, to_state, event, at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      listTransitions: db.prepare<[string], TransitionRow>(
+        'SELECT sync_id, seq, from_state, to_state, event, at FROM transitions WHERE sync_id = ? ORDER BY seq',
+      ),
+      insertPendingEffect: db.prepare<[string, string, string, number]>(
+        `INSERT OR IGNORE INTO effects (effect_key, sync_id, kind, state, created_at)
+         VALUES (?, ?, ?, 'PENDING', ?)`,
+      ),
+      getEffect: db.prepare<[string], EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM effects WHERE effect_key = ?`),
+      syncExists: db.prepare<[string], number>('SELECT 1 FROM syncs WHERE sync_id = ?').pluck(),
+      upsertStarted: db.prepare<[{ effectKey: string; syncId: string; kind: string; at: number }]>(
+        `INSERT INTO effects (effect_key, sync_id, kind, state, created_at, started_at)
+         VALUES (@effectKey, @syncId, @kind, 'STARTED', @at, @at)
+         ON CONFLICT (effect_key) DO UPDATE SET state = 'STARTED', started_at = excluded.started_at
+          WHERE effects.state IN ('PENDING', 'STARTED')`,
+      ),
+      finishEffect: db.prepare<[string, string | null, number, string]>(
+        'UPDATE effects SET state = ?, outcome = ?, finished_at = ? WHERE effect_key = ?',
+      ),
+      listEffects: db.prepare<[string], EffectRow>(
+        `SELECT ${EFFECT_COLUMNS} FROM effects WHERE sync_id = ? ORDER BY created_at, effect_key`,
+      ),
+    };
+    this.#stmt = stmt;
+
+    this.#createSyncTx = db.transaction((sync: NewSync): { sync: SyncRecord; created: boolean } => {
+      const existing = stmt.findActive.get(sync.tenantId, sync.connectionId);
+      if (existing !== undefined) return { sync: toSync(existing), created: false };
+      stmt.insertSync.run({
+        syncId: sync.syncId,
+        tenantId: sync.tenantId,
+        connectionId: sync.connectionId,
+        provider: sync.provider,
+        scope: sync.scope,
+        createdAt: sync.createdAt,
+      });
+      const inserted = stmt.getSync.get(sync.syncId);
+      if (inserted === undefined) throw new Error(`internal: sync ${sync.syncId} vanished after insert`);
+      return { sync: toSync(inserted), created: true };
+    });
+
+    this.#commitTx = db.transaction((change: CommitChange, snapshot: string | null): number => {
+      const updated = stmt.updateSync.get({
+        syncId: change.syncId,
+        expectedVersion: change.expectedVersion,
+        status: change.status,
+        active: change.active ? 1 : 0,
+        providerRef: change.providerRef,
+        snapshot,
+        at: change.at,
+      });
+      // Throwing rolls the transaction back; nothing else has been written yet anyway.
+      if (updated === undefined) throw new StaleWriteError(change.syncId, change.expectedVersion);
+
+      stmt.deleteTimers.run(change.syncId);
+      for (const t of change.timers) stmt.insertTimer.run(change.syncId, t.timerId, t.eventType, t.dueAt);
+
+      let seq = stmt.maxSeq.get(change.syncId) ?? 0;
+      for (const t of change.transitions) {
+        stmt.insertTransition.run(change.syncId, ++seq, t.from, t.to, t.event, t.at);
+      }
+
+      for (const e of change.pendingEffects) {
+        stmt.insertPendingEffect.run(e.effectKey, change.syncId, e.kind, change.at);
+      }
+      return updated.version;
+    });
+
+    this.#startEffectTx = db.transaction(
+      (effectKey: string, syncId: string, kind: string, at: number): EffectRecord | null => {
+        const before = stmt.getEffect.get(effectKey);
+        if (before === undefined && stmt.syncExists.get(syncId) === undefined) {
+          throw new NotFoundError(`sync ${syncId} not found`);
+        }
+        // The upsert's WHERE leaves DONE/FAILED rows untouched.
+        stmt.upsertStarted.run({ effectKey, syncId, kind, at });
+        return before === undefined ? null : toEffect(before);
+      },
+    );
+  }
+
+  async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
+    try {
+      // IMMEDIATE: take the write lock before reading, so concurrent processes serialise here.
+      return this.#createSyncTx.immediate(sync);
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      // Lost a race on the partial unique index: the winner's sync is the one to use.
+      const winner = this.#stmt.findActive.get(sync.tenantId, sync.connectionId);
+      if (winner === undefined) throw err; // e.g. a duplicate syncId, not a single-flight conflict
+      return { sync: toSync(winner), created: false };
+    }
+  }
+
+  async commit(change: CommitChange): Promise<number> {
+    const snapshot = encodeJson(change.snapshot);
+    return this.#commitTx.immediate(change, snapshot);
+  }
+
+  async getSync(syncId: string): Promise<SyncRecord | null> {
+    const row = this.#stmt.getSync.get(syncId);
+    return row === undefined ? null : toSync(row);
+  }
+
+  async findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null> {
+    const row = this.#stmt.findActive.get(tenantId, connectionId);
+    return row === undefined ? null : toSync(row);
+  }
+
+  async findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null> {
+    const row = this.#stmt.findByProviderRef.get(provider, providerRef);
+    return row === undefined ? null : toSync(row);
+  }
+
+  async listSyncs(filter: SyncFilter = {}): Promise<SyncRecord[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.tenantId !== undefined) {
+      where.push('tenant_id = @tenantId');
+      params.tenantId = filter.tenantId;
+    }
+    if (filter.connectionId !== undefined) {
+      where.push('connection_id = @connectionId');
+      params.connectionId = filter.connectionId;
+    }
+    if (filter.active !== undefined) {
+      where.push('active = @active');
+      params.active = filter.active ? 1 : 0;
+    }
+    if (filter.status !== undefined) {
+      where.push('status = @status');
+      params.status = filter.status;
+    }
+    // LIMIT -1 means "no limit" in SQLite.
+    params.limit = filter.limit === undefined ? -1 : clampLimit(filter.limit);
+    const key = where.join(' AND ');
+    let stmt = this.#listSyncsCache.get(key);
+    if (stmt === undefined) {
+      stmt = this.db.prepare<Record<string, unknown>[], SyncRow>(
+        `SELECT ${SYNC_COLUMNS} FROM syncs ${where.length > 0 ? `WHERE ${key}` : ''}
+         ORDER BY created_at DESC, sync_id DESC LIMIT @limit`,
+      );
+      this.#listSyncsCache.set(key, stmt);
+    }
+    return stmt.all(params).map(toSync);
+  }
+
+  async countByStatus(): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const { status, n } of this.#stmt.countByStatus.all()) counts[status] = n;
+    return counts;
+  }
+
+  async listTransitions(syncId: string): Promise<TransitionRecord[]> {
+    return this.#stmt.listTransitions.all(syncId).map(toTransition);
+  }
+
+  async listTimers(syncId: string): Promise<TimerRecord[]> {
+    return this.#stmt.listTimers.all(syncId).map(toTimer);
+  }
+
+  async dueTimers(until: number, limit: number): Promise<TimerRecord[]> {
+    return this.#stmt.dueTimers.all(until, clampLimit(limit)).map(toTimer);
+  }
+
+  async getEffect(effectKey: string): Promise<EffectRecord | null> {
+    const row = this.#stmt.getEffect.get(effectKey);
+    return row === undefined ? null : toEffect(row);
+  }
+
+  async startEffect(effectKey: string, syncId: string, kind: string, at: number): Promise<EffectRecord | null> {
+    return this.#startEffectTx.immediate(effectKey, syncId, kind, at);
+  }
+
+  async finishEffect(effectKey: string, state: 'DONE' | 'FAILED', outcome: unknown, at: number): Promise<void> {
+    const result = this.#stmt.finishEffect.run(state, encodeJson(outcome), at, effectKey);
+    if (result.changes === 0) throw new NotFoundError(`effect ${effectKey} not found`);
+  }
+
+  async listEffects(syncId: string): Promise<EffectRecord[]> {
+    return this.#stmt.listEffects.all(syncId).map(toEffect);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,812 @@
+/**
+ * Store conformance suite: the behavioural contract of `Store` (src/stores/types.ts), shared by every
+ * implementation (memory, SQLite, PostgreSQL). Store-agnostic on purpose: it only uses the Store API.
+ *
+ * Requirements on `makeStore`: every call returns a store that is EMPTY (no syncs at all), because
+ * listSyncs/countByStatus are checked globally. `cleanup` (default: `store.close()`) runs after each test.
+ */
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  NotFoundError,
+  StaleWriteError,
+  type CommitChange,
+  type EffectRecord,
+  type NewSync,
+  type Store,
+  type SyncRecord,
+  type TimerRecord,
+  type TransitionRecord,
+} from '../../src/stores/types.js';
+
+interface StoreState {
+  sync: SyncRecord | null;
+  timers: TimerRecord[];
+  transitions: TransitionRecord[];
+  effects: EffectRecord[];
+  due: TimerRecord[];
+}
+
+const FAR_FUTURE = 2 ** 40;
+
+export function storeConformanceSuite(
+  name: string,
+  makeStore: () => Promise<Store>,
+  cleanup: (s: Store) => Promise<void> = (s) => s.close(),
+): void {
+  describe(`Store conformance: ${name}`, () => {
+    let store: Store;
+    let counter = 0;
+    const run = Math.random().toString(36).slice(2, 8);
+    /** Unique, increasing ids and timestamps so tests never collide and "newest first" is well defined. */
+    const uid = (prefix: string): string => `${prefix}-${run}-${++counter}`;
+    let clock = 1_000;
+    const tick = (): number => (clock += 10);
+
+    const newSync = (overrides: Partial<NewSync> = {}): NewSync => ({
+      syncId: uid('sync'),
+      tenantId: 'tenant-a',
+      connectionId: uid('conn'),
+      provider: 'finx',
+      scope: 'TRANSACTIONS',
+      createdAt: tick(),
+      ...overrides,
+    });
+
+    const create = async (overrides: Partial<NewSync> = {}): Promise<SyncRecord> => {
+      const { sync, created } = await store.createSync(newSync(overrides));
+      expect(created).toBe(true);
+      return sync;
+    };
+
+    const change = (syncId: string, expectedVersion: number, overrides: Partial<CommitChange> = {}): CommitChange => ({
+      syncId,
+      expectedVersion,
+      status: 'RUNNING',
+      active: true,
+      providerRef: null,
+      snapshot: { value: { RUNNING: 'Waiting' }, context: { polls: expectedVersion } },
+      timers: [],
+      transitions: [],
+      pendingEffects: [],
+      at: tick(),
+      ...overrides,
+    });
+
+    /** Everything the store holds about one sync, deep-copied so a store leaking references cannot fool a comparison. */
+    const stateOf = async (syncId: string): Promise<StoreState> =>
+      structuredClone({
+        sync: await store.getSync(syncId),
+        timers: await store.listTimers(syncId),
+        transitions: await store.listTransitions(syncId),
+        effects: await store.listEffects(syncId),
+        due: (await store.dueTimers(FAR_FUTURE, 10_000)).filter((t) => t.syncId === syncId),
+      });
+
+    const expectStale = async (promise: Promise<unknown>, syncId: string, expectedVersion: number): Promise<void> => {
+      const err = await promise.then(
+        () => {
+          throw new Error('expected StaleWriteError, but the commit succeeded');
+        },
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StaleWriteError);
+      expect((err as StaleWriteError).syncId).toBe(syncId);
+      expect((err as StaleWriteError).expectedVersion).toBe(expectedVersion);
+    };
+
+    beforeEach(async () => {
+      store = await makeStore();
+    });
+
+    afterEach(async () => {
+      await cleanup(store);
+    });
+
+    describe('createSync (single-flight)', () => {
+      it('creates a QUEUED, active sync at version 0 with a null snapshot', async () => {
+        const input = newSync({ scope: 'ACCOUNTS' });
+        const { sync, created } = await store.createSync(input);
+        const expected: SyncRecord = {
+          syncId: input.syncId,
+          tenantId: input.tenantId,
+          connectionId: input.connectionId,
+          provider: input.provider,
+          scope: 'ACCOUNTS',
+          status: 'QUEUED',
+          active: true,
+          providerRef: null,
+          snapshot: null,
+          version: 0,
+          createdAt: input.createdAt,
+          updatedAt: input.createdAt,
+        };
+        expect(created).toBe(true);
+        expect(sync).toEqual(expected);
+        expect(await store.getSync(input.syncId)).toEqual(expected);
+      });
+
+      it('returns the existing active sync for the same tenant + connection (created=false)', async () => {
+        const first = await create({ connectionId: 'conn-x' });
+        const second = newSync({ connectionId: 'conn-x', provider: 'other', scope: 'ACCOUNTS' });
+        const result = await store.createSync(second);
+        expect(result.created).toBe(false);
+        expect(result.sync).toEqual(first);
+        expect(await store.getSync(second.syncId)).toBeNull();
+        expect(await store.listSyncs()).toHaveLength(1);
+      });
+
+      it('still returns the existing sync after it has progressed', async () => {
+        const first = await create({ connectionId: 'conn-x' });
+        await store.commit(change(first.syncId, 0, { providerRef: 'ref-1' }));
+        const result = await store.createSync(newSync({ connectionId: 'conn-x' }));
+        expect(result.created).toBe(false);
+        expect(result.sync.syncId).toBe(first.syncId);
+        expect(result.sync.version).toBe(1);
+        expect(result.sync.providerRef).toBe('ref-1');
+      });
+
+      it('creates independently for a different tenant or a different connection', async () => {
+        const a = await create({ tenantId: 'tenant-a', connectionId: 'conn-x' });
+        const b = await create({ tenantId: 'tenant-b', connectionId: 'conn-x' });
+        const c = await create({ tenantId: 'tenant-a', connectionId: 'conn-y' });
+        expect(new Set([a.syncId, b.syncId, c.syncId]).size).toBe(3);
+        expect(await store.listSyncs()).toHaveLength(3);
+      });
+
+      it('allows a new sync once the previous one became inactive', async () => {
+        const first = await create({ connectionId: 'conn-x' });
+        await store.commit(change(first.syncId, 0, { status: 'COMPLETED', active: false }));
+        const next = newSync({ connectionId: 'conn-x' });
+        const result = await store.createSync(next);
+        expect(result.created).toBe(true);
+        expect(result.sync.syncId).toBe(next.syncId);
+        expect((await store.findActiveSync('tenant-a', 'conn-x'))?.syncId).toBe(next.syncId);
+        // The old one is untouched and a third create is single-flighted onto the new one.
+        expect((await store.getSync(first.syncId))?.status).toBe('COMPLETED');
+        const third = await store.createSync(newSync({ connectionId: 'conn-x' }));
+        expect(third.created).toBe(false);
+        expect(third.sync.syncId).toBe(next.syncId);
+      });
+
+      it('lets exactly one of several concurrent creates win', async () => {
+        const inputs = Array.from({ length: 8 }, () => newSync({ connectionId: 'conn-race' }));
+        const results = await Promise.all(inputs.map((i) => store.createSync(i)));
+        expect(results.filter((r) => r.created)).toHaveLength(1);
+        const winner = results.find((r) => r.created)!.sync.syncId;
+        for (const r of results) expect(r.sync.syncId).toBe(winner);
+        expect(await store.listSyncs({ connectionId: 'conn-race' })).toHaveLength(1);
+      });
+    });
+
+    describe('commit (fenced write)', () => {
+      it('bumps the version and writes status, active, providerRef, snapshot and updatedAt', async () => {
+        const s = await create();
+        const c = change(s.syncId, 0, {
+          status: 'AWAIT_AUTH',
+          providerRef: 'ref-42',
+          snapshot: { value: 'AWAIT_AUTH', context: { challenge: { id: 'ch-1' } } },
+        });
+        expect(await store.commit(c)).toBe(1);
+        expect(await store.getSync(s.syncId)).toEqual({
+          ...s,
+          status: 'AWAIT_AUTH',
+          active: true,
+          providerRef: 'ref-42',
+          snapshot: { value: 'AWAIT_AUTH', context: { challenge: { id: 'ch-1' } } },
+          version: 1,
+          updatedAt: c.at,
+        });
+      });
+
+      it('returns consecutive versions for consecutive commits', async () => {
+        const s = await create();
+        expect(await store.commit(change(s.syncId, 0))).toBe(1);
+        expect(await store.commit(change(s.syncId, 1))).toBe(2);
+        expect(await store.commit(change(s.syncId, 2, { providerRef: 'r', snapshot: null }))).toBe(3);
+        const after = await store.getSync(s.syncId);
+        expect(after?.version).toBe(3);
+        expect(after?.snapshot).toBeNull();
+        expect(after?.providerRef).toBe('r');
+      });
+
+      it('rejects a stale expectedVersion with StaleWriteError and writes nothing', async () => {
+        const s = await create();
+        await store.commit(
+          change(s.syncId, 0, {
+            timers: [{ syncId: s.syncId, timerId: 'poll', eventType: 'xstate.after.poll', dueAt: 5_000 }],
+            transitions: [{ from: null, to: 'QUEUED', event: 'xstate.init', at: 1 }],
+            pendingEffects: [{ effectKey: `${s.syncId}:trigger:1`, kind: 'trigger' }],
+          }),
+        );
+        await store.startEffect(`${s.syncId}:trigger:1`, s.syncId, 'trigger', tick());
+        await store.finishEffect(`${s.syncId}:trigger:1`, 'DONE', { providerRef: 'p' }, tick());
+        const before = await stateOf(s.syncId);
+
+        for (const stale of [0, 2, 7]) {
+          await expectStale(
+            store.commit(
+              change(s.syncId, stale, {
+                status: 'FAILED',
+                active: false,
+                providerRef: 'hijacked',
+                snapshot: { hijacked: true },
+                timers: [{ syncId: s.syncId, timerId: 'other', eventType: 'x', dueAt: 1 }],
+                transitions: [{ from: 'QUEUED', to: 'FAILED', event: 'FAIL', at: 2 }],
+                pendingEffects: [
+                  { effectKey: `${s.syncId}:trigger:1`, kind: 'trigger' },
+                  { effectKey: `${s.syncId}:stale:1`, kind: 'poll' },
+                ],
+              }),
+            ),
+            s.syncId,
+            stale,
+          );
+        }
+
+        expect(await stateOf(s.syncId)).toEqual(before);
+        expect(await store.getEffect(`${s.syncId}:stale:1`)).toBeNull();
+        expect(await store.findActiveSync(s.tenantId, s.connectionId)).toEqual(before.sync);
+      });
+
+      it('rejects a commit to an unknown sync with StaleWriteError', async () => {
+        await expectStale(store.commit(change('no-such-sync', 0)), 'no-such-sync', 0);
+        expect(await store.getSync('no-such-sync')).toBeNull();
+      });
+
+      it('lets exactly one of several concurrent commits on the same version win', async () => {
+        const s = await create();
+        const attempts = Array.from({ length: 5 }, (_, i) =>
+          store.commit(
+            change(s.syncId, 0, {
+              providerRef: `writer-${i}`,
+              transitions: [{ from: 'QUEUED', to: 'RUNNING', event: `W${i}`, at: i }],
+            }),
+          ),
+        );
+        const settled = await Promise.allSettled(attempts);
+        const won = settled.filter((r) => r.status === 'fulfilled');
+        const lost = settled.filter((r) => r.status === 'rejected');
+        expect(won).toHaveLength(1);
+        expect((won[0] as PromiseFulfilledResult<number>).value).toBe(1);
+        for (const r of lost) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(StaleWriteError);
+        const winnerIndex = settled.findIndex((r) => r.status === 'fulfilled');
+        expect((await store.getSync(s.syncId))?.providerRef).toBe(`writer-${winnerIndex}`);
+        expect((await store.listTransitions(s.syncId)).map((t) => t.event)).toEqual([`W${winnerIndex}`]);
+      });
+    });
+
+    describe('timers', () => {
+      const timer = (syncId: string, timerId: string, dueAt: number): TimerRecord => ({
+        syncId,
+        timerId,
+        eventType: `xstate.after.${timerId}`,
+        dueAt,
+      });
+
+      it('replaces every timer of the sync on each commit, leaving other syncs alone', async () => {
+        const s = await create();
+        const other = await create();
+        await store.commit(change(other.syncId, 0, { timers: [timer(other.syncId, 'keep', 9_000)] }));
+
+        await store.commit(change(s.syncId, 0, { timers: [timer(s.syncId, 'b', 2_000), timer(s.syncId, 'a', 1_000)] }));
+        expect(await store.listTimers(s.syncId)).toEqual([timer(s.syncId, 'a', 1_000), timer(s.syncId, 'b', 2_000)]);
+
+        await store.commit(change(s.syncId, 1, { timers: [timer(s.syncId, 'c', 3_000)] }));
+        expect(await store.listTimers(s.syncId)).toEqual([timer(s.syncId, 'c', 3_000)]);
+
+        await store.commit(change(s.syncId, 2, { timers: [timer(s.syncId, 'c', 4_000)] }));
+        expect(await store.listTimers(s.syncId)).toEqual([timer(s.syncId, 'c', 4_000)]);
+
+        await store.commit(change(s.syncId, 3, { timers: [] }));
+        expect(await store.listTimers(s.syncId)).toEqual([]);
+
+        expect(await store.listTimers(other.syncId)).toEqual([timer(other.syncId, 'keep', 9_000)]);
+      });
+
+      it('returns an empty list for a sync without timers', async () => {
+        const s = await create();
+        expect(await store.listTimers(s.syncId)).toEqual([]);
+        expect(await store.listTimers('no-such-sync')).toEqual([]);
+      });
+
+      it('dueTimers returns timers due at or before `until`, earliest first, across syncs, up to `limit`', async () => {
+        const s1 = await create();
+        const s2 = await create();
+        // Ids deliberately sort differently from due times.
+        await store.commit(
+          change(s1.syncId, 0, { timers: [timer(s1.syncId, 'alpha', 300), timer(s1.syncId, 'zeta', 100)] }),
+        );
+        await store.commit(
+          change(s2.syncId, 0, {
+            timers: [timer(s2.syncId, 'mid', 200), timer(s2.syncId, 'beta', 400), timer(s2.syncId, 'omega', 900)],
+          }),
+        );
+
+        expect(await store.dueTimers(50, 10)).toEqual([]);
+        expect(await store.dueTimers(100, 10)).toEqual([timer(s1.syncId, 'zeta', 100)]);
+        expect(await store.dueTimers(400, 10)).toEqual([
+          timer(s1.syncId, 'zeta', 100),
+          timer(s2.syncId, 'mid', 200),
+          timer(s1.syncId, 'alpha', 300),
+          timer(s2.syncId, 'beta', 400),
+        ]);
+        expect(await store.dueTimers(FAR_FUTURE, 2)).toEqual([timer(s1.syncId, 'zeta', 100), timer(s2.syncId, 'mid', 200)]);
+        expect(await store.dueTimers(FAR_FUTURE, 0)).toEqual([]);
+        expect((await store.dueTimers(FAR_FUTURE, 100)).map((t) => t.dueAt)).toEqual([100, 200, 300, 400, 900]);
+        expect((await store.listTimers(s2.syncId)).map((t) => t.timerId)).toEqual(['mid', 'beta', 'omega']);
+
+        // Once replaced, a timer is no longer due.
+        await store.commit(change(s1.syncId, 1, { timers: [] }));
+        expect((await store.dueTimers(FAR_FUTURE, 100)).map((t) => t.timerId)).toEqual(['mid', 'beta', 'omega']);
+      });
+    });
+
+    describe('transitions', () => {
+      it('appends with consecutive 1-based seq across commits, per sync', async () => {
+        const s = await create();
+        const other = await create();
+        await store.commit(
+          change(s.syncId, 0, {
+            transitions: [
+              { from: null, to: 'QUEUED', event: 'xstate.init', at: 10 },
+              { from: 'QUEUED', to: 'RUNNING.Triggering', event: 'START', at: 11 },
+            ],
+          }),
+        );
+        await store.commit(change(s.syncId, 1, { transitions: [] }));
+        await store.commit(
+          change(other.syncId, 0, { transitions: [{ from: null, to: 'QUEUED', event: 'xstate.init', at: 5 }] }),
+        );
+        await store.commit(
+          change(s.syncId, 2, {
+            transitions: [{ from: 'RUNNING.Triggering', to: 'RUNNING.Waiting', event: 'xstate.done.actor.trigger', at: 12 }],
+          }),
+        );
+
+        expect(await store.listTransitions(s.syncId)).toEqual([
+          { syncId: s.syncId, seq: 1, from: null, to: 'QUEUED', event: 'xstate.init', at: 10 },
+          { syncId: s.syncId, seq: 2, from: 'QUEUED', to: 'RUNNING.Triggering', event: 'START', at: 11 },
+          {
+            syncId: s.syncId,
+            seq: 3,
+            from: 'RUNNING.Triggering',
+            to: 'RUNNING.Waiting',
+            event: 'xstate.done.actor.trigger',
+            at: 12,
+          },
+        ]);
+        expect(await store.listTransitions(other.syncId)).toEqual([
+          { syncId: other.syncId, seq: 1, from: null, to: 'QUEUED', event: 'xstate.init', at: 5 },
+        ]);
+        expect(await store.listTransitions('no-such-sync')).toEqual([]);
+      });
+    });
+
+    describe('effects', () => {
+      it('inserts pendingEffects as PENDING, stamped with the commit time', async () => {
+        const s = await create();
+        const c = change(s.syncId, 0, {
+          pendingEffects: [
+            { effectKey: `${s.syncId}:trigger:1`, kind: 'trigger' },
+            { effectKey: `${s.syncId}:poll:1`, kind: 'poll' },
+          ],
+        });
+        await store.commit(c);
+        const pending = (key: string, kind: string): EffectRecord => ({
+          effectKey: key,
+          syncId: s.syncId,
+          kind,
+          state: 'PENDING',
+          createdAt: c.at,
+          startedAt: null,
+          finishedAt: null,
+          outcome: null,
+        });
+        expect(await store.getEffect(`${s.syncId}:trigger:1`)).toEqual(pending(`${s.syncId}:trigger:1`, 'trigger'));
+        expect(await store.listEffects(s.syncId)).toEqual([
+          pending(`${s.syncId}:poll:1`, 'poll'),
+          pending(`${s.syncId}:trigger:1`, 'trigger'),
+        ]);
+      });
+
+      it('does not reset an already journaled effect when a later commit lists the same key', async () => {
+        const s = await create();
+        const key = `${s.syncId}:trigger:1`;
+        const startedKey = `${s.syncId}:poll:1`;
+        await store.commit(
+          change(s.syncId, 0, {
+            pendingEffects: [
+              { effectKey: key, kind: 'trigger' },
+              { effectKey: startedKey, kind: 'poll' },
+            ],
+          }),
+        );
+        await store.startEffect(key, s.syncId, 'trigger', tick());
+        await store.finishEffect(key, 'DONE', { providerRef: 'ref-1' }, tick());
+        await store.startEffect(startedKey, s.syncId, 'poll', tick());
+        const done = await store.getEffect(key);
+        const started = await store.getEffect(startedKey);
+        expect(done?.state).toBe('DONE');
+        expect(started?.state).toBe('STARTED');
+
+        await store.commit(
+          change(s.syncId, 1, {
+            pendingEffects: [
+              { effectKey: key, kind: 'trigger' },
+              { effectKey: startedKey, kind: 'poll' },
+            ],
+          }),
+        );
+        expect(await store.getEffect(key)).toEqual(done);
+        expect(await store.getEffect(startedKey)).toEqual(started);
+        expect(await store.listEffects(s.syncId)).toHaveLength(2);
+      });
+
+      it('startEffect on an absent effect inserts it as STARTED and returns null', async () => {
+        const s = await create();
+        const key = `${s.syncId}:trigger:1`;
+        expect(await store.getEffect(key)).toBeNull();
+        expect(await store.startEffect(key, s.syncId, 'trigger', 777)).toBeNull();
+        expect(await store.getEffect(key)).toEqual({
+          effectKey: key,
+          syncId: s.syncId,
+          kind: 'trigger',
+          state: 'STARTED',
+          createdAt: 777,
+          startedAt: 777,
+          finishedAt: null,
+          outcome: null,
+        });
+      });
+
+      it('startEffect on a PENDING effect returns the PENDING record and marks it STARTED', async () => {
+        const s = await create();
+        const key = `${s.syncId}:poll:1`;
+        const c = change(s.syncId, 0, { pendingEffects: [{ effectKey: key, kind: 'poll' }] });
+        await store.commit(c);
+        const pending = await store.getEffect(key);
+        const previous = await store.startEffect(key, s.syncId, 'poll', 5_555);
+        expect(previous).toEqual(pending);
+        expect(previous?.state).toBe('PENDING');
+        expect(await store.getEffect(key)).toEqual({ ...pending, state: 'STARTED', startedAt: 5_555, createdAt: c.at });
+      });
+
+      it('startEffect on a STARTED effect (restart after a crash) returns it and restamps startedAt', async () => {
+        const s = await create();
+        const key = `${s.syncId}:poll:1`;
+        await store.startEffect(key, s.syncId, 'poll', 100);
+        const first = await store.getEffect(key);
+        const previous = await store.startEffect(key, s.syncId, 'poll', 200);
+        expect(previous).toEqual(first);
+        expect(await store.getEffect(key)).toEqual({ ...first, state: 'STARTED', startedAt: 200 });
+      });
+
+      it.each(['DONE', 'FAILED'] as const)('startEffect never downgrades a %s effect', async (final) => {
+        const s = await create();
+        const key = `${s.syncId}:trigger:1`;
+        await store.startEffect(key, s.syncId, 'trigger', 100);
+        await store.finishEffect(key, final, { result: final, n: [1, 2] }, 150);
+        const finished = await store.getEffect(key);
+        expect(finished).toEqual({
+          effectKey: key,
+          syncId: s.syncId,
+          kind: 'trigger',
+          state: final,
+          createdAt: 100,
+          startedAt: 100,
+          finishedAt: 150,
+          outcome: { result: final, n: [1, 2] },
+        });
+        expect(await store.startEffect(key, s.syncId, 'trigger', 300)).toEqual(finished);
+        expect(await store.getEffect(key)).toEqual(finished);
+      });
+
+      it('finishEffect records state, outcome and finishedAt, keeping the start', async () => {
+        const s = await create();
+        const ok = `${s.syncId}:poll:1`;
+        const bad = `${s.syncId}:poll:2`;
+        await store.startEffect(ok, s.syncId, 'poll', 10);
+        await store.startEffect(bad, s.syncId, 'poll', 11);
+        await store.finishEffect(ok, 'DONE', { observation: { status: 'RUNNING' }, observedAt: 12 }, 20);
+        await store.finishEffect(bad, 'FAILED', { code: 'PROVIDER_5XX', retryable: true }, 21);
+        expect(await store.getEffect(ok)).toMatchObject({
+          state: 'DONE',
+          startedAt: 10,
+          finishedAt: 20,
+          outcome: { observation: { status: 'RUNNING' }, observedAt: 12 },
+        });
+        expect(await store.getEffect(bad)).toMatchObject({
+          state: 'FAILED',
+          startedAt: 11,
+          finishedAt: 21,
+          outcome: { code: 'PROVIDER_5XX', retryable: true },
+        });
+      });
+
+      it('finishEffect with a null outcome stores null', async () => {
+        const s = await create();
+        const key = `${s.syncId}:answer:1`;
+        await store.startEffect(key, s.syncId, 'answer', 10);
+        await store.finishEffect(key, 'DONE', null, 20);
+        expect(await store.getEffect(key)).toMatchObject({ state: 'DONE', outcome: null, finishedAt: 20 });
+      });
+
+      it('finishEffect on an unknown effect rejects with NotFoundError', async () => {
+        await create();
+        await expect(store.finishEffect('no-such-effect', 'DONE', {}, 1)).rejects.toBeInstanceOf(NotFoundError);
+        expect(await store.getEffect('no-such-effect')).toBeNull();
+      });
+
+      it('startEffect for an unknown sync rejects with NotFoundError and inserts nothing', async () => {
+        await expect(store.startEffect('orphan', 'no-such-sync', 'poll', 1)).rejects.toBeInstanceOf(NotFoundError);
+        expect(await store.getEffect('orphan')).toBeNull();
+      });
+
+      it('listEffects returns only the sync’s effects, oldest first', async () => {
+        const s = await create();
+        const other = await create();
+        await store.startEffect('k-b', s.syncId, 'poll', 300);
+        await store.startEffect('k-a', s.syncId, 'trigger', 100);
+        await store.startEffect('k-other', other.syncId, 'poll', 200);
+        expect((await store.listEffects(s.syncId)).map((e) => e.effectKey)).toEqual(['k-a', 'k-b']);
+        expect((await store.listEffects(other.syncId)).map((e) => e.effectKey)).toEqual(['k-other']);
+        expect(await store.listEffects('no-such-sync')).toEqual([]);
+      });
+    });
+
+    describe('queries', () => {
+      it('getSync returns null for an unknown id', async () => {
+        expect(await store.getSync('no-such-sync')).toBeNull();
+      });
+
+      it('findActiveSync returns the active sync of a connection, or null', async () => {
+        const s = await create({ tenantId: 't1', connectionId: 'c1' });
+        await create({ tenantId: 't1', connectionId: 'c2' });
+        expect(await store.findActiveSync('t1', 'c1')).toEqual(s);
+        expect(await store.findActiveSync('t2', 'c1')).toBeNull();
+        expect(await store.findActiveSync('t1', 'c3')).toBeNull();
+        await store.commit(change(s.syncId, 0, { status: 'FAILED', active: false }));
+        expect(await store.findActiveSync('t1', 'c1')).toBeNull();
+      });
+
+      it('findSyncByProviderRef matches provider and providerRef', async () => {
+        const s = await create({ provider: 'finx' });
+        const other = await create({ provider: 'tink' });
+        expect(await store.findSyncByProviderRef('finx', 'ref-1')).toBeNull();
+        await store.commit(change(s.syncId, 0, { providerRef: 'ref-1' }));
+        await store.commit(change(other.syncId, 0, { providerRef: 'ref-2' }));
+        const found = await store.findSyncByProviderRef('finx', 'ref-1');
+        expect(found?.syncId).toBe(s.syncId);
+        expect(found?.version).toBe(1);
+        expect(await store.findSyncByProviderRef('tink', 'ref-1')).toBeNull();
+        expect((await store.findSyncByProviderRef('tink', 'ref-2'))?.syncId).toBe(other.syncId);
+        expect(await store.findSyncByProviderRef('finx', 'ref-2')).toBeNull();
+      });
+
+      it('listSyncs filters by tenant, connection, active and status, newest first, with a limit', async () => {
+        const a1 = await create({ tenantId: 'ta', connectionId: 'c1' });
+        const a2 = await create({ tenantId: 'ta', connectionId: 'c2' });
+        const b1 = await create({ tenantId: 'tb', connectionId: 'c1' });
+        await store.commit(change(a1.syncId, 0, { status: 'COMPLETED', active: false }));
+        const a3 = await create({ tenantId: 'ta', connectionId: 'c1' });
+        await store.commit(change(a2.syncId, 0, { status: 'AWAIT_AUTH' }));
+
+        const ids = (rs: SyncRecord[]): string[] => rs.map((r) => r.syncId);
+        expect(ids(await store.listSyncs())).toEqual([a3.syncId, b1.syncId, a2.syncId, a1.syncId]);
+        expect(ids(await store.listSyncs({}))).toEqual([a3.syncId, b1.syncId, a2.syncId, a1.syncId]);
+        expect(ids(await store.listSyncs({ tenantId: 'ta' }))).toEqual([a3.syncId, a2.syncId, a1.syncId]);
+        expect(ids(await store.listSyncs({ connectionId: 'c1' }))).toEqual([a3.syncId, b1.syncId, a1.syncId]);
+        expect(ids(await store.listSyncs({ tenantId: 'ta', connectionId: 'c1' }))).toEqual([a3.syncId, a1.syncId]);
+        expect(ids(await store.listSyncs({ active: true }))).toEqual([a3.syncId, b1.syncId, a2.syncId]);
+        expect(ids(await store.listSyncs({ active: false }))).toEqual([a1.syncId]);
+        expect(ids(await store.listSyncs({ status: 'QUEUED' }))).toEqual([a3.syncId, b1.syncId]);
+        expect(ids(await store.listSyncs({ status: 'AWAIT_AUTH' }))).toEqual([a2.syncId]);
+        expect(ids(await store.listSyncs({ status: 'RUNNING' }))).toEqual([]);
+        expect(ids(await store.listSyncs({ tenantId: 'ta', active: true, status: 'QUEUED' }))).toEqual([a3.syncId]);
+        expect(ids(await store.listSyncs({ limit: 2 }))).toEqual([a3.syncId, b1.syncId]);
+        expect(ids(await store.listSyncs({ tenantId: 'ta', limit: 1 }))).toEqual([a3.syncId]);
+        expect(await store.listSyncs({ limit: 0 })).toEqual([]);
+        expect(await store.listSyncs({ tenantId: 'nobody' })).toEqual([]);
+        // Full records, not just ids.
+        expect((await store.listSyncs({ status: 'AWAIT_AUTH' }))[0]).toEqual(await store.getSync(a2.syncId));
+      });
+
+      it('countByStatus counts syncs per status (absent statuses omitted)', async () => {
+        expect(await store.countByStatus()).toEqual({});
+        const a = await create();
+        const b = await create();
+        await create();
+        await store.commit(change(a.syncId, 0, { status: 'RUNNING' }));
+        await store.commit(change(b.syncId, 0, { status: 'COMPLETED', active: false }));
+        expect(await store.countByStatus()).toEqual({ QUEUED: 1, RUNNING: 1, COMPLETED: 1 });
+      });
+    });
+
+    describe('JSON round-trip', () => {
+      it('stores and returns a snapshot equal to the one committed', async () => {
+        const s = await create();
+        const snapshot = {
+          status: 'active',
+          value: { RUNNING: 'Waiting' },
+          historyValue: {},
+          context: {
+            syncId: s.syncId,
+            providerRef: null,
+            effectSeq: 3,
+            ratio: 0.125,
+            negative: -42,
+            big: 2 ** 52,
+            flags: [true, false, null],
+            nested: { deep: { deeper: [{ a: 1 }, { b: 'two' }, []] } },
+            text: 'Grüße, 東京 "quoted" \\ backslash \n newline 🏦',
+            empty: '',
+          },
+          children: {},
+        };
+        await store.commit(change(s.syncId, 0, { snapshot }));
+        expect((await store.getSync(s.syncId))?.snapshot).toEqual(snapshot);
+        expect((await store.findActiveSync(s.tenantId, s.connectionId))?.snapshot).toEqual(snapshot);
+        expect((await store.listSyncs())[0]?.snapshot).toEqual(snapshot);
+      });
+
+      it('round-trips arbitrary JSON snapshots and outcomes (property)', async () => {
+        const s = await create();
+        let version = 0;
+        await fc.assert(
+          fc.asyncProperty(fc.jsonValue(), fc.jsonValue(), async (snapshot, outcome) => {
+            const expected = JSON.parse(JSON.stringify(snapshot)) as unknown;
+            version = await store.commit(change(s.syncId, version, { snapshot }));
+            expect((await store.getSync(s.syncId))?.snapshot).toEqual(expected);
+
+            const key = `${s.syncId}:json:${version}`;
+            await store.startEffect(key, s.syncId, 'poll', 1);
+            await store.finishEffect(key, 'DONE', outcome, 2);
+            expect((await store.getEffect(key))?.outcome).toEqual(JSON.parse(JSON.stringify(outcome)));
+          }),
+          { numRuns: 50 },
+        );
+      });
+    });
+
+    describe('data isolation', () => {
+      it('records returned by the store can be mutated without changing stored state', async () => {
+        const s = await create({ connectionId: 'iso' });
+        await store.commit(
+          change(s.syncId, 0, {
+            snapshot: { context: { list: [1, 2, 3] } },
+            timers: [{ syncId: s.syncId, timerId: 'poll', eventType: 'xstate.after.poll', dueAt: 50 }],
+            transitions: [{ from: null, to: 'QUEUED', event: 'xstate.init', at: 1 }],
+            pendingEffects: [{ effectKey: 'iso-effect', kind: 'poll' }],
+          }),
+        );
+        await store.startEffect('iso-effect', s.syncId, 'poll', 5);
+        await store.finishEffect('iso-effect', 'DONE', { items: [{ id: 1 }] }, 6);
+        const before = await stateOf(s.syncId);
+
+        const scribble = (rec: Record<string, unknown> | null | undefined): void => {
+          if (!rec) return;
+          for (const k of Object.keys(rec)) {
+            const v = rec[k];
+            if (v !== null && typeof v === 'object') {
+              if (Array.isArray(v)) v.push('mutated');
+              else (v as Record<string, unknown>).mutated = true;
+            } else rec[k] = typeof v === 'number' ? -1 : 'mutated';
+          }
+        };
+        const sync = await store.getSync(s.syncId);
+        ((sync?.snapshot as { context: { list: number[] } }).context.list as number[]).push(4);
+        scribble(sync as unknown as Record<string, unknown>);
+        scribble((await store.findActiveSync(s.tenantId, s.connectionId)) as unknown as Record<string, unknown>);
+        scribble((await store.listSyncs())[0] as unknown as Record<string, unknown>);
+        const created = await store.createSync(newSync({ connectionId: 'iso' }));
+        expect(created.created).toBe(false);
+        scribble(created.sync as unknown as Record<string, unknown>);
+        for (const t of await store.listTimers(s.syncId)) scribble(t as unknown as Record<string, unknown>);
+        for (const t of await store.dueTimers(FAR_FUTURE, 100)) scribble(t as unknown as Record<string, unknown>);
+        for (const t of await store.listTransitions(s.syncId)) scribble(t as unknown as Record<string, unknown>);
+        for (const e of await store.listEffects(s.syncId)) scribble(e as unknown as Record<string, unknown>);
+        scribble((await store.getEffect('iso-effect')) as unknown as Record<string, unknown>);
+        scribble((await store.startEffect('iso-effect', s.syncId, 'poll', 99)) as unknown as Record<string, unknown>);
+        expect(await stateOf(s.syncId)).toEqual(before);
+      });
+
+      it('inputs can be mutated after the call without changing stored state', async () => {
+        const input = newSync();
+        const { sync: s } = await store.createSync(input);
+        input.tenantId = 'mutated';
+        input.createdAt = -1;
+        expect(await store.getSync(s.syncId)).toEqual(s);
+
+        const c = change(s.syncId, 0, {
+          snapshot: { context: { list: [1] } },
+          timers: [{ syncId: s.syncId, timerId: 'poll', eventType: 'tick', dueAt: 10 }],
+          transitions: [{ from: null, to: 'QUEUED', event: 'xstate.init', at: 1 }],
+          pendingEffects: [{ effectKey: `${s.syncId}:e`, kind: 'poll' }],
+        });
+        await store.commit(c);
+        const before = await stateOf(s.syncId);
+        (c.snapshot as { context: { list: number[] } }).context.list.push(2);
+        c.timers[0]!.dueAt = 999;
+        c.timers.push({ syncId: s.syncId, timerId: 'extra', eventType: 'x', dueAt: 1 });
+        c.transitions[0]!.to = 'mutated';
+        c.pendingEffects[0]!.kind = 'mutated';
+
+        const outcome = { items: [1] };
+        await store.startEffect(`${s.syncId}:e`, s.syncId, 'poll', 20);
+        await store.finishEffect(`${s.syncId}:e`, 'DONE', outcome, 21);
+        outcome.items.push(2);
+
+        const after = await stateOf(s.syncId);
+        expect(after.sync).toEqual(before.sync);
+        expect(after.timers).toEqual(before.timers);
+        expect(after.transitions).toEqual(before.transitions);
+        expect(after.effects[0]).toMatchObject({ kind: 'poll', state: 'DONE', outcome: { items: [1] } });
+      });
+    });
+
+    describe('fencing property', () => {
+      it('random commits with random expectedVersions: only current-version commits land; stale ones change nothing', async () => {
+        const op = fc.record({
+          useCurrent: fc.boolean(),
+          guess: fc.nat({ max: 12 }),
+          timers: fc.uniqueArray(
+            fc.record({ timerId: fc.constantFrom('poll', 'backoff', 'deadline', 'auth'), dueAt: fc.nat({ max: 10_000 }) }),
+            { maxLength: 3, selector: (t) => t.timerId },
+          ),
+          transitions: fc.nat({ max: 3 }),
+          effects: fc.subarray(['trigger', 'poll', 'answer', 'fetch']),
+          providerRef: fc.option(fc.constantFrom('ref-a', 'ref-b'), { nil: null }),
+          awaitingAuth: fc.boolean(),
+        });
+
+        await fc.assert(
+          fc.asyncProperty(fc.array(op, { maxLength: 12 }), async (ops) => {
+            // A fresh sync per run (the store is shared across runs); stays active so nothing else interferes.
+            const s = await create();
+            let current = 0;
+            let landed = 0;
+            let seqs = 0;
+            for (const [i, o] of ops.entries()) {
+              const expectedVersion = o.useCurrent ? current : o.guess;
+              const c = change(s.syncId, expectedVersion, {
+                providerRef: o.providerRef,
+                status: o.awaitingAuth ? 'AWAIT_AUTH' : 'RUNNING',
+                snapshot: { op: i, expectedVersion },
+                timers: o.timers.map((t) => ({ syncId: s.syncId, timerId: t.timerId, eventType: `e.${t.timerId}`, dueAt: t.dueAt })),
+                transitions: Array.from({ length: o.transitions }, (_, k) => ({
+                  from: `S${i}.${k}`,
+                  to: `S${i}.${k + 1}`,
+                  event: `E${i}`,
+                  at: i,
+                })),
+                pendingEffects: o.effects.map((kind) => ({ effectKey: `${s.syncId}:${kind}:${i % 3}`, kind })),
+              });
+              const before = await stateOf(s.syncId);
+              if (expectedVersion === current) {
+                expect(await store.commit(c)).toBe(current + 1);
+                current += 1;
+                landed += 1;
+                seqs += o.transitions;
+                const after = await stateOf(s.syncId);
+                expect(after.sync).toMatchObject({ version: current, providerRef: o.providerRef, snapshot: { op: i } });
+                expect(after.timers.map((t) => t.timerId).sort()).toEqual(o.timers.map((t) => t.timerId).sort());
+                expect(after.transitions).toHaveLength(seqs);
+                for (const e of c.pendingEffects) expect(await store.getEffect(e.effectKey)).not.toBeNull();
+              } else {
+                await expectStale(store.commit(c), s.syncId, expectedVersion);
+                expect(await stateOf(s.syncId)).toEqual(before);
+              }
+            }
+            const final = await store.getSync(s.syncId);
+            expect(final?.version).toBe(landed);
+            expect((await store.listTransitions(s.syncId)).map((t) => t.seq)).toEqual(
+              Array.from({ length: seqs }, (_, k) => k + 1),
+            );
+          }),
+          { numRuns: 40 },
+        );
+      });
+    });
+  });
+}

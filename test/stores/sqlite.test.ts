@@ -1,0 +1,204 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/stores/sqlite.js';
+import { StaleWriteError, type Store } from '../../src/stores/types.js';
+import { storeConformanceSuite } from './conformance.js';
+
+storeConformanceSuite('sqlite :memory:', async () => SqliteStore.open(':memory:'));
+
+const fileStoreDirs = new WeakMap<Store, string>();
+storeConformanceSuite(
+  'sqlite file (WAL)',
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'banksync-sqlite-'));
+    const store = SqliteStore.open(join(dir, 'store.sqlite'));
+    fileStoreDirs.set(store, dir);
+    return store;
+  },
+  async (store) => {
+    await store.close();
+    const dir = fileStoreDirs.get(store);
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  },
+);
+
+describe('SqliteStore specifics', () => {
+  let dir: string;
+  let path: string;
+  const open: SqliteStore[] = [];
+  const openStore = (): SqliteStore => {
+    const s = SqliteStore.open(path);
+    open.push(s);
+    return s;
+  };
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'banksync-sqlite-'));
+    path = join(dir, 'banksync.sqlite');
+  });
+
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const newSync = (syncId: string, connectionId = 'conn-1') => ({
+    syncId,
+    tenantId: 'tenant-1',
+    connectionId,
+    provider: 'finx',
+    scope: 'TRANSACTIONS' as const,
+    createdAt: 1_000,
+  });
+
+  it('has kind "sqlite"', () => {
+    expect(openStore().kind).toBe('sqlite');
+  });
+
+  it('configures WAL, synchronous=NORMAL, busy_timeout and foreign keys on a file database', () => {
+    const store = openStore();
+    expect(store.db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(store.db.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
+    expect(store.db.pragma('busy_timeout', { simple: true })).toBe(5000);
+    expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
+  });
+
+  it('records migrations once and does not re-run them on reopen', async () => {
+    const first = openStore();
+    const versions = () =>
+      first.db.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all() as number[];
+    const expected = SQLITE_MIGRATIONS.map((m) => m.version);
+    expect(versions()).toEqual(expected);
+    const second = openStore();
+    await second.close();
+    expect(versions()).toEqual(expected);
+  });
+
+  it('creates the expected tables and indexes', () => {
+    const store = openStore();
+    const names = store.db
+      .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'")
+      .pluck()
+      .all() as string[];
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'schema_migrations',
+        'syncs',
+        'timers',
+        'effects',
+        'transitions',
+        'syncs_one_active_per_connection',
+        'syncs_provider_ref',
+        'timers_due_at',
+      ]),
+    );
+    const partial = store.db
+      .prepare("SELECT sql FROM sqlite_master WHERE name = 'syncs_one_active_per_connection'")
+      .pluck()
+      .get() as string;
+    expect(partial).toMatch(/UNIQUE INDEX[\s\S]*WHERE active = 1/);
+  });
+
+  it('enforces single-flight in the database itself (partial unique index)', async () => {
+    const store = openStore();
+    await store.createSync(newSync('s1'));
+    const insert = store.db.prepare(
+      `INSERT INTO syncs (sync_id, tenant_id, connection_id, provider, scope, status, active, version, created_at, updated_at)
+       VALUES (?, 'tenant-1', 'conn-1', 'finx', 'TRANSACTIONS', 'QUEUED', ?, 0, 1, 1)`,
+    );
+    expect(() => insert.run('s2', 1)).toThrow(/UNIQUE constraint failed/);
+    // Inactive rows for the same connection are fine.
+    expect(() => insert.run('s3', 0)).not.toThrow();
+    expect(() => insert.run('s4', 0)).not.toThrow();
+  });
+
+  it('rejects a duplicate syncId for a different connection', async () => {
+    const store = openStore();
+    await store.createSync(newSync('dup', 'conn-1'));
+    await expect(store.createSync(newSync('dup', 'conn-2'))).rejects.toThrow(/constraint/i);
+    expect(await store.findActiveSync('tenant-1', 'conn-2')).toBeNull();
+  });
+
+  it('keeps single-flight and fencing across two connections to the same file', async () => {
+    const a = openStore();
+    const b = openStore();
+    const first = await a.createSync(newSync('s1'));
+    const second = await b.createSync(newSync('s2'));
+    expect(first.created).toBe(true);
+    expect(second).toEqual({ sync: first.sync, created: false });
+
+    const base = {
+      syncId: 's1',
+      status: 'RUNNING' as const,
+      active: true,
+      providerRef: null,
+      snapshot: null,
+      timers: [],
+      transitions: [],
+      pendingEffects: [],
+      at: 2_000,
+    };
+    expect(await a.commit({ ...base, expectedVersion: 0 })).toBe(1);
+    await expect(b.commit({ ...base, expectedVersion: 0 })).rejects.toBeInstanceOf(StaleWriteError);
+    expect(await b.commit({ ...base, expectedVersion: 1 })).toBe(2);
+  });
+
+  it('keeps all data across close and reopen', async () => {
+    const store = openStore();
+    const { sync } = await store.createSync(newSync('s1'));
+    await store.commit({
+      syncId: sync.syncId,
+      expectedVersion: 0,
+      status: 'RUNNING',
+      active: true,
+      providerRef: 'ref-1',
+      snapshot: { value: { RUNNING: 'Waiting' }, context: { polls: 2, note: 'überweisung' } },
+      timers: [{ syncId: 's1', timerId: 'xstate.after.poll', eventType: 'xstate.after.poll', dueAt: 5_000 }],
+      transitions: [
+        { from: null, to: 'QUEUED', event: 'xstate.init', at: 1_000 },
+        { from: 'QUEUED', to: 'RUNNING.Waiting', event: 'START', at: 1_001 },
+      ],
+      pendingEffects: [{ effectKey: 's1:poll:1', kind: 'poll' }],
+      at: 1_002,
+    });
+    await store.startEffect('s1:trigger:1', 's1', 'trigger', 1_003);
+    await store.finishEffect('s1:trigger:1', 'DONE', { providerRef: 'ref-1' }, 1_004);
+
+    const snapshot = async (s: SqliteStore) => ({
+      sync: await s.getSync('s1'),
+      timers: await s.listTimers('s1'),
+      due: await s.dueTimers(10_000, 10),
+      transitions: await s.listTransitions('s1'),
+      effects: await s.listEffects('s1'),
+      counts: await s.countByStatus(),
+      byRef: await s.findSyncByProviderRef('finx', 'ref-1'),
+    });
+    const before = await snapshot(store);
+    expect(before.sync?.version).toBe(1);
+    expect(before.effects).toHaveLength(2);
+    await store.close();
+    expect(store.db.open).toBe(false);
+    await store.close(); // idempotent
+
+    const reopened = openStore();
+    expect(await snapshot(reopened)).toEqual(before);
+    // And the reopened store continues the sequence.
+    expect(
+      await reopened.commit({
+        syncId: 's1',
+        expectedVersion: 1,
+        status: 'COMPLETED',
+        active: false,
+        providerRef: 'ref-1',
+        snapshot: null,
+        timers: [],
+        transitions: [{ from: 'RUNNING.Waiting', to: 'COMPLETED', event: 'DONE', at: 1_005 }],
+        pendingEffects: [],
+        at: 1_005,
+      }),
+    ).toBe(2);
+    expect((await reopened.listTransitions('s1')).map((t) => t.seq)).toEqual([1, 2, 3]);
+  });
+});
