@@ -1,0 +1,7 @@
+/** Every machine of banksync, by file name: the viz generator and the diagram freshness test walk this list. */
+import type { AnyStateMachine } from 'xstate';
+import { synchronizationMachine } from './synchronization.js';
+
+export const machines: Record<string, AnyStateMachine> = {
+  synchronization: synchronizationMachine,
+};

@@ -1,0 +1,253 @@
+/**
+ * Thin finX HTTP client: built-in fetch, bearer token, per-request timeout, every body parsed with zod.
+ *
+ * Error classification (thrown as typed ProviderError subclasses):
+ * - network error, timeout, 5xx          -> PROVIDER_UNAVAILABLE, retryable (Retry-After honoured if sent)
+ * - 429                                  -> RATE_LIMITED, retryable, retryAfterMs from Retry-After
+ * - 409 SYNC_IN_PROGRESS on trigger      -> PROVIDER_BUSY, retryable
+ * - 401/403, 404, other 4xx              -> PROVIDER_ERROR, not retryable
+ * - non-JSON or schema-invalid 2xx body  -> InvalidProviderResponseError
+ *
+ * Messages name the operation, the HTTP status and the provider's error code only: never the token,
+ * a request body (credentials, TANs) or the provider's free-text message.
+ */
+import type { z } from 'zod';
+import { InvalidProviderResponseError, ProviderError, zodIssues } from '../errors.js';
+import {
+  FinxAccess,
+  FinxAnswerRequest,
+  FinxCreateAccessRequest,
+  FinxErrorResponse,
+  FinxSync,
+  FinxSyncList,
+  FinxTriggerRequest,
+} from './schemas.js';
+
+export const FINX = 'finx';
+export const DEFAULT_TIMEOUT_MS = 10_000;
+/** Retry-After values beyond this are treated as absurd and ignored. */
+export const MAX_RETRY_AFTER_MS = 24 * 60 * 60_000;
+
+export interface FinxClientConfig {
+  /** finX API root, e.g. `https://api.finx.example` or `${sandbox.url}/finx`; `/v2/...` is appended. */
+  baseUrl: string;
+  token: string;
+  timeoutMs?: number;
+  /** Clock for HTTP-date Retry-After values. Default Date.now. */
+  now?: () => number;
+}
+
+type Operation = 'createAccess' | 'trigger' | 'listSyncs' | 'getSync' | 'answerChallenge';
+
+interface RequestSpec<T> {
+  operation: Operation;
+  method: 'GET' | 'POST';
+  path: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  schema: z.ZodType<T>;
+}
+
+export interface FinxResponse<T> {
+  status: number;
+  data: T;
+}
+
+/**
+ * Parses a Retry-After header (delay-seconds or IMF-fixdate HTTP-date) into ms.
+ * Negative, absurd (> 24 h), fractional or unparseable values give undefined.
+ */
+export function parseRetryAfter(value: string | null | undefined, now: number = Date.now()): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d{1,10}$/.test(trimmed)) {
+    const ms = Number(trimmed) * 1000;
+    return ms <= MAX_RETRY_AFTER_MS ? ms : undefined;
+  }
+  // HTTP-date (RFC 9110 IMF-fixdate, e.g. "Wed, 21 Oct 2015 07:28:00 GMT"); Date.parse alone is too lenient.
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return undefined;
+  const at = Date.parse(trimmed);
+  if (!Number.isFinite(at)) return undefined;
+  const ms = at - now;
+  if (ms < 0 || ms > MAX_RETRY_AFTER_MS) return undefined;
+  return ms;
+}
+
+/** Only short machine codes from an error body reach our messages (never provider free text). */
+function safeCode(code: unknown): string | undefined {
+  const text = typeof code === 'number' ? String(code) : typeof code === 'string' ? code : undefined;
+  return text !== undefined && /^[A-Za-z0-9_.-]{1,64}$/.test(text) ? text : undefined;
+}
+
+function describeTransportError(error: unknown): string {
+  if (error instanceof Error) {
+    if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
+    const cause = (error as { cause?: unknown }).cause;
+    const code = cause && typeof cause === 'object' && 'code' in cause ? (cause as { code?: unknown }).code : undefined;
+    if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
+  }
+  return 'network error';
+}
+
+export class FinxClient {
+  private readonly baseUrl: string;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+  private readonly now: () => number;
+
+  constructor(config: FinxClientConfig) {
+    if (!config.baseUrl) throw new Error('finx: baseUrl is required');
+    if (!config.token) throw new Error('finx: token is required');
+    this.baseUrl = config.baseUrl.replace(/\/+$/, '');
+    this.token = config.token;
+    this.timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.now = config.now ?? Date.now;
+  }
+
+  createAccess(body: FinxCreateAccessRequest): Promise<FinxResponse<FinxAccess>> {
+    return this.request({
+      operation: 'createAccess',
+      method: 'POST',
+      path: '/v2/accesses',
+      body: this.checkRequest('createAccess', FinxCreateAccessRequest, body),
+      schema: FinxAccess,
+    });
+  }
+
+  /** 201 for a new sync, 200 when finX replays the sync created by the same Idempotency-Key. */
+  triggerSync(accessId: string, body: FinxTriggerRequest, idempotencyKey?: string): Promise<FinxResponse<FinxSync>> {
+    return this.request({
+      operation: 'trigger',
+      method: 'POST',
+      path: `/v2/accesses/${enc(accessId)}/syncs`,
+      body: this.checkRequest('trigger', FinxTriggerRequest, body),
+      ...(idempotencyKey ? { headers: { 'idempotency-key': idempotencyKey } } : {}),
+      schema: FinxSync,
+    });
+  }
+
+  listSyncs(accessId: string): Promise<FinxResponse<FinxSyncList>> {
+    return this.request({
+      operation: 'listSyncs',
+      method: 'GET',
+      path: `/v2/accesses/${enc(accessId)}/syncs`,
+      schema: FinxSyncList,
+    });
+  }
+
+  getSync(accessId: string, syncId: string): Promise<FinxResponse<FinxSync>> {
+    return this.request({
+      operation: 'getSync',
+      method: 'GET',
+      path: `/v2/accesses/${enc(accessId)}/syncs/${enc(syncId)}`,
+      schema: FinxSync,
+    });
+  }
+
+  answerChallenge(accessId: string, syncId: string, challengeId: string, response: string): Promise<FinxResponse<FinxSync>> {
+    return this.request({
+      operation: 'answerChallenge',
+      method: 'POST',
+      path: `/v2/accesses/${enc(accessId)}/syncs/${enc(syncId)}/challenges/${enc(challengeId)}`,
+      body: this.checkRequest('answerChallenge', FinxAnswerRequest, { response }),
+      schema: FinxSync,
+    });
+  }
+
+  /** Validates an outgoing body; the error names fields only, never values. */
+  private checkRequest<T>(operation: Operation, schema: z.ZodType<T>, body: unknown): T {
+    const parsed = schema.safeParse(body);
+    if (parsed.success) return parsed.data;
+    const fields = parsed.error.issues.map((issue) => issue.path.join('.') || '(root)');
+    throw new ProviderError(`${FINX} ${operation}: invalid request (${[...new Set(fields)].join(', ')})`, {
+      code: 'PROVIDER_ERROR',
+      retryable: false,
+    });
+  }
+
+  private async request<T>(spec: RequestSpec<T>): Promise<FinxResponse<T>> {
+    const { operation } = spec;
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      authorization: `Bearer ${this.token}`,
+      ...spec.headers,
+    };
+    if (spec.body !== undefined) headers['content-type'] = 'application/json';
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(`${this.baseUrl}${spec.path}`, {
+        method: spec.method,
+        headers,
+        ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
+        signal: AbortSignal.timeout(this.timeoutMs),
+        redirect: 'error',
+      });
+      text = await response.text();
+    } catch (error) {
+      // Deliberately no `cause`: undici errors can carry request details.
+      const what = describeTransportError(error);
+      throw new ProviderError(
+        `${FINX} ${operation}: ${what === 'timed out' ? `timed out after ${this.timeoutMs} ms` : what}`,
+        { code: 'PROVIDER_UNAVAILABLE', retryable: true },
+      );
+    }
+
+    if (response.status < 200 || response.status >= 300) {
+      throw this.httpError(operation, response, text);
+    }
+
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new InvalidProviderResponseError(FINX, operation, [`(body): not valid JSON (HTTP ${response.status})`]);
+    }
+    const parsed = spec.schema.safeParse(json);
+    if (!parsed.success) throw new InvalidProviderResponseError(FINX, operation, zodIssues(parsed.error));
+    return { status: response.status, data: parsed.data };
+  }
+
+  private httpError(operation: Operation, response: Response, text: string): ProviderError {
+    const status = response.status;
+    let providerCode: string | undefined;
+    try {
+      const body = FinxErrorResponse.safeParse(JSON.parse(text));
+      if (body.success) providerCode = safeCode(body.data.error.code);
+    } catch {
+      // error bodies are optional and best-effort
+    }
+    const message = `${FINX} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`;
+    const base = { httpStatus: status, ...(providerCode ? { providerCode } : {}) };
+
+    if (status === 429) {
+      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
+      return new ProviderError(message, {
+        ...base,
+        code: 'RATE_LIMITED',
+        retryable: true,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      });
+    }
+    if (status >= 500) {
+      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
+      return new ProviderError(message, {
+        ...base,
+        code: 'PROVIDER_UNAVAILABLE',
+        retryable: true,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      });
+    }
+    if (status === 409 && operation === 'trigger' && providerCode === 'SYNC_IN_PROGRESS') {
+      // Another sync (ours from a lost response, finX's daily autosync, another client) is running: busy, not failed.
+      return new ProviderError(message, { ...base, code: 'PROVIDER_BUSY', retryable: true });
+    }
+    // 400/401/403/404/409 (other)/422...: repeating the same request cannot help.
+    return new ProviderError(message, { ...base, code: 'PROVIDER_ERROR', retryable: false });
+  }
+}
+
+function enc(segment: string): string {
+  return encodeURIComponent(segment);
+}
