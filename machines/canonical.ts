@@ -41,6 +41,8 @@ export const SyncErrorCode = z.enum([
   'PROVIDER_BUSY',
   /** The engine restarted between accepting the user's answer and sending it; the user is asked again. */
   'ANSWER_NOT_SENT',
+  /** The provider's preflight says a background update is not possible now (user needed, no consent...). */
+  'PREFLIGHT_REFUSED',
   'TIMEOUT',
   'CANCELLED',
 ]);
@@ -96,13 +98,20 @@ export const SyncResult = z.object({
 });
 export type SyncResult = z.infer<typeof SyncResult>;
 
+/**
+ * How far the provider-side lifecycle had got when a reading was taken (a provider-defined rank, e.g.
+ * finAPI task IN_PROGRESS < WEB_FORM_REQUIRED < web form COMPLETED). A pushed reading ranked below one
+ * already applied (a late or out-of-order callback) is ignored. Optional: providers without it omit it.
+ */
+const progress = z.number().int().nonnegative().optional();
+
 /** One reading of the provider's view of a sync, from a poll, a trigger response or a webhook. */
 export const Observation = z.discriminatedUnion('status', [
-  z.object({ status: z.literal('QUEUED') }),
-  z.object({ status: z.literal('RUNNING') }),
-  z.object({ status: z.literal('AWAIT_AUTH'), challenge: Challenge }),
-  z.object({ status: z.literal('COMPLETED'), result: SyncResult }),
-  z.object({ status: z.literal('FAILED'), error: SyncError }),
+  z.object({ status: z.literal('QUEUED'), progress }),
+  z.object({ status: z.literal('RUNNING'), progress }),
+  z.object({ status: z.literal('AWAIT_AUTH'), challenge: Challenge, progress }),
+  z.object({ status: z.literal('COMPLETED'), result: SyncResult, progress }),
+  z.object({ status: z.literal('FAILED'), error: SyncError, progress }),
 ]);
 export type Observation = z.infer<typeof Observation>;
 

@@ -102,6 +102,8 @@ export interface SyncContext {
   challengeTtlMs: number;
   challengesSeen: number;
   pendingResponseRef: string | null;
+  /** Highest provider progress rank applied so far (see Observation.progress). */
+  progress: number;
   lastFailure: EffectFailure | null;
   result: SyncResult | null;
   error: SyncError | null;
@@ -199,6 +201,11 @@ export const synchronizationMachine = setup({
     }),
   },
   guards: {
+    /** A push older than what we already know (late or out-of-order callback): applying it would go backwards. */
+    staleObservation: ({ context, event }) => {
+      const rank = event.type === 'PROVIDER.OBSERVED' ? event.observation.progress : undefined;
+      return rank !== undefined && rank < context.progress;
+    },
     observedCompleted: ({ event }) => observed(event)?.status === 'COMPLETED',
     observedFailed: ({ event }) => observed(event)?.status === 'FAILED',
     observedAwaitAuth: ({ event }) => observed(event)?.status === 'AWAIT_AUTH',
@@ -233,6 +240,9 @@ export const synchronizationMachine = setup({
   },
   actions: {
     nextEffect: assign({ effectSeq: ({ context }) => context.effectSeq + 1 }),
+    recordProgress: assign({
+      progress: ({ context, event }) => Math.max(context.progress, observed(event)?.progress ?? context.progress),
+    }),
     countTriggerAttempt: assign({ triggerAttempts: ({ context }) => context.triggerAttempts + 1 }),
     recordProviderRef: assign({
       providerRef: ({ event }) => (envelopeOf(event) as TriggerEnvelope).providerRef,
@@ -242,7 +252,8 @@ export const synchronizationMachine = setup({
       consecutivePollErrors: 0,
       challenge: null,
     }),
-    scheduleNextPoll: assign(({ context }) => ({
+    scheduleNextPoll: assign(({ context, event }) => ({
+      progress: Math.max(context.progress, observed(event)?.progress ?? context.progress),
       polls: context.polls + 1,
       consecutivePollErrors: 0,
       nextDelayMs: Math.min(context.policy.pollMaxMs, context.policy.pollBaseMs * 2 ** (context.polls + 1)),
@@ -266,6 +277,7 @@ export const synchronizationMachine = setup({
         challengeTtlMs: Number.isFinite(ttl) ? Math.max(0, ttl) : context.policy.defaultChallengeTtlMs,
         challengesSeen: context.challengesSeen + 1,
         pendingResponseRef: null,
+        progress: Math.max(context.progress, o.progress ?? context.progress),
       };
     }),
     acceptAnswer: assign({
@@ -336,6 +348,7 @@ export const synchronizationMachine = setup({
     challengeTtlMs: 0,
     challengesSeen: 0,
     pendingResponseRef: null,
+    progress: 0,
     lastFailure: null,
     result: null,
     error: null,
@@ -364,7 +377,7 @@ export const synchronizationMachine = setup({
               { guard: 'observedCompleted', target: '#sync.COMPLETED', actions: ['recordProviderRef', 'recordResult'] },
               { guard: 'observedFailed', target: '#sync.FAILED', actions: ['recordProviderRef', 'recordProviderError'] },
               { guard: 'observedAwaitAuth', target: '#sync.AWAIT_AUTH', actions: ['recordProviderRef', 'recordChallenge'] },
-              { target: '#sync.RUNNING', actions: 'recordProviderRef' },
+              { target: '#sync.RUNNING', actions: ['recordProviderRef', 'recordProgress'] },
             ],
             onError: [
               { guard: 'canRetryTrigger', target: 'Backoff', actions: 'scheduleTriggerRetry' },
@@ -383,9 +396,11 @@ export const synchronizationMachine = setup({
       on: {
         ...cancel,
         'PROVIDER.OBSERVED': [
+          { guard: 'staleObservation' },
           ...toTerminal,
-          { guard: 'observedAwaitAuth', target: '#sync.AWAIT_AUTH', actions: 'recordChallenge' },
+          { guard: 'observedAwaitAuth', target: '#sync.AWAIT_AUTH', actions: ['recordProgress', 'recordChallenge'] },
           // RUNNING/QUEUED pushes while running: nothing new, the next poll stays scheduled.
+          { actions: 'recordProgress' },
         ],
       },
       states: {
@@ -419,9 +434,11 @@ export const synchronizationMachine = setup({
       on: {
         ...cancel,
         'PROVIDER.OBSERVED': [
+          { guard: 'staleObservation' },
           ...toTerminal,
           toNewChallenge,
-          { guard: 'observedInProgress', target: 'RUNNING' },
+          { guard: 'observedInProgress', target: 'RUNNING', actions: 'recordProgress' },
+          { actions: 'recordProgress' },
         ],
       },
       states: {
@@ -440,7 +457,7 @@ export const synchronizationMachine = setup({
             onDone: [
               ...toTerminal,
               toNewChallenge,
-              { guard: 'observedInProgress', target: '#sync.RUNNING' },
+              { guard: 'observedInProgress', target: '#sync.RUNNING', actions: 'recordProgress' },
               { target: 'AwaitingUser' },
             ],
             // A failed read while waiting is harmless: the challenge deadline bounds the wait.
@@ -460,7 +477,7 @@ export const synchronizationMachine = setup({
             onDone: [
               ...toTerminal,
               toNewChallenge,
-              { guard: 'observedInProgress', target: '#sync.RUNNING' },
+              { guard: 'observedInProgress', target: '#sync.RUNNING', actions: 'recordProgress' },
               { target: 'AwaitingUser' },
             ],
             // Never resubmit an answer on our own: a second wrong TAN can lock the user's bank account.

@@ -106,6 +106,11 @@ export class SyncEngine {
   private readonly effects: EffectRunner;
   private readonly runtimes = new Map<string, SyncRuntime>();
   private readonly loading = new Map<string, Promise<SyncRuntime | null>>();
+  /**
+   * Callbacks that arrived before the provider told us its id for the sync (a callback can beat the trigger
+   * response). Held briefly in memory and applied once the id is known; polling finishes the job regardless.
+   */
+  private readonly early = new Map<string, { observation: Observation; until: number }[]>();
   private readonly machine;
   private stopped = false;
 
@@ -252,9 +257,14 @@ export class SyncEngine {
       throw new BanksyncError('INVALID_WEBHOOK', message, issues);
     }
     const record = await this.store.findSyncByProviderRef(provider, delivery.providerRef);
-    if (!record?.active) {
-      this.logger.info({ provider, known: Boolean(record) }, 'webhook for no active sync ignored');
-      return { applied: false, syncId: record?.syncId ?? null };
+    if (!record) {
+      this.holdEarly(provider, delivery.providerRef, delivery.observation);
+      this.logger.info({ provider }, 'webhook for an unknown provider id held until a trigger reports it');
+      return { applied: false, syncId: null };
+    }
+    if (!record.active) {
+      this.logger.info({ provider }, 'webhook for a finished sync ignored');
+      return { applied: false, syncId: record.syncId };
     }
     const runtime = await this.resident(record.syncId);
     if (!runtime) return { applied: false, syncId: record.syncId };
@@ -438,6 +448,10 @@ export class SyncEngine {
         version: runtime.version,
         updatedAt: this.clock.now(),
       });
+      if (context.providerRef && runtime.record.providerRef !== context.providerRef) {
+        runtime.record = { ...runtime.record, providerRef: context.providerRef };
+        this.releaseEarly(runtime, context.providerRef);
+      }
       if (transitions.length > 0) this.events.emit('sync.updated', view);
       if (newChallenge) this.events.emit('sync.awaitingUser', view);
       if (finished) this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
@@ -460,6 +474,27 @@ export class SyncEngine {
     if (this.runtimes.get(runtime.record.syncId) === runtime) this.runtimes.delete(runtime.record.syncId);
     this.vault.forgetSync(runtime.record.syncId);
     if (runtime.actor.getSnapshot().status === 'active') runtime.actor.stop();
+  }
+
+  private holdEarly(provider: string, providerRef: string, observation: Observation): void {
+    const now = this.clock.now();
+    for (const [key, held] of this.early) {
+      const fresh = held.filter((h) => h.until > now);
+      if (fresh.length) this.early.set(key, fresh);
+      else this.early.delete(key);
+    }
+    if (this.early.size >= EARLY_CALLBACKS_MAX) return;
+    const key = `${provider}\u0000${providerRef}`;
+    this.early.set(key, [...(this.early.get(key) ?? []), { observation, until: now + EARLY_CALLBACK_TTL_MS }]);
+  }
+
+  private releaseEarly(runtime: SyncRuntime, providerRef: string): void {
+    const key = `${runtime.record.provider}\u0000${providerRef}`;
+    const held = this.early.get(key);
+    if (!held) return;
+    this.early.delete(key);
+    const now = this.clock.now();
+    for (const h of held) if (h.until > now && !runtime.closed) this.deliver(runtime, h.observation);
   }
 
   private deliver(runtime: SyncRuntime, observation: Observation): void {
@@ -545,6 +580,9 @@ export class SyncEngine {
 export function createEngine(options: EngineOptions): SyncEngine {
   return new SyncEngine(options);
 }
+
+const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
+const EARLY_CALLBACKS_MAX = 10_000;
 
 class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError';

@@ -238,6 +238,35 @@ describe('engine', () => {
     expect((await store.listTransitions(sync.syncId)).filter((t) => t.to === 'COMPLETED')).toHaveLength(1);
   });
 
+  it('holds a callback that beats the trigger response and applies it once the provider id is known', async () => {
+    let release!: () => void;
+    const triggered = new Promise<void>((resolve) => (release = resolve));
+    const { engine } = setup({
+      trigger: [async () => (await triggered, { providerRef: 'ref-early', observation: running })],
+      poll: ['hang'],
+    });
+    const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });
+    const early = await engine.handleWebhook('fake', { headers: {}, body: JSON.stringify({ ref: 'ref-early', observation: completed }) });
+    expect(early).toEqual({ applied: false, syncId: null });
+    release();
+    await settle();
+    expect((await engine.get(sync.syncId)).status).toBe('COMPLETED');
+  });
+
+  it('ignores a pushed reading ranked below one already applied (late, out-of-order callback)', async () => {
+    const { engine, store } = setup({ trigger: [{ providerRef: 'r', observation: { status: 'RUNNING', progress: 3 } }], poll: ['hang'] });
+    const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });
+    await settle();
+    const late = { ...embedded('wf-1', 600_000), progress: 2 };
+    await engine.handleWebhook('fake', { headers: {}, body: JSON.stringify({ ref: 'r', observation: late }) });
+    expect((await engine.get(sync.syncId)).status).toBe('RUNNING');
+    const fresh = { ...embedded('wf-2', 600_000), progress: 4 };
+    await engine.handleWebhook('fake', { headers: {}, body: JSON.stringify({ ref: 'r', observation: fresh }) });
+    expect((await engine.get(sync.syncId)).challenge?.id).toBe('wf-2');
+    // Exactly one entry into AWAIT_AUTH: the late wf-1 callback never moved the sync.
+    expect((await store.listTransitions(sync.syncId)).filter((t) => t.to.startsWith('AWAIT_AUTH'))).toHaveLength(1);
+  });
+
   it('cancels an active sync and refuses to cancel a finished one', async () => {
     const { engine } = setup({ trigger: ['hang'] });
     const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });

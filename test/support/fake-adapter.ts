@@ -6,7 +6,7 @@ import type { Observation, TriggerOutput } from '../../machines/canonical.js';
 import { ProviderError, ProviderInputError } from '../../src/providers/errors.js';
 import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookRequest } from '../../src/providers/types.js';
 
-export type Step<T> = T | 'hang' | ProviderError;
+export type Step<T> = T | 'hang' | ProviderError | (() => Promise<T>);
 
 export interface FakeAdapterScript {
   trigger?: Step<TriggerOutput>[];
@@ -29,6 +29,7 @@ export class FakeAdapter implements ProviderAdapter {
     if (step === undefined) throw new Error('no scripted step');
     if (step === 'hang') return new Promise<T>(() => {});
     if (step instanceof ProviderError) throw step;
+    if (typeof step === 'function') return (step as () => Promise<T>)();
     return step;
   }
 
