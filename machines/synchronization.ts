@@ -6,7 +6,7 @@
  * placeholders here and replaced with `.provide()` by the engine. Every event that comes from the
  * provider carries `observedAt` (the engine's clock), so delays stay deterministic under a simulated clock.
  */
-import { assign, fromPromise, setup, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
+import { and, assign, fromPromise, setup, stateIn, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
 import type {
   Challenge,
   EffectFailure,
@@ -94,6 +94,8 @@ export interface SyncContext {
   effectSeq: number;
   triggerAttempts: number;
   polls: number;
+  /** Unchanged polls since RUNNING was (re)entered; drives the poll backoff. */
+  pollRound: number;
   consecutivePollErrors: number;
   /** Delay for the next Waiting/Backoff state, computed by the transition that enters it. */
   nextDelayMs: number;
@@ -213,11 +215,20 @@ export const synchronizationMachine = setup({
       const status = observed(event)?.status;
       return status === 'RUNNING' || status === 'QUEUED';
     },
-    /** A challenge other than the one shown to the user (or the same one after a rejected answer). */
+    /**
+     * A challenge other than the one shown to the user, or the same one rejected after we sent an answer
+     * for it. A repeated "rejected" reading with no answer sent since is nothing new.
+     */
     observedNewChallenge: ({ context, event }) => {
       const o = observed(event);
       if (o?.status !== 'AWAIT_AUTH') return false;
-      return o.challenge.id !== context.challenge?.id || o.challenge.previousAttemptFailed === true;
+      if (o.challenge.id !== context.challenge?.id) return true;
+      return o.challenge.previousAttemptFailed === true && context.pendingResponseRef !== null;
+    },
+    /** While our answer is in flight, a pushed reading of the same challenge predates it: its own result decides. */
+    observedChallengeBeingAnswered: ({ context, event }) => {
+      const o = observed(event);
+      return o?.status === 'AWAIT_AUTH' && o.challenge.id === context.challenge?.id;
     },
     canRetryTrigger: ({ context, event }) =>
       failureOf(event).retryable && context.triggerAttempts < context.policy.maxTriggerAttempts,
@@ -250,13 +261,15 @@ export const synchronizationMachine = setup({
     startPolling: assign({
       nextDelayMs: ({ context }) => context.policy.pollBaseMs,
       consecutivePollErrors: 0,
+      pollRound: 0,
       challenge: null,
     }),
     scheduleNextPoll: assign(({ context, event }) => ({
       progress: Math.max(context.progress, observed(event)?.progress ?? context.progress),
       polls: context.polls + 1,
+      pollRound: context.pollRound + 1,
       consecutivePollErrors: 0,
-      nextDelayMs: Math.min(context.policy.pollMaxMs, context.policy.pollBaseMs * 2 ** (context.polls + 1)),
+      nextDelayMs: Math.min(context.policy.pollMaxMs, context.policy.pollBaseMs * 2 ** (context.pollRound + 1)),
     })),
     scheduleTriggerRetry: assign(({ context, event }) => {
       const failure = failureOf(event);
@@ -342,6 +355,7 @@ export const synchronizationMachine = setup({
     effectSeq: 0,
     triggerAttempts: 0,
     polls: 0,
+    pollRound: 0,
     consecutivePollErrors: 0,
     nextDelayMs: 0,
     challenge: null,
@@ -435,6 +449,7 @@ export const synchronizationMachine = setup({
         ...cancel,
         'PROVIDER.OBSERVED': [
           { guard: 'staleObservation' },
+          { guard: and(['observedChallengeBeingAnswered', stateIn('#sync.AWAIT_AUTH.Answering')]) },
           ...toTerminal,
           toNewChallenge,
           { guard: 'observedInProgress', target: 'RUNNING', actions: 'recordProgress' },
