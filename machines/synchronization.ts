@@ -61,6 +61,8 @@ export interface SyncInput {
   scope: SyncScope;
   /** Provider-specific, non-secret options (e.g. finAPI importNewAccounts); passed to the trigger. */
   options?: Record<string, unknown>;
+  /** Started without the user present (autosync): no one is there to answer a challenge. */
+  unattended?: boolean;
   policy?: Partial<SyncPolicy>;
 }
 
@@ -88,6 +90,7 @@ export interface SyncContext {
   provider: string;
   scope: SyncScope;
   options: Record<string, unknown>;
+  unattended: boolean;
   policy: SyncPolicy;
   providerRef: string | null;
   /** Bumped on entry to every effect state; part of each effect key. */
@@ -350,6 +353,7 @@ export const synchronizationMachine = setup({
     provider: input.provider,
     scope: input.scope,
     options: input.options ?? {},
+    unattended: input.unattended ?? false,
     policy: { ...defaultSyncPolicy, ...input.policy },
     providerRef: null,
     effectSeq: 0,

@@ -28,6 +28,8 @@ import { EngineEventStream } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
 import { SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
+import { ConnectionService, type ConnectionView } from './connections.js';
+import { refusalReason } from '../../machines/connection.js';
 
 export interface EngineOptions {
   store: Store;
@@ -46,8 +48,21 @@ const RequestSyncInput = z.object({
   provider: z.string().min(1).max(64),
   scope: SyncScope.default('TRANSACTIONS'),
   options: z.record(z.string(), z.unknown()).optional(),
+  /** Background/autosync request: refused unless the connection is eligible (see machines/connection.ts). */
+  unattended: z.boolean().default(false),
 });
 export type RequestSyncInput = z.input<typeof RequestSyncInput>;
+
+const ConnectionSettingsInput = z.object({
+  tenantId: z.string().min(1).max(128).default('default'),
+  connectionId: z.string().min(1).max(256),
+  provider: z.string().min(1).max(64),
+  storedCredentials: z.boolean().optional(),
+  hasWebScraping: z.boolean().optional(),
+  /** When the user last gave consent (SCA): epoch ms or ISO 8601. */
+  consentGrantedAt: z.union([z.number().int().nonnegative(), z.iso.datetime({ offset: true }).transform((v) => Date.parse(v))]).nullable().optional(),
+});
+export type ConnectionSettingsInput = z.input<typeof ConnectionSettingsInput>;
 
 const ChallengeResponseInput = z.object({
   challengeId: z.string().min(1).max(256),
@@ -104,6 +119,7 @@ export class SyncEngine {
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
+  private readonly connections: ConnectionService;
   private readonly runtimes = new Map<string, SyncRuntime>();
   private readonly loading = new Map<string, Promise<SyncRuntime | null>>();
   /**
@@ -122,6 +138,7 @@ export class SyncEngine {
     this.policy = options.policy ?? {};
     this.inspect = options.inspect;
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
+    this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
       actors: {
         triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.runTrigger(input)),
@@ -133,10 +150,81 @@ export class SyncEngine {
 
   /** Resumes every active sync found in the store (after a restart or on another process). */
   async start(): Promise<{ resumed: number }> {
+    await this.reconcileConnections();
     const active = await this.store.listSyncs({ active: true });
     let resumed = 0;
     for (const record of active) if (await this.resident(record.syncId)) resumed++;
     return { resumed };
+  }
+
+  /**
+   * Connection and sync are written in separate transactions (sync first). After a crash between the two,
+   * bring each connection's lock in line with its syncs.
+   */
+  private async reconcileConnections(): Promise<void> {
+    for (const connection of await this.store.listConnections({ state: 'SYNCING' })) {
+      const context = connection.context as ConnectionView;
+      const sync = context.activeSyncId ? await this.store.getSync(context.activeSyncId) : null;
+      if (sync && !sync.active) await this.finishConnection(sync);
+    }
+    for (const sync of await this.store.listSyncs({ active: true })) {
+      const connection = await this.connections.get(sync.tenantId, sync.connectionId);
+      if (connection?.activeSyncId !== sync.syncId) {
+        const unattended = Boolean((sync.snapshot as { context?: SyncContext } | null)?.context?.unattended);
+        await this.connections.apply(
+          { tenantId: sync.tenantId, connectionId: sync.connectionId, provider: sync.provider },
+          { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: sync.createdAt },
+        );
+      }
+    }
+  }
+
+  private async finishConnection(sync: SyncRecord): Promise<void> {
+    const view = toView(sync);
+    if (view.status !== 'COMPLETED' && view.status !== 'FAILED') return;
+    const { view: connection, changed } = await this.connections.apply(
+      { tenantId: sync.tenantId, connectionId: sync.connectionId, provider: sync.provider },
+      { type: 'SYNC.FINISHED', syncId: sync.syncId, status: view.status, result: view.result, error: view.error, at: this.clock.now() },
+    );
+    if (changed) this.events.emit('connection.updated', connection);
+  }
+
+  /** Registers or updates what autosync eligibility depends on (stored credentials, consent, interfaces). */
+  async registerConnection(settings: ConnectionSettingsInput): Promise<ConnectionView> {
+    this.assertRunning();
+    const parsed = ConnectionSettingsInput.safeParse(settings);
+    if (!parsed.success) throw invalidRequest('connection settings', parsed.error);
+    const { tenantId, connectionId, provider, ...rest } = parsed.data;
+    if (!this.providers[provider]) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    const { view } = await this.connections.apply(
+      { tenantId, connectionId, provider },
+      {
+        type: 'SETTINGS.UPDATE',
+        at: this.clock.now(),
+        ...(rest.storedCredentials !== undefined ? { storedCredentials: rest.storedCredentials } : {}),
+        ...(rest.hasWebScraping !== undefined ? { hasWebScraping: rest.hasWebScraping } : {}),
+        ...(rest.consentGrantedAt !== undefined ? { consentGrantedAt: rest.consentGrantedAt } : {}),
+      },
+    );
+    return view;
+  }
+
+  async getConnection(connectionId: string, options?: TenantOption): Promise<ConnectionView> {
+    const { tenantId } = TenantInput.parse(options ?? {});
+    const view = await this.connections.get(tenantId, connectionId);
+    if (!view) throw new BanksyncError('CONNECTION_NOT_FOUND', `connection ${connectionId} not found`);
+    return view;
+  }
+
+  /** After a disabled connection was deleted and recreated at the provider: start counting afresh. */
+  async recreateConnection(connectionId: string, options?: TenantOption): Promise<ConnectionView> {
+    const current = await this.getConnection(connectionId, options);
+    const { view } = await this.connections.apply(
+      { tenantId: current.tenantId, connectionId, provider: current.provider },
+      { type: 'RECREATED', at: this.clock.now() },
+    );
+    this.events.emit('connection.updated', view);
+    return view;
   }
 
   /** Stops hosting actors. Durable state stays in the store; another engine can resume it. */
@@ -152,9 +240,26 @@ export class SyncEngine {
     this.assertRunning();
     const parsed = RequestSyncInput.safeParse(request);
     if (!parsed.success) throw invalidRequest('sync request', parsed.error);
-    const { tenantId, connectionId, provider, scope, options } = parsed.data;
+    const { tenantId, connectionId, provider, scope, options, unattended } = parsed.data;
     if (!this.providers[provider]) {
       throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    }
+    const active = await this.store.findActiveSync(tenantId, connectionId);
+    if (active) {
+      await this.resident(active.syncId);
+      return this.get(active.syncId, { tenantId });
+    }
+    const connectionInput = { tenantId, connectionId, provider };
+    let connection = await this.connections.peek(connectionInput);
+    if (connection.state === 'SYNCING') {
+      // The lock outlived its sync (crash between the two writes): settle it first.
+      const stale = connection.activeSyncId ? await this.store.getSync(connection.activeSyncId) : null;
+      if (stale && !stale.active) await this.finishConnection(stale);
+      connection = await this.connections.peek(connectionInput);
+    }
+    const refusal = refusalReason(connection.state, connection, unattended, this.clock.now());
+    if (refusal) {
+      throw new BanksyncError('SYNC_REFUSED', `sync of connection ${connectionId} refused: ${refusal}`, [refusal]);
     }
     const { sync, created } = await this.store.createSync({
       syncId: `sync_${randomUUID()}`,
@@ -164,7 +269,11 @@ export class SyncEngine {
       scope,
       createdAt: this.clock.now(),
     });
-    const runtime = created ? this.host(sync, options) : await this.resident(sync.syncId);
+    const runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
+    if (created) {
+      const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
+      this.events.emit('connection.updated', view);
+    }
     if (runtime) await runtime.committed();
     return this.get(sync.syncId, { tenantId });
   }
@@ -333,7 +442,7 @@ export class SyncEngine {
   }
 
   /** Creates the actor: fresh from input, or restored from the record's snapshot with its timers re-armed. */
-  private host(record: SyncRecord, options?: Record<string, unknown>, timers: TimerRecord[] = []): SyncRuntime {
+  private host(record: SyncRecord, options?: Record<string, unknown>, timers: TimerRecord[] = [], unattended = false): SyncRuntime {
     const runtime = new SyncRuntime(record, record.version);
     this.runtimes.set(record.syncId, runtime);
     const inspect = (event: InspectionEvent) => {
@@ -359,6 +468,7 @@ export class SyncEngine {
           provider: record.provider,
           scope: record.scope,
           ...(options ? { options } : {}),
+          unattended,
           policy: this.policy,
         },
         clock: this.clock,
@@ -454,7 +564,15 @@ export class SyncEngine {
       }
       if (transitions.length > 0) this.events.emit('sync.updated', view);
       if (newChallenge) this.events.emit('sync.awaitingUser', view);
-      if (finished) this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
+      if (finished) {
+        this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
+        try {
+          await this.finishConnection({ ...runtime.record, status, active: false, snapshot: persisted, version: runtime.version });
+        } catch (error) {
+          // The sync's outcome is committed; start() settles the connection if this write was lost.
+          this.logger.error({ syncId: runtime.record.syncId, err: (error as Error)?.message }, 'connection update failed');
+        }
+      }
     });
   }
 

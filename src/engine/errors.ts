@@ -8,6 +8,8 @@ export type BanksyncErrorCode =
   | 'CHALLENGE_NOT_PENDING'
   | 'SYNC_ALREADY_FINISHED'
   | 'INVALID_WEBHOOK'
+  | 'SYNC_REFUSED'
+  | 'CONNECTION_NOT_FOUND'
   | 'ENGINE_STOPPED';
 
 export class BanksyncError extends Error {

@@ -1,5 +1,6 @@
 /** The engine's typed event stream. Emitted only after the state it reports is durably committed. */
 import { EventEmitter } from 'node:events';
+import type { ConnectionView } from './connections.js';
 import type { SyncView } from './view.js';
 
 export interface EngineEvents {
@@ -7,6 +8,8 @@ export interface EngineEvents {
   'sync.awaitingUser': SyncView;
   'sync.completed': SyncView;
   'sync.failed': SyncView;
+  /** The connection machine moved (lock taken/released, needs the user, disabled, accounts remapped). */
+  'connection.updated': ConnectionView;
 }
 export type EngineEventName = keyof EngineEvents;
 

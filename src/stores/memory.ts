@@ -12,6 +12,8 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type ConnectionFilter,
+  type ConnectionRecord,
   type EffectRecord,
   type NewSync,
   type Store,
@@ -38,6 +40,8 @@ const activeKey = (tenantId: string, connectionId: string): string => `${tenantI
 const newestFirst = (a: SyncRecord, b: SyncRecord): number =>
   cmp(b.createdAt, a.createdAt) || cmp(b.syncId, a.syncId);
 
+const connectionKey = (tenantId: string, connectionId: string): string => `${tenantId}\u0000${connectionId}`;
+
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
 
@@ -48,6 +52,7 @@ export class MemoryStore implements Store {
   readonly #timers = new Map<string, Map<string, TimerRecord>>();
   readonly #transitions = new Map<string, TransitionRecord[]>();
   readonly #effects = new Map<string, EffectRecord>();
+  readonly #connections = new Map<string, ConnectionRecord>();
   #closed = false;
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
@@ -252,6 +257,30 @@ export class MemoryStore implements Store {
     const effects = [...this.#effects.values()].filter((e) => e.syncId === syncId);
     effects.sort((a, b) => cmp(a.createdAt, b.createdAt) || cmp(a.effectKey, b.effectKey));
     return structuredClone(effects);
+  }
+
+  async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
+    this.#open();
+    const found = this.#connections.get(connectionKey(tenantId, connectionId));
+    return found ? structuredClone(found) : null;
+  }
+
+  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+    this.#open();
+    const key = connectionKey(record.tenantId, record.connectionId);
+    const current = this.#connections.get(key);
+    if ((current?.version ?? 0) !== expectedVersion) throw new StaleWriteError(`connection ${record.tenantId}/${record.connectionId}`, expectedVersion);
+    const version = expectedVersion + 1;
+    this.#connections.set(key, { ...structuredClone(record), context: toJson(record.context), version });
+    return version;
+  }
+
+  async listConnections(filter: ConnectionFilter = {}): Promise<ConnectionRecord[]> {
+    this.#open();
+    const all = [...this.#connections.values()]
+      .filter((c) => (filter.tenantId === undefined || c.tenantId === filter.tenantId) && (filter.provider === undefined || c.provider === filter.provider) && (filter.state === undefined || c.state === filter.state))
+      .sort((a, b) => (a.tenantId === b.tenantId ? a.connectionId.localeCompare(b.connectionId) : a.tenantId.localeCompare(b.tenantId)));
+    return structuredClone(filter.limit === undefined ? all : all.slice(0, Math.max(0, Math.floor(filter.limit))));
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,8 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type ConnectionFilter,
+  type ConnectionRecord,
   type EffectRecord,
   type EffectState,
   type NewSync,
@@ -83,6 +85,23 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
         at         INTEGER NOT NULL,
         PRIMARY KEY (sync_id, seq)
       );
+    `,
+  },
+  {
+    version: 2,
+    name: 'connections',
+    sql: `
+      CREATE TABLE connections (
+        tenant_id     TEXT NOT NULL,
+        connection_id TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        context       TEXT NOT NULL,
+        version       INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, connection_id)
+      );
+      CREATE INDEX connections_state ON connections (state);
     `,
   },
 ];
@@ -204,6 +223,28 @@ function migrate(db: Database.Database, migrations: readonly SqliteMigration[]):
   });
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) apply.immediate(m);
 }
+
+interface ConnectionRow {
+  tenant_id: string;
+  connection_id: string;
+  provider: string;
+  state: string;
+  context: string;
+  version: number;
+  updated_at: number;
+}
+
+const toConnection = (r: ConnectionRow): ConnectionRecord => ({
+  tenantId: r.tenant_id,
+  connectionId: r.connection_id,
+  provider: r.provider,
+  state: r.state,
+  context: decodeJson(r.context),
+  version: r.version,
+  updatedAt: r.updated_at,
+});
+
+const CONNECTION_COLUMNS = 'tenant_id, connection_id, provider, state, context, version, updated_at';
 
 const SYNC_COLUMNS =
   'sync_id, tenant_id, connection_id, provider, scope, status, active, provider_ref, snapshot, version, created_at, updated_at';
@@ -473,6 +514,56 @@ export class SqliteStore implements Store {
 
   async listEffects(syncId: string): Promise<EffectRecord[]> {
     return this.#stmt.listEffects.all(syncId).map(toEffect);
+  }
+
+  async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
+    const row = this.db
+      .prepare<[string, string], ConnectionRow>(`SELECT ${CONNECTION_COLUMNS} FROM connections WHERE tenant_id = ? AND connection_id = ?`)
+      .get(tenantId, connectionId);
+    return row ? toConnection(row) : null;
+  }
+
+  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+    const params = {
+      tenantId: record.tenantId,
+      connectionId: record.connectionId,
+      provider: record.provider,
+      state: record.state,
+      context: encodeJson(record.context) ?? 'null',
+      updatedAt: record.updatedAt,
+      expectedVersion,
+    };
+    const key = `connection ${record.tenantId}/${record.connectionId}`;
+    if (expectedVersion === 0) {
+      const inserted = this.db
+        .prepare(
+          `INSERT INTO connections (${CONNECTION_COLUMNS}) VALUES (@tenantId, @connectionId, @provider, @state, @context, 1, @updatedAt)
+           ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
+        )
+        .run(params);
+      if (inserted.changes === 0) throw new StaleWriteError(key, expectedVersion);
+      return 1;
+    }
+    const updated = this.db
+      .prepare<[typeof params], { version: number }>(
+        `UPDATE connections SET provider = @provider, state = @state, context = @context, updated_at = @updatedAt, version = version + 1
+          WHERE tenant_id = @tenantId AND connection_id = @connectionId AND version = @expectedVersion
+         RETURNING version`,
+      )
+      .get(params);
+    if (!updated) throw new StaleWriteError(key, expectedVersion);
+    return updated.version;
+  }
+
+  async listConnections(filter: ConnectionFilter = {}): Promise<ConnectionRecord[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.tenantId !== undefined) (where.push('tenant_id = @tenantId'), (params.tenantId = filter.tenantId));
+    if (filter.provider !== undefined) (where.push('provider = @provider'), (params.provider = filter.provider));
+    if (filter.state !== undefined) (where.push('state = @state'), (params.state = filter.state));
+    const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
+    const sql = `SELECT ${CONNECTION_COLUMNS} FROM connections${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant_id, connection_id${limit}`;
+    return this.db.prepare<[Record<string, unknown>], ConnectionRow>(sql).all(params).map(toConnection);
   }
 
   async close(): Promise<void> {

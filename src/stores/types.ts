@@ -96,6 +96,26 @@ export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
 }
 
+/** The persisted connection machine of one bank connection (lock, breaker, eligibility, account mapping). */
+export interface ConnectionRecord {
+  tenantId: string;
+  connectionId: string;
+  provider: string;
+  /** Connection machine state (IDLE, SYNCING, NEEDS_USER, DISABLED). */
+  state: string;
+  /** Connection machine context (JSON, secret-free). */
+  context: unknown;
+  version: number;
+  updatedAt: number;
+}
+
+export interface ConnectionFilter {
+  tenantId?: string;
+  provider?: string;
+  state?: string;
+  limit?: number;
+}
+
 export interface SyncFilter {
   tenantId?: string;
   connectionId?: string;
@@ -124,5 +144,13 @@ export interface Store {
   startEffect(effectKey: string, syncId: string, kind: string, at: number): Promise<EffectRecord | null>;
   finishEffect(effectKey: string, state: 'DONE' | 'FAILED', outcome: unknown, at: number): Promise<void>;
   listEffects(syncId: string): Promise<EffectRecord[]>;
+  getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null>;
+  /**
+   * Inserts the connection (expectedVersion 0, absent) or updates it when its stored version equals
+   * expectedVersion. Returns the new version; throws StaleWriteError otherwise.
+   */
+  saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number>;
+  /** Ordered by tenantId, connectionId. */
+  listConnections(filter?: ConnectionFilter): Promise<ConnectionRecord[]>;
   close(): Promise<void>;
 }

@@ -39,6 +39,16 @@ describe('finX end to end over HTTP (engine + SQLite + sandbox + webhooks)', () 
     const final = await harness.runSync('finx', access.id);
     expect(final.error).toMatchObject({ code: 'ACCESS_UPGRADE', userActionRequired: true, retryable: false, providerCode: '40002' });
     expect(final.error?.upgrade?.kind).toBe('MULTI_ACCESS');
-    expect(final.error?.upgrade?.accounts.length).toBeGreaterThan(0);
+    const upgrade = final.error!.upgrade!;
+    expect(upgrade.accounts.length).toBeGreaterThan(0);
+    const connection = await harness.engine.getConnection(access.id);
+    expect(connection.state).toBe('NEEDS_USER');
+    expect(connection.needsUser?.reason).toBe('ACCESS_UPGRADE');
+    for (const account of upgrade.accounts) expect(connection.accounts[account.accountId]).toEqual({ accessId: account.accessId, supported: account.supported });
+    expect(connection.linkedAccessIds.length).toBeGreaterThan(0);
+    // The sandbox now wants SCA on that access: with the user present, the next sync asks for a TAN and completes.
+    const next = await harness.runSync('finx', access.id, ['123456']);
+    expect(next.status).toBe('COMPLETED');
+    expect((await harness.engine.getConnection(access.id)).state).toBe('IDLE');
   });
 });

@@ -11,6 +11,7 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type ConnectionRecord,
   type EffectRecord,
   type NewSync,
   type Store,
@@ -806,6 +807,45 @@ export function storeConformanceSuite(
           }),
           { numRuns: 40 },
         );
+      });
+    });
+      describe('connections', () => {
+      const base = (overrides: Partial<ConnectionRecord> = {}) => ({
+        tenantId: 'tenant-a',
+        connectionId: uid('conn'),
+        provider: 'finx',
+        state: 'IDLE',
+        context: { consecutiveFailures: 0, accounts: { a1: { accessId: 'x', supported: true } } },
+        updatedAt: tick(),
+        ...overrides,
+      });
+
+      it('inserts at version 0, updates fenced by version, and rejects stale writes without change', async () => {
+        const record = base();
+        expect(await store.getConnection(record.tenantId, record.connectionId)).toBeNull();
+        expect(await store.saveConnection(record, 0)).toBe(1);
+        await expect(store.saveConnection(record, 0)).rejects.toBeInstanceOf(StaleWriteError);
+        expect(await store.saveConnection({ ...record, state: 'SYNCING' }, 1)).toBe(2);
+        await expect(store.saveConnection({ ...record, state: 'DISABLED' }, 1)).rejects.toBeInstanceOf(StaleWriteError);
+        const stored = await store.getConnection(record.tenantId, record.connectionId);
+        expect(stored).toMatchObject({ state: 'SYNCING', version: 2, context: record.context });
+        stored!.state = 'MUTATED';
+        expect((await store.getConnection(record.tenantId, record.connectionId))?.state).toBe('SYNCING');
+      });
+
+      it('keeps tenants apart and lists with filters in a stable order', async () => {
+        const shared = uid('conn');
+        await store.saveConnection(base({ tenantId: 'tenant-a', connectionId: shared }), 0);
+        await store.saveConnection(base({ tenantId: 'tenant-b', connectionId: shared, state: 'DISABLED', provider: 'xs2a' }), 0);
+        expect((await store.getConnection('tenant-b', shared))?.provider).toBe('xs2a');
+        const disabled = await store.listConnections({ state: 'DISABLED' });
+        expect(disabled.map((c) => [c.tenantId, c.connectionId])).toContainEqual(['tenant-b', shared]);
+        expect(disabled.every((c) => c.state === 'DISABLED')).toBe(true);
+        const tenantA = await store.listConnections({ tenantId: 'tenant-a' });
+        expect(tenantA.every((c) => c.tenantId === 'tenant-a')).toBe(true);
+        const ids = tenantA.map((c) => c.connectionId);
+        expect(ids).toEqual([...ids].sort());
+        expect(await store.listConnections({ limit: 1 })).toHaveLength(1);
       });
     });
   });

@@ -1,0 +1,89 @@
+/**
+ * Persists and advances the connection machine of each bank connection. The machine is pure and has no
+ * timers or effects, so it is stepped with `getNextSnapshot` rather than hosted as a live actor. Writes
+ * are fenced by version and retried on a concurrent update (another request or process moved it).
+ */
+import { getInitialSnapshot, getNextSnapshot } from 'xstate';
+import {
+  connectionMachine,
+  refusalReason,
+  type ConnectionContext,
+  type ConnectionEvent,
+  type ConnectionInput,
+  type ConnectionState,
+  type RefusalReason,
+} from '../../machines/connection.js';
+import { StaleWriteError, type ConnectionRecord, type Store } from '../stores/types.js';
+
+type ConnectionSnapshot = ReturnType<typeof getInitialSnapshot<typeof connectionMachine>>;
+
+export interface ConnectionView extends ConnectionContext {
+  state: ConnectionState;
+  version: number;
+  /** Why an unattended (background) sync would be refused now, or null when autosync may run. */
+  autosyncRefusal: RefusalReason | null;
+}
+
+const MAX_RETRIES = 8;
+
+export class ConnectionService {
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number,
+  ) {}
+
+  private snapshotOf(record: ConnectionRecord): ConnectionSnapshot {
+    return connectionMachine.resolveState({ value: record.state, context: record.context as ConnectionContext });
+  }
+
+  private initial(input: ConnectionInput): ConnectionSnapshot {
+    return getInitialSnapshot(connectionMachine, input);
+  }
+
+  toView(snapshot: ConnectionSnapshot, version: number): ConnectionView {
+    const state = snapshot.value as ConnectionState;
+    return { ...snapshot.context, state, version, autosyncRefusal: refusalReason(state, snapshot.context, true, this.now()) };
+  }
+
+  async get(tenantId: string, connectionId: string): Promise<ConnectionView | null> {
+    const record = await this.store.getConnection(tenantId, connectionId);
+    return record ? this.toView(this.snapshotOf(record), record.version) : null;
+  }
+
+  /** The connection as it is, or as it would be when first seen (not yet stored). */
+  async peek(input: ConnectionInput): Promise<ConnectionView> {
+    return (await this.get(input.tenantId, input.connectionId)) ?? this.toView(this.initial(input), 0);
+  }
+
+  /**
+   * Applies one event (creating the connection from `input` if it is new) and stores the result.
+   * Returns the new view and whether the event changed the machine's state value.
+   */
+  async apply(input: ConnectionInput, event: ConnectionEvent): Promise<{ view: ConnectionView; before: ConnectionState; changed: boolean }> {
+    for (let attempt = 0; ; attempt++) {
+      const record = await this.store.getConnection(input.tenantId, input.connectionId);
+      const current = record ? this.snapshotOf(record) : this.initial(input);
+      const next = getNextSnapshot(connectionMachine, current, event);
+      const before = current.value as ConnectionState;
+      if (next === current || JSON.stringify(next.context) === JSON.stringify(current.context) && next.value === current.value) {
+        return { view: this.toView(current, record?.version ?? 0), before, changed: false };
+      }
+      try {
+        const version = await this.store.saveConnection(
+          {
+            tenantId: input.tenantId,
+            connectionId: input.connectionId,
+            provider: next.context.provider,
+            state: next.value as string,
+            context: next.context,
+            updatedAt: this.now(),
+          },
+          record?.version ?? 0,
+        );
+        return { view: this.toView(next, version), before, changed: next.value !== current.value };
+      } catch (error) {
+        if (!(error instanceof StaleWriteError) || attempt >= MAX_RETRIES) throw error;
+      }
+    }
+  }
+}
