@@ -29,6 +29,7 @@ import { silentLogger, type Logger } from './logger.js';
 import { SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
+import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import { refusalReason } from '../../machines/connection.js';
 
 export interface EngineOptions {
@@ -40,6 +41,17 @@ export interface EngineOptions {
   policy?: Partial<SyncPolicy>;
   /** Receives XState inspection events of every hosted actor (e.g. the Stately inspector). */
   inspect?: (event: InspectionEvent) => void;
+  /**
+   * Shared webhook secrets by provider. A provider listed here has every delivery verified (HMAC-SHA256,
+   * constant-time compare, timestamp window); unverified deliveries are rejected, recorded and never applied.
+   */
+  webhookSecrets?: Record<string, string>;
+}
+
+export interface RejectedWebhook {
+  provider: string;
+  reason: VerificationFailure;
+  at: number;
 }
 
 const RequestSyncInput = z.object({
@@ -117,6 +129,8 @@ export class SyncEngine {
   private readonly logger: Logger;
   private readonly policy: Partial<SyncPolicy>;
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
+  private readonly webhookSecrets: Record<string, string>;
+  private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
   private readonly connections: ConnectionService;
@@ -137,6 +151,7 @@ export class SyncEngine {
     this.logger = options.logger ?? silentLogger;
     this.policy = options.policy ?? {};
     this.inspect = options.inspect;
+    this.webhookSecrets = options.webhookSecrets ?? {};
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
@@ -357,6 +372,16 @@ export class SyncEngine {
   async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null }> {
     const adapter = this.providers[provider];
     if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    const secret = this.webhookSecrets[provider];
+    if (secret !== undefined) {
+      const failure = verifyWebhook(secret, request, this.clock.now());
+      if (failure) {
+        this.rejected.push({ provider, reason: failure, at: this.clock.now() });
+        if (this.rejected.length > REJECTED_WEBHOOKS_KEPT) this.rejected.shift();
+        this.logger.warn({ provider, reason: failure }, 'unverified webhook rejected');
+        throw new BanksyncError('WEBHOOK_UNAUTHORIZED', `${provider} webhook rejected: ${failure}`);
+      }
+    }
     let delivery;
     try {
       delivery = adapter.parseWebhook(request);
@@ -382,6 +407,11 @@ export class SyncEngine {
     return { applied: true, syncId: record.syncId };
   }
 
+  /** The most recent unverified webhook deliveries (kept for inspection; never applied). */
+  rejectedWebhooks(): readonly RejectedWebhook[] {
+    return [...this.rejected];
+  }
+
   /** A node:http request listener for one provider's webhooks: `http.createServer(engine.webhookHandler('finx'))`. */
   webhookHandler(provider: string): (req: IncomingMessage, res: ServerResponse) => void {
     return (req, res) => {
@@ -395,7 +425,8 @@ export class SyncEngine {
           (outcome) => reply(202, outcome),
           (error: unknown) => {
             if (error instanceof BanksyncError) {
-              reply(error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : 400, { error: error.toJSON() });
+              const status = error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : error.code === 'WEBHOOK_UNAUTHORIZED' ? 401 : 400;
+              reply(status, { error: error.toJSON() });
             } else if (error instanceof BodyTooLargeError) {
               reply(413, { error: { code: 'INVALID_WEBHOOK', message: error.message, issues: [] } });
             } else {
@@ -699,6 +730,7 @@ export function createEngine(options: EngineOptions): SyncEngine {
   return new SyncEngine(options);
 }
 
+const REJECTED_WEBHOOKS_KEPT = 1_000;
 const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
 const EARLY_CALLBACKS_MAX = 10_000;
 

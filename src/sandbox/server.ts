@@ -9,6 +9,7 @@
  * Secrets: the sandbox never logs request headers or bodies (credentials, TANs, tokens) and never echoes
  * them in a response; fastify's logger is configured to redact them in case a serializer changes.
  */
+import { signWebhook, SIGNATURE_HEADER } from '../engine/webhook-auth.js';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { createFinxSandbox, type FinxSandboxOptions, type FinxStats } from './finx.js';
 
@@ -62,6 +63,8 @@ export interface SandboxOptions {
   now?: () => number;
   /** finX family options (accepted tokens, challenge TTLs). */
   finx?: FinxSandboxOptions;
+  /** Shared secrets by provider: deliveries are signed like a provider that signs its webhooks. */
+  webhookSecrets?: Record<string, string>;
   /** Port on 127.0.0.1; default 0 (random). */
   port?: number;
   /** Provider families to host. Default `DEFAULT_PROVIDERS`. */
@@ -97,10 +100,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     sendWebhook(provider, body, onDone) {
       const url = webhookUrls.get(provider) ?? globalWebhookUrl;
       if (!url || closed) return false;
+      const text = JSON.stringify(body);
+      const secret = options.webhookSecrets?.[provider];
+      const signature: Record<string, string> = secret === undefined ? {} : { [SIGNATURE_HEADER]: signWebhook(secret, text, Math.floor(now() / 1000)) };
       const delivery = fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-sandbox-provider': provider },
-        body: JSON.stringify(body),
+        headers: { 'content-type': 'application/json', 'x-sandbox-provider': provider, ...signature },
+        body: text,
         signal: AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
       })
         .then(async (response) => {
