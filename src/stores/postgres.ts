@@ -1,0 +1,486 @@
+/**
+ * PostgreSQL Store (`pg`), the scale-out store. Same contract and conformance suite as SQLite:
+ * the single-flight lock is a partial unique index, every sync row carries a version (fencing token),
+ * and a commit is one transaction whose fenced UPDATE rejects a stale writer before anything is written.
+ * Tables live in their own schema (default `banksync`); migrations run on open under an advisory lock,
+ * so several worker processes can start at once.
+ */
+import pg from 'pg';
+import type { SyncScope } from '../../machines/canonical.js';
+import type { SyncStatus } from '../../machines/synchronization.js';
+import {
+  NotFoundError,
+  StaleWriteError,
+  type CommitChange,
+  type ConnectionFilter,
+  type ConnectionRecord,
+  type EffectRecord,
+  type EffectState,
+  type NewSync,
+  type Store,
+  type SyncFilter,
+  type SyncRecord,
+  type TimerRecord,
+  type TransitionRecord,
+} from './types.js';
+
+export interface PostgresMigration {
+  version: number;
+  name: string;
+  sql: (schema: string) => string;
+}
+
+/** Append-only: never edit a shipped migration, add a new one with the next version. */
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: (s) => `
+      CREATE TABLE ${s}.syncs (
+        sync_id       TEXT PRIMARY KEY,
+        tenant_id     TEXT NOT NULL,
+        connection_id TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        scope         TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        active        BOOLEAN NOT NULL,
+        provider_ref  TEXT,
+        snapshot      JSONB,
+        version       BIGINT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL
+      );
+      -- The single-flight lock: at most one active sync per (tenant, connection).
+      CREATE UNIQUE INDEX syncs_one_active_per_connection ON ${s}.syncs (tenant_id, connection_id) WHERE active;
+      CREATE INDEX syncs_provider_ref ON ${s}.syncs (provider, provider_ref);
+      CREATE INDEX syncs_created_at ON ${s}.syncs (created_at);
+      CREATE INDEX syncs_active_status ON ${s}.syncs (status) WHERE active;
+
+      CREATE TABLE ${s}.timers (
+        sync_id    TEXT NOT NULL REFERENCES ${s}.syncs (sync_id),
+        timer_id   TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        due_at     BIGINT NOT NULL,
+        PRIMARY KEY (sync_id, timer_id)
+      );
+      CREATE INDEX timers_due_at ON ${s}.timers (due_at);
+
+      CREATE TABLE ${s}.effects (
+        effect_key  TEXT PRIMARY KEY,
+        sync_id     TEXT NOT NULL REFERENCES ${s}.syncs (sync_id),
+        kind        TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('PENDING', 'STARTED', 'DONE', 'FAILED')),
+        created_at  BIGINT NOT NULL,
+        started_at  BIGINT,
+        finished_at BIGINT,
+        outcome     JSONB
+      );
+      CREATE INDEX effects_sync_id ON ${s}.effects (sync_id);
+
+      CREATE TABLE ${s}.transitions (
+        sync_id    TEXT NOT NULL REFERENCES ${s}.syncs (sync_id),
+        seq        INTEGER NOT NULL,
+        from_state TEXT,
+        to_state   TEXT NOT NULL,
+        event      TEXT NOT NULL,
+        at         BIGINT NOT NULL,
+        PRIMARY KEY (sync_id, seq)
+      );
+
+      CREATE TABLE ${s}.connections (
+        tenant_id     TEXT NOT NULL,
+        connection_id TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        context       JSONB NOT NULL,
+        version       BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, connection_id)
+      );
+      CREATE INDEX connections_state ON ${s}.connections (state);
+    `,
+  },
+];
+
+// BIGINT (int8) and NUMERIC arrive as strings by default; every one of ours fits a double exactly.
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+interface SyncRow {
+  sync_id: string;
+  tenant_id: string;
+  connection_id: string;
+  provider: string;
+  scope: string;
+  status: string;
+  active: boolean;
+  provider_ref: string | null;
+  snapshot: unknown;
+  version: number;
+  created_at: number;
+  updated_at: number;
+}
+
+const toSync = (r: SyncRow): SyncRecord => ({
+  syncId: r.sync_id,
+  tenantId: r.tenant_id,
+  connectionId: r.connection_id,
+  provider: r.provider,
+  scope: r.scope as SyncScope,
+  status: r.status as SyncStatus,
+  active: r.active,
+  providerRef: r.provider_ref,
+  snapshot: r.snapshot ?? null,
+  version: r.version,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const toTimer = (r: { sync_id: string; timer_id: string; event_type: string; due_at: number }): TimerRecord => ({
+  syncId: r.sync_id,
+  timerId: r.timer_id,
+  eventType: r.event_type,
+  dueAt: r.due_at,
+});
+
+interface EffectRow {
+  effect_key: string;
+  sync_id: string;
+  kind: string;
+  state: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  outcome: unknown;
+}
+
+const toEffect = (r: EffectRow): EffectRecord => ({
+  effectKey: r.effect_key,
+  syncId: r.sync_id,
+  kind: r.kind,
+  state: r.state as EffectState,
+  createdAt: r.created_at,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  outcome: r.outcome ?? null,
+});
+
+const toConnection = (r: { tenant_id: string; connection_id: string; provider: string; state: string; context: unknown; version: number; updated_at: number }): ConnectionRecord => ({
+  tenantId: r.tenant_id,
+  connectionId: r.connection_id,
+  provider: r.provider,
+  state: r.state,
+  context: r.context,
+  version: r.version,
+  updatedAt: r.updated_at,
+});
+
+/** What a JSON column holds; JSON.stringify throws for BigInt like the other stores. */
+function json(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  const text = JSON.stringify(value);
+  return text === undefined ? null : text;
+}
+
+const clampLimit = (limit: number): number => Math.max(0, Math.floor(limit));
+const SYNC_COLUMNS = 'sync_id, tenant_id, connection_id, provider, scope, status, active, provider_ref, snapshot, version, created_at, updated_at';
+const EFFECT_COLUMNS = 'effect_key, sync_id, kind, state, created_at, started_at, finished_at, outcome';
+const CONNECTION_COLUMNS = 'tenant_id, connection_id, provider, state, context, version, updated_at';
+
+export interface PostgresStoreOptions {
+  connectionString: string;
+  /** Schema holding banksync's tables; created if missing. Letters, digits and underscores only. */
+  schema?: string;
+  /** Pool size per process. */
+  max?: number;
+}
+
+export class PostgresStore implements Store {
+  readonly kind = 'postgres' as const;
+  readonly pool: pg.Pool;
+  readonly schema: string;
+
+  private constructor(pool: pg.Pool, schema: string) {
+    this.pool = pool;
+    this.schema = schema;
+  }
+
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const schema = options.schema ?? 'banksync';
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid schema name ${JSON.stringify(schema)}`);
+    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types });
+    // An idle client losing its server connection must not crash the process; the next query reconnects.
+    pool.on('error', () => {});
+    const store = new PostgresStore(pool, schema);
+    try {
+      await store.migrate();
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    await this.transaction(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`banksync-migrate:${this.schema}`]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${this.schema}.migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`);
+      const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${this.schema}.migrations`);
+      const applied = new Set(rows.map((r) => r.version));
+      for (const migration of [...POSTGRES_MIGRATIONS].sort((a, b) => a.version - b.version)) {
+        if (applied.has(migration.version)) continue;
+        await client.query(migration.sql(this.schema));
+        await client.query(`INSERT INTO ${this.schema}.migrations (version, name, applied_at) VALUES ($1, $2, $3)`, [migration.version, migration.name, Date.now()]);
+      }
+    });
+  }
+
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  private t(table: string): string {
+    return `${this.schema}.${table}`;
+  }
+
+  async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const inserted = await this.pool.query<SyncRow>(
+        `INSERT INTO ${this.t('syncs')} (${SYNC_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, 'QUEUED', TRUE, NULL, NULL, 0, $6, $6)
+         ON CONFLICT (tenant_id, connection_id) WHERE active DO NOTHING
+         RETURNING ${SYNC_COLUMNS}`,
+        [sync.syncId, sync.tenantId, sync.connectionId, sync.provider, sync.scope, sync.createdAt],
+      );
+      if (inserted.rows[0]) return { sync: toSync(inserted.rows[0]), created: true };
+      const winner = await this.findActiveSync(sync.tenantId, sync.connectionId);
+      if (winner) return { sync: winner, created: false };
+      // The winner finished between our insert and our read: try again.
+    }
+    throw new Error(`createSync for ${sync.tenantId}/${sync.connectionId} kept racing; giving up`);
+  }
+
+  async commit(change: CommitChange): Promise<number> {
+    const snapshot = json(change.snapshot);
+    return this.transaction(async (client) => {
+      const updated = await client.query<{ version: number }>(
+        `UPDATE ${this.t('syncs')}
+            SET status = $3, active = $4, provider_ref = $5, snapshot = $6::jsonb, updated_at = $7, version = version + 1
+          WHERE sync_id = $1 AND version = $2
+         RETURNING version`,
+        [change.syncId, change.expectedVersion, change.status, change.active, change.providerRef, snapshot, change.at],
+      );
+      if (!updated.rows[0]) throw new StaleWriteError(change.syncId, change.expectedVersion);
+      await client.query(`DELETE FROM ${this.t('timers')} WHERE sync_id = $1`, [change.syncId]);
+      // A timer id listed twice keeps the last entry (as in the other stores).
+      const timers = [...new Map(change.timers.map((t) => [t.timerId, t])).values()];
+      if (timers.length > 0) {
+        await client.query(
+          `INSERT INTO ${this.t('timers')} (sync_id, timer_id, event_type, due_at)
+           SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[])`,
+          [change.syncId, timers.map((t) => t.timerId), timers.map((t) => t.eventType), timers.map((t) => t.dueAt)],
+        );
+      }
+      if (change.transitions.length > 0) {
+        const { rows } = await client.query<{ seq: number }>(`SELECT COALESCE(MAX(seq), 0)::int AS seq FROM ${this.t('transitions')} WHERE sync_id = $1`, [change.syncId]);
+        const first = (rows[0]?.seq ?? 0) + 1;
+        await client.query(
+          `INSERT INTO ${this.t('transitions')} (sync_id, seq, from_state, to_state, event, at)
+           SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[])`,
+          [
+            change.syncId,
+            change.transitions.map((_, i) => first + i),
+            change.transitions.map((t) => t.from),
+            change.transitions.map((t) => t.to),
+            change.transitions.map((t) => t.event),
+            change.transitions.map((t) => t.at),
+          ],
+        );
+      }
+      if (change.pendingEffects.length > 0) {
+        await client.query(
+          `INSERT INTO ${this.t('effects')} (effect_key, sync_id, kind, state, created_at)
+           SELECT e.key, $1, e.kind, 'PENDING', $2 FROM UNNEST($3::text[], $4::text[]) AS e(key, kind)
+           ON CONFLICT (effect_key) DO NOTHING`,
+          [change.syncId, change.at, change.pendingEffects.map((e) => e.effectKey), change.pendingEffects.map((e) => e.kind)],
+        );
+      }
+      return updated.rows[0].version;
+    });
+  }
+
+  async getSync(syncId: string): Promise<SyncRecord | null> {
+    const { rows } = await this.pool.query<SyncRow>(`SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE sync_id = $1`, [syncId]);
+    return rows[0] ? toSync(rows[0]) : null;
+  }
+
+  async findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null> {
+    const { rows } = await this.pool.query<SyncRow>(
+      `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE tenant_id = $1 AND connection_id = $2 AND active`,
+      [tenantId, connectionId],
+    );
+    return rows[0] ? toSync(rows[0]) : null;
+  }
+
+  async findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null> {
+    const { rows } = await this.pool.query<SyncRow>(
+      `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE provider = $1 AND provider_ref = $2
+       ORDER BY active DESC, created_at DESC, sync_id COLLATE "C" DESC LIMIT 1`,
+      [provider, providerRef],
+    );
+    return rows[0] ? toSync(rows[0]) : null;
+  }
+
+  async listSyncs(filter: SyncFilter = {}): Promise<SyncRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (filter.tenantId !== undefined) add('tenant_id = ?', filter.tenantId);
+    if (filter.connectionId !== undefined) add('connection_id = ?', filter.connectionId);
+    if (filter.active !== undefined) add('active = ?', filter.active);
+    if (filter.status !== undefined) add('status = ?', filter.status);
+    const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
+    const { rows } = await this.pool.query<SyncRow>(
+      `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY created_at DESC, sync_id COLLATE "C" DESC${limit}`,
+      params,
+    );
+    return rows.map(toSync);
+  }
+
+  async countByStatus(): Promise<Record<string, number>> {
+    const { rows } = await this.pool.query<{ status: string; n: number }>(`SELECT status, COUNT(*)::int AS n FROM ${this.t('syncs')} GROUP BY status ORDER BY status`);
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
+  async listTransitions(syncId: string): Promise<TransitionRecord[]> {
+    const { rows } = await this.pool.query<{ sync_id: string; seq: number; from_state: string | null; to_state: string; event: string; at: number }>(
+      `SELECT sync_id, seq, from_state, to_state, event, at FROM ${this.t('transitions')} WHERE sync_id = $1 ORDER BY seq`,
+      [syncId],
+    );
+    return rows.map((r) => ({ syncId: r.sync_id, seq: r.seq, from: r.from_state, to: r.to_state, event: r.event, at: r.at }));
+  }
+
+  async listTimers(syncId: string): Promise<TimerRecord[]> {
+    const { rows } = await this.pool.query(`SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE sync_id = $1 ORDER BY due_at, timer_id COLLATE "C"`, [syncId]);
+    return rows.map(toTimer);
+  }
+
+  async dueTimers(until: number, limit: number): Promise<TimerRecord[]> {
+    const { rows } = await this.pool.query(
+      `SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE due_at <= $1 ORDER BY due_at, sync_id COLLATE "C", timer_id COLLATE "C" LIMIT $2`,
+      [until, clampLimit(limit)],
+    );
+    return rows.map(toTimer);
+  }
+
+  async getEffect(effectKey: string): Promise<EffectRecord | null> {
+    const { rows } = await this.pool.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE effect_key = $1`, [effectKey]);
+    return rows[0] ? toEffect(rows[0]) : null;
+  }
+
+  async startEffect(effectKey: string, syncId: string, kind: string, at: number): Promise<EffectRecord | null> {
+    return this.transaction(async (client) => {
+      const before = await client.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE effect_key = $1 FOR UPDATE`, [effectKey]);
+      if (!before.rows[0]) {
+        const exists = await client.query(`SELECT 1 FROM ${this.t('syncs')} WHERE sync_id = $1`, [syncId]);
+        if (exists.rowCount === 0) throw new NotFoundError(`sync ${syncId} not found`);
+      }
+      // DONE and FAILED rows are left as they are.
+      await client.query(
+        `INSERT INTO ${this.t('effects')} (effect_key, sync_id, kind, state, created_at, started_at)
+         VALUES ($1, $2, $3, 'STARTED', $4, $4)
+         ON CONFLICT (effect_key) DO UPDATE SET state = 'STARTED', started_at = excluded.started_at
+          WHERE ${this.t('effects')}.state IN ('PENDING', 'STARTED')`,
+        [effectKey, syncId, kind, at],
+      );
+      return before.rows[0] ? toEffect(before.rows[0]) : null;
+    });
+  }
+
+  async finishEffect(effectKey: string, state: 'DONE' | 'FAILED', outcome: unknown, at: number): Promise<void> {
+    const result = await this.pool.query(`UPDATE ${this.t('effects')} SET state = $1, outcome = $2::jsonb, finished_at = $3 WHERE effect_key = $4`, [
+      state,
+      json(outcome),
+      at,
+      effectKey,
+    ]);
+    if (result.rowCount === 0) throw new NotFoundError(`effect ${effectKey} not found`);
+  }
+
+  async listEffects(syncId: string): Promise<EffectRecord[]> {
+    const { rows } = await this.pool.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE sync_id = $1 ORDER BY created_at, effect_key COLLATE "C"`, [syncId]);
+    return rows.map(toEffect);
+  }
+
+  async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
+    const { rows } = await this.pool.query(`SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')} WHERE tenant_id = $1 AND connection_id = $2`, [tenantId, connectionId]);
+    return rows[0] ? toConnection(rows[0]) : null;
+  }
+
+  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+    const key = `connection ${record.tenantId}/${record.connectionId}`;
+    const params = [record.tenantId, record.connectionId, record.provider, record.state, json(record.context) ?? 'null', record.updatedAt];
+    if (expectedVersion === 0) {
+      const inserted = await this.pool.query(
+        `INSERT INTO ${this.t('connections')} (${CONNECTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5::jsonb, 1, $6)
+         ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
+        params,
+      );
+      if (inserted.rowCount === 0) throw new StaleWriteError(key, expectedVersion);
+      return 1;
+    }
+    const { rows } = await this.pool.query<{ version: number }>(
+      `UPDATE ${this.t('connections')} SET provider = $3, state = $4, context = $5::jsonb, updated_at = $6, version = version + 1
+        WHERE tenant_id = $1 AND connection_id = $2 AND version = $7
+       RETURNING version`,
+      [...params, expectedVersion],
+    );
+    if (!rows[0]) throw new StaleWriteError(key, expectedVersion);
+    return rows[0].version;
+  }
+
+  async listConnections(filter: ConnectionFilter = {}): Promise<ConnectionRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (column: string, value: unknown) => {
+      params.push(value);
+      where.push(`${column} = $${params.length}`);
+    };
+    if (filter.tenantId !== undefined) add('tenant_id', filter.tenantId);
+    if (filter.provider !== undefined) add('provider', filter.provider);
+    if (filter.state !== undefined) add('state', filter.state);
+    const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
+    const { rows } = await this.pool.query(
+      `SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant_id COLLATE "C", connection_id COLLATE "C"${limit}`,
+      params,
+    );
+    return rows.map(toConnection);
+  }
+
+  /** Drops the schema (tests use a throwaway schema per store). */
+  async dropSchema(): Promise<void> {
+    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
