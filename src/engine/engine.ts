@@ -30,6 +30,7 @@ import { SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
+import type { Activation, Dispatch } from './dispatch.js';
 import { refusalReason } from '../../machines/connection.js';
 
 export interface EngineOptions {
@@ -46,7 +47,12 @@ export interface EngineOptions {
    * constant-time compare, timestamp window); unverified deliveries are rejected, recorded and never applied.
    */
   webhookSecrets?: Record<string, string>;
+  /** Scale-out: no resident actors; work arrives as jobs (see src/engine/dispatch.ts). */
+  dispatch?: Dispatch;
 }
+
+/** Actors of a dispatched engine never fire timers themselves: due timers arrive as jobs. */
+const PARKED_CLOCK = { setTimeout: () => 0, clearTimeout: () => {} };
 
 export interface RejectedWebhook {
   provider: string;
@@ -106,6 +112,20 @@ class SyncRuntime {
   restoring = false;
   closed = false;
   readonly dueAt = new WeakMap<object, number>();
+  /** Timers as last committed, so a dispatcher learns only of changes. */
+  lastTimers: TimerRecord[] = [];
+  /** Resolved after every macrostep (see SyncEngine.quiescent). */
+  private waiters: (() => void)[] = [];
+
+  changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
 
   constructor(
     public record: SyncRecord,
@@ -130,6 +150,7 @@ export class SyncEngine {
   private readonly policy: Partial<SyncPolicy>;
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
   private readonly webhookSecrets: Record<string, string>;
+  private readonly dispatch: Dispatch | undefined;
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
@@ -152,6 +173,7 @@ export class SyncEngine {
     this.policy = options.policy ?? {};
     this.inspect = options.inspect;
     this.webhookSecrets = options.webhookSecrets ?? {};
+    this.dispatch = options.dispatch;
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
@@ -166,6 +188,8 @@ export class SyncEngine {
   /** Resumes every active sync found in the store (after a restart or on another process). */
   async start(): Promise<{ resumed: number }> {
     await this.reconcileConnections();
+    // Dispatched: nothing is resident; jobs (and recoverStuck) bring syncs back.
+    if (this.dispatch) return { resumed: 0 };
     const active = await this.store.listSyncs({ active: true });
     let resumed = 0;
     for (const record of active) if (await this.resident(record.syncId)) resumed++;
@@ -284,6 +308,14 @@ export class SyncEngine {
       scope,
       createdAt: this.clock.now(),
     });
+    if (this.dispatch) {
+      if (created) {
+        const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
+        this.events.emit('connection.updated', view);
+        await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
+      }
+      return this.get(sync.syncId, { tenantId });
+    }
     const runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
     if (created) {
       const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
@@ -315,29 +347,119 @@ export class SyncEngine {
     this.assertRunning();
     const parsed = ChallengeResponseInput.safeParse(answer);
     if (!parsed.success) throw invalidRequest('challenge response', parsed.error);
-    const record = await this.record(syncId, options);
-    const runtime = record.active ? await this.resident(syncId) : null;
-    if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
-    const ref = this.vault.put(syncId, parsed.data.response);
-    runtime.actor.send({ type: 'CHALLENGE.ANSWER', challengeId: parsed.data.challengeId, responseRef: ref });
-    if (runtime.actor.getSnapshot().context.pendingResponseRef !== ref) {
-      this.vault.take(ref);
-      throw new BanksyncError(
-        'CHALLENGE_NOT_PENDING',
-        `sync ${syncId} is not waiting for an answer to challenge ${JSON.stringify(parsed.data.challengeId)}`,
-      );
-    }
-    await runtime.committed();
+    await this.record(syncId, options);
+    await this.withRuntime(syncId, (runtime) => {
+      const ref = this.vault.put(syncId, parsed.data.response);
+      runtime.actor.send({ type: 'CHALLENGE.ANSWER', challengeId: parsed.data.challengeId, responseRef: ref });
+      if (runtime.actor.getSnapshot().context.pendingResponseRef !== ref) {
+        this.vault.take(ref);
+        throw new BanksyncError(
+          'CHALLENGE_NOT_PENDING',
+          `sync ${syncId} is not waiting for an answer to challenge ${JSON.stringify(parsed.data.challengeId)}`,
+        );
+      }
+    });
     return this.get(syncId, options);
+  }
+
+  /**
+   * Runs `work` on the sync's live actor and waits for its commit. Dispatched: under the sync's lock, in this
+   * process (a TAN must not travel through the job table), until no effect is in flight, then evicts it.
+   */
+  private async withRuntime(syncId: string, work: (runtime: SyncRuntime) => void): Promise<void> {
+    if (!this.dispatch) {
+      const runtime = await this.resident(syncId);
+      if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
+      work(runtime);
+      await runtime.committed();
+      return;
+    }
+    await this.dispatch.withSyncLock(syncId, async () => {
+      const runtime = await this.resident(syncId);
+      if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
+      try {
+        work(runtime);
+        await this.quiescent(runtime);
+      } finally {
+        this.evict(runtime);
+      }
+    });
+  }
+
+  /**
+   * Dispatched mode: one activation of a sync by a worker job. Idempotent: a job that runs twice (a worker died
+   * mid-job) finds the committed state, and the effect journal keeps provider calls from repeating.
+   */
+  async activate(syncId: string, activation: Activation): Promise<void> {
+    const dispatch = this.dispatch;
+    if (!dispatch) throw new BanksyncError('INVALID_REQUEST', 'activate() needs an engine created with a dispatch');
+    await dispatch.withSyncLock(syncId, async () => {
+      const record = await this.store.getSync(syncId);
+      if (!record?.active || this.stopped) return;
+      const timers = await this.store.listTimers(syncId);
+      const start = activation.kind === 'start' ? activation : undefined;
+      const runtime = this.runtimes.get(syncId) ?? this.host(record, start?.options, timers, start?.unattended ?? false);
+      try {
+        if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
+        if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
+        await this.quiescent(runtime);
+      } finally {
+        this.evict(runtime);
+      }
+    });
+  }
+
+  /** Queues a resume for active syncs that nothing has moved for `staleAfterMs` (e.g. a lost job). */
+  async recoverStuck(staleAfterMs: number): Promise<number> {
+    if (!this.dispatch) return 0;
+    const now = this.clock.now();
+    let queued = 0;
+    for (const sync of await this.store.listSyncs({ active: true })) {
+      if (now - sync.updatedAt < staleAfterMs) continue;
+      const timers = await this.store.listTimers(sync.syncId);
+      const overdue = timers.length === 0 || timers.some((t) => now - t.dueAt > staleAfterMs);
+      if (!overdue) continue;
+      await this.dispatch.enqueue(sync, { kind: 'resume' });
+      queued++;
+    }
+    return queued;
+  }
+
+  private async fireTimer(runtime: SyncRuntime, timerId: string): Promise<void> {
+    const timer = runtime.lastTimers.find((t) => t.timerId === timerId);
+    if (!timer) return; // cancelled since: a stale job
+    if (timer.dueAt > this.clock.now() + TIMER_EARLY_TOLERANCE_MS) {
+      // Woken early (clock skew between processes): have it woken again at the right time.
+      await this.dispatch!.timersChanged(runtime.record, [], [timer]);
+      return;
+    }
+    const { actor } = runtime;
+    actor.system.scheduler.cancel(actor, timerId);
+    actor.send({ type: timer.eventType } as never);
+  }
+
+  /** Waits until no effect is in flight and every transition is committed (or the sync finished). */
+  private async quiescent(runtime: SyncRuntime): Promise<void> {
+    for (;;) {
+      const changed = runtime.changed();
+      await runtime.committed();
+      if (runtime.closed) return;
+      const snapshot = runtime.actor.getSnapshot();
+      if (snapshot.status !== 'active' || Object.keys(snapshot.children).length === 0) return;
+      await changed;
+    }
+  }
+
+  private evict(runtime: SyncRuntime): void {
+    this.close(runtime);
   }
 
   async cancel(syncId: string, options?: TenantOption & { reason?: string }): Promise<SyncView> {
     this.assertRunning();
-    const record = await this.record(syncId, options);
-    const runtime = record.active ? await this.resident(syncId) : null;
-    if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
-    runtime.actor.send({ type: 'CANCEL', ...(options?.reason ? { reason: options.reason } : {}) });
-    await runtime.committed();
+    await this.record(syncId, options);
+    await this.withRuntime(syncId, (runtime) => {
+      runtime.actor.send({ type: 'CANCEL', ...(options?.reason ? { reason: options.reason } : {}) });
+    });
     return this.get(syncId, options);
   }
 
@@ -399,6 +521,10 @@ export class SyncEngine {
     if (!record.active) {
       this.logger.info({ provider }, 'webhook for a finished sync ignored');
       return { applied: false, syncId: record.syncId };
+    }
+    if (this.dispatch) {
+      await this.dispatch.enqueue(record, { kind: 'observe', observation: delivery.observation });
+      return { applied: true, syncId: record.syncId };
     }
     const runtime = await this.resident(record.syncId);
     if (!runtime) return { applied: false, syncId: record.syncId };
@@ -475,7 +601,9 @@ export class SyncEngine {
   /** Creates the actor: fresh from input, or restored from the record's snapshot with its timers re-armed. */
   private host(record: SyncRecord, options?: Record<string, unknown>, timers: TimerRecord[] = [], unattended = false): SyncRuntime {
     const runtime = new SyncRuntime(record, record.version);
+    runtime.lastTimers = timers;
     this.runtimes.set(record.syncId, runtime);
+    const clock = this.dispatch ? PARKED_CLOCK : this.clock;
     const inspect = (event: InspectionEvent) => {
       this.inspect?.(event);
       if (event.type === '@xstate.snapshot' && event.actorRef === runtime.actor) this.onSnapshot(runtime, event.event.type);
@@ -485,7 +613,7 @@ export class SyncEngine {
       runtime.lastChallengeId = (record.snapshot as { context: SyncContext }).context.challenge?.id ?? null;
       runtime.actor = createActor(this.machine, {
         snapshot: record.snapshot as never,
-        clock: this.clock,
+        clock,
         inspect,
       } as never);
       runtime.actor.start();
@@ -502,7 +630,7 @@ export class SyncEngine {
           unattended,
           policy: this.policy,
         },
-        clock: this.clock,
+        clock,
         inspect,
       });
       runtime.actor.start();
@@ -533,7 +661,7 @@ export class SyncEngine {
         runtime.dueAt.set(scheduled, dueAt);
       }
       return { syncId: runtime.record.syncId, timerId: scheduled.id, eventType: scheduled.event.type, dueAt };
-    });
+    }).sort((a, b) => a.dueAt - b.dueAt || (a.timerId < b.timerId ? -1 : a.timerId > b.timerId ? 1 : 0));
   }
 
   /** Called synchronously after every macrostep of a hosted actor: enqueue its commit. */
@@ -560,6 +688,7 @@ export class SyncEngine {
     runtime.lastState = state;
     runtime.lastChallengeId = context.challenge?.id ?? null;
     if (finished) this.close(runtime);
+    runtime.notify();
 
     runtime.chain = runtime.chain.then(async () => {
       if (runtime.closed && !finished) return;
@@ -579,6 +708,11 @@ export class SyncEngine {
       } catch (error) {
         this.onCommitFailure(runtime, error);
         return;
+      }
+      if (this.dispatch && !sameTimers(runtime.lastTimers, timers)) {
+        const previous = runtime.lastTimers;
+        runtime.lastTimers = timers;
+        await this.dispatch.timersChanged(runtime.record, previous, timers);
       }
       const view = toView({
         ...runtime.record,
@@ -731,6 +865,12 @@ export function createEngine(options: EngineOptions): SyncEngine {
 }
 
 const REJECTED_WEBHOOKS_KEPT = 1_000;
+/** A timer job may run this early (clock skew between worker processes) and still fire. */
+const TIMER_EARLY_TOLERANCE_MS = 1_000;
+
+function sameTimers(a: readonly TimerRecord[], b: readonly TimerRecord[]): boolean {
+  return a.length === b.length && a.every((t, i) => t.timerId === b[i]!.timerId && t.dueAt === b[i]!.dueAt);
+}
 const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
 const EARLY_CALLBACKS_MAX = 10_000;
 

@@ -100,6 +100,19 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX connections_state ON ${s}.connections (state);
     `,
   },
+  {
+    version: 2,
+    name: 'worker heartbeats',
+    sql: (s) => `
+      -- One row per worker process: the graphile-worker ids it runs and when it last proved alive.
+      CREATE TABLE ${s}.workers (
+        process_id          TEXT PRIMARY KEY,
+        graphile_worker_ids TEXT[] NOT NULL,
+        started_at          BIGINT NOT NULL,
+        heartbeat_at        BIGINT NOT NULL
+      );
+    `,
+  },
 ];
 
 // BIGINT (int8) and NUMERIC arrive as strings by default; every one of ours fits a double exactly.

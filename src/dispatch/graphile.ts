@@ -1,0 +1,85 @@
+/**
+ * Dispatch on graphile-worker (PostgreSQL). One task, `banksync.activate`, carries every kind of work.
+ * - Serial per connection: a connection's jobs go to one of QUEUE_COUNT named queues chosen by hashing the
+ *   connection key (graphile-worker runs a named queue's jobs one at a time; a bounded set of queue names
+ *   avoids the high-cardinality queue table a queue per connection would build). Different connections
+ *   spread over the queues and run in parallel across processes. A per-sync advisory lock also guards the
+ *   few steps that run outside a job (a user's answer).
+ * - Durable timers are jobs with a run time and a job key `timer:<syncId>:<timerId>`: re-armed by replacing
+ *   the job, cancelled by removing it.
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import type { WorkerUtils } from 'graphile-worker';
+import type { Activation, Dispatch, SyncKey } from '../engine/dispatch.js';
+import type { TimerRecord } from '../stores/types.js';
+
+export const ACTIVATE_TASK = 'banksync.activate';
+export const AUTOSYNC_TASK = 'banksync.autosync';
+export const QUEUE_COUNT = 64;
+
+export interface ActivatePayload {
+  syncId: string;
+  activation: Activation;
+}
+
+export function queueFor(sync: Pick<SyncKey, 'tenantId' | 'connectionId'>): string {
+  const digest = createHash('sha1').update(`${sync.tenantId}\u0000${sync.connectionId}`).digest();
+  return `banksync-${digest.readUInt32BE(0) % QUEUE_COUNT}`;
+}
+
+export const timerJobKey = (syncId: string, timerId: string): string => `timer:${syncId}:${timerId}`;
+
+export class GraphileDispatch implements Dispatch {
+  constructor(
+    private readonly utils: WorkerUtils,
+    private readonly pool: pg.Pool,
+    /** graphile-worker's schema (default `graphile_worker`). */
+    private readonly graphileSchema = 'graphile_worker',
+  ) {}
+
+  async enqueue(sync: SyncKey, activation: Activation): Promise<void> {
+    const payload: ActivatePayload = { syncId: sync.syncId, activation };
+    await this.utils.addJob(ACTIVATE_TASK, payload, {
+      queueName: queueFor(sync),
+      maxAttempts: 25,
+      // A start is queued once per sync; a resume is deduplicated while one is waiting.
+      ...(activation.kind === 'start' ? { jobKey: `start:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
+      ...(activation.kind === 'resume' ? { jobKey: `resume:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
+    });
+  }
+
+  async timersChanged(sync: SyncKey, previous: readonly TimerRecord[], next: readonly TimerRecord[]): Promise<void> {
+    const unchanged = new Set(previous.map((t) => `${t.timerId}@${t.dueAt}`));
+    const still = new Set(next.map((t) => t.timerId));
+    for (const timer of next) {
+      if (unchanged.has(`${timer.timerId}@${timer.dueAt}`)) continue;
+      const payload: ActivatePayload = { syncId: sync.syncId, activation: { kind: 'timer', timerId: timer.timerId } };
+      await this.utils.addJob(ACTIVATE_TASK, payload, {
+        queueName: queueFor(sync),
+        runAt: new Date(timer.dueAt),
+        jobKey: timerJobKey(sync.syncId, timer.timerId),
+        jobKeyMode: 'replace',
+        maxAttempts: 25,
+      });
+    }
+    const removed = previous.filter((t) => !still.has(t.timerId)).map((t) => timerJobKey(sync.syncId, t.timerId));
+    if (removed.length > 0) {
+      await this.pool.query(`SELECT ${this.graphileSchema}.remove_job(k) FROM UNNEST($1::text[]) AS k`, [removed]);
+    }
+  }
+
+  async withSyncLock<T>(syncId: string, work: () => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('SELECT pg_advisory_lock(hashtext($1))', [`banksync-sync:${syncId}`]);
+      try {
+        return await work();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`banksync-sync:${syncId}`]);
+      }
+    } finally {
+      client.release();
+    }
+  }
+}

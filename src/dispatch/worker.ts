@@ -1,0 +1,188 @@
+/**
+ * A banksync worker process on PostgreSQL: graphile-worker runs `banksync.activate` jobs (and the autosync
+ * crontab) against the shared database; the engine in this process hosts nothing between jobs.
+ *
+ * Crash recovery: graphile-worker leaves a killed worker's jobs locked for hours. Every worker process
+ * writes a heartbeat every HEARTBEAT_MS; any worker that sees a heartbeat older than DEAD_AFTER_MS calls
+ * graphile-worker's forceUnlockWorkers for that process's workers, so their jobs run again elsewhere.
+ * A job that runs twice is harmless (committed state + effect journal). Worst-case recovery time:
+ * DEAD_AFTER_MS + REAP_EVERY_MS + the poll interval, about 22 s with the defaults.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { Logger as GraphileLogger, makeWorkerUtils, run, type Runner, type WorkerEvents, type WorkerUtils } from 'graphile-worker';
+import type { SyncPolicy } from '../../machines/synchronization.js';
+import { AutosyncScheduler } from '../engine/autosync.js';
+import { createEngine, type SyncEngine } from '../engine/engine.js';
+import { silentLogger, type Logger } from '../engine/logger.js';
+import type { ProviderAdapter } from '../providers/types.js';
+import { PostgresStore } from '../stores/postgres.js';
+import { ACTIVATE_TASK, AUTOSYNC_TASK, GraphileDispatch, type ActivatePayload } from './graphile.js';
+
+export const HEARTBEAT_MS = 2_000;
+export const DEAD_AFTER_MS = 15_000;
+export const REAP_EVERY_MS = 5_000;
+export const POLL_INTERVAL_MS = 500;
+/** An active sync nothing has moved for this long gets a resume job (a lost job, a crash before enqueue). */
+export const STALE_AFTER_MS = 60_000;
+
+export interface WorkerOptions {
+  databaseUrl: string;
+  providers: Record<string, ProviderAdapter>;
+  schema?: string;
+  /** graphile-worker's own schema (default `graphile_worker`); tests use a throwaway one. */
+  graphileSchema?: string;
+  concurrency?: number;
+  policy?: Partial<SyncPolicy>;
+  webhookSecrets?: Record<string, string>;
+  logger?: Logger;
+  /** Cron line for the daily autosync ticks; false disables it. Default every 15 minutes. */
+  autosyncCron?: string | false;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  reapEveryMs?: number;
+}
+
+export interface BanksyncWorker {
+  readonly processId: string;
+  readonly engine: SyncEngine;
+  readonly store: PostgresStore;
+  /** Worker ids of other processes this one found dead and unlocked, with when. */
+  readonly reaped: { processId: string; at: number }[];
+  stop(): Promise<void>;
+}
+
+/** The API side of a scale-out deployment: an engine that enqueues work for the workers instead of doing it. */
+export async function createDispatchingEngine(options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron'>): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
+  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8 });
+  const graphileSchema = options.graphileSchema ?? 'graphile_worker';
+  const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
+  await utils.migrate();
+  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: 4 });
+  lockPool.on('error', () => {});
+  const engine = createEngine({
+    store,
+    providers: options.providers,
+    dispatch: new GraphileDispatch(utils, lockPool, graphileSchema),
+    ...(options.policy ? { policy: options.policy } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
+  });
+  return {
+    engine,
+    store,
+    async close() {
+      await engine.stop();
+      await utils.release();
+      await lockPool.end();
+      await store.close();
+    },
+  };
+}
+
+function quietGraphileLogger(logger: Logger = silentLogger): GraphileLogger {
+  return new GraphileLogger(() => (level, message) => {
+    if (level === 'error') logger.error({ component: 'graphile-worker' }, message);
+    else if (level === 'warning') logger.warn({ component: 'graphile-worker' }, message);
+  });
+}
+
+export async function startWorker(options: WorkerOptions): Promise<BanksyncWorker> {
+  const logger = options.logger ?? silentLogger;
+  const concurrency = options.concurrency ?? 4;
+  const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
+  const deadAfterMs = options.deadAfterMs ?? DEAD_AFTER_MS;
+  const reapEveryMs = options.reapEveryMs ?? REAP_EVERY_MS;
+  const processId = `banksync-${randomUUID()}`;
+  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: concurrency * 2 + 4 });
+  const graphileLogger = quietGraphileLogger(logger);
+  const graphileSchema = options.graphileSchema ?? 'graphile_worker';
+  const utils: WorkerUtils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: graphileLogger });
+  await utils.migrate();
+  // Locks get their own pool: a job holding a lock must never wait for a connection another lock holder has.
+  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2 });
+  lockPool.on('error', () => {});
+  const engine = createEngine({
+    store,
+    providers: options.providers,
+    dispatch: new GraphileDispatch(utils, lockPool, graphileSchema),
+    logger,
+    ...(options.policy ? { policy: options.policy } : {}),
+    ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
+  });
+  const autosync = new AutosyncScheduler(engine, store);
+  const graphileWorkerIds: string[] = [];
+  const events: WorkerEvents = new EventEmitter() as WorkerEvents;
+  events.on('worker:create', ({ worker }) => {
+    graphileWorkerIds.push(worker.workerId);
+  });
+  const heartbeat = async () => {
+    await store.pool.query(
+      `INSERT INTO ${store.schema}.workers (process_id, graphile_worker_ids, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
+       ON CONFLICT (process_id) DO UPDATE SET graphile_worker_ids = excluded.graphile_worker_ids, heartbeat_at = excluded.heartbeat_at`,
+      [processId, graphileWorkerIds, Date.now()],
+    );
+  };
+  await heartbeat();
+
+  const runner: Runner = await run({
+    connectionString: options.databaseUrl,
+    schema: graphileSchema,
+    concurrency,
+    noHandleSignals: true,
+    pollInterval: POLL_INTERVAL_MS,
+    useNodeTime: true,
+    logger: graphileLogger,
+    events,
+    crontab: options.autosyncCron === false ? '' : `${options.autosyncCron ?? '*/15 * * * *'} ${AUTOSYNC_TASK}`,
+    taskList: {
+      [ACTIVATE_TASK]: async (payload) => {
+        const { syncId, activation } = payload as ActivatePayload;
+        await engine.activate(syncId, activation);
+      },
+      [AUTOSYNC_TASK]: async () => {
+        const report = await autosync.tick(Date.now());
+        logger.info({ ...report }, 'autosync tick');
+      },
+    },
+  });
+  await heartbeat();
+
+  const reaped: { processId: string; at: number }[] = [];
+  const reap = async () => {
+    const { rows } = await store.pool.query<{ process_id: string; graphile_worker_ids: string[] }>(
+      `DELETE FROM ${store.schema}.workers WHERE heartbeat_at < $1 AND process_id <> $2 RETURNING process_id, graphile_worker_ids`,
+      [Date.now() - deadAfterMs, processId],
+    );
+    for (const dead of rows) {
+      if (dead.graphile_worker_ids.length > 0) await utils.forceUnlockWorkers(dead.graphile_worker_ids);
+      reaped.push({ processId: dead.process_id, at: Date.now() });
+      logger.warn({ deadProcess: dead.process_id }, 'released the jobs of a dead worker process');
+    }
+  };
+  const guard = (what: string, fn: () => Promise<unknown>) => () => {
+    fn().catch((error: unknown) => logger.error({ err: (error as Error)?.message }, `${what} failed`));
+  };
+  const timers = [
+    setInterval(guard('heartbeat', heartbeat), heartbeatMs),
+    setInterval(guard('reaper', reap), reapEveryMs),
+    setInterval(guard('stale sweep', () => engine.recoverStuck(STALE_AFTER_MS)), STALE_AFTER_MS),
+  ];
+
+  return {
+    processId,
+    engine,
+    store,
+    reaped,
+    async stop() {
+      for (const timer of timers) clearInterval(timer);
+      await runner.stop();
+      await engine.stop();
+      await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});
+      await utils.release();
+      await lockPool.end();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * Daily autosync: every eligible connection gets one unattended sync a day at its own slot, spread over
+ * the day by a hash of its key. Eligibility is the connection machine's (stored credentials, consent under
+ * 90 days, no web scraping, not needing the user, not disabled, not syncing) and the PSD2 limit of 4
+ * unattended accesses per 24 h is enforced there too. `tick(now)` is idempotent and is driven by cron:
+ * graphile-worker's crontab in Postgres mode, `startAutosync` (the engine's clock) in embedded mode.
+ */
+import { createHash } from 'node:crypto';
+import type { ConnectionContext } from '../../machines/connection.js';
+import type { Store } from '../stores/types.js';
+import type { Clock } from './clock.js';
+import type { SyncEngine } from './engine.js';
+import { BanksyncError } from './errors.js';
+
+export const DAY_MS = 24 * 60 * 60_000;
+
+/** The connection's daily slot: ms after midnight UTC. */
+export function slotOf(tenantId: string, connectionId: string): number {
+  return createHash('sha1').update(`${tenantId}\u0000${connectionId}`).digest().readUInt32BE(0) % DAY_MS;
+}
+
+/** The most recent slot occurrence at or before `now`. */
+export function lastSlotAt(slot: number, now: number): number {
+  const today = Math.floor(now / DAY_MS) * DAY_MS + slot;
+  return today <= now ? today : today - DAY_MS;
+}
+
+export interface AutosyncReport {
+  considered: number;
+  started: number;
+  refused: Record<string, number>;
+}
+
+export class AutosyncScheduler {
+  constructor(
+    private readonly engine: SyncEngine,
+    private readonly store: Store,
+  ) {}
+
+  async tick(now: number): Promise<AutosyncReport> {
+    const report: AutosyncReport = { considered: 0, started: 0, refused: {} };
+    for (const connection of await this.store.listConnections({ state: 'IDLE' })) {
+      const context = connection.context as ConnectionContext;
+      const slotAt = lastSlotAt(slotOf(connection.tenantId, connection.connectionId), now);
+      // Already had its unattended sync since the last slot: wait for the next one.
+      if (context.unattendedAccesses.some((at) => at >= slotAt)) continue;
+      report.considered++;
+      try {
+        await this.engine.requestSync({ tenantId: connection.tenantId, connectionId: connection.connectionId, provider: connection.provider, unattended: true });
+        report.started++;
+      } catch (error) {
+        if (!(error instanceof BanksyncError)) throw error;
+        const reason = error.issues[0] ?? error.code;
+        report.refused[reason] = (report.refused[reason] ?? 0) + 1;
+      }
+    }
+    return report;
+  }
+}
+
+/** Embedded mode: tick every `everyMs` on the engine's clock. Returns a stop function. */
+export function startAutosync(scheduler: AutosyncScheduler, clock: Clock, everyMs = 15 * 60_000, onError?: (error: unknown) => void): () => void {
+  let handle: unknown;
+  let stopped = false;
+  const loop = () => {
+    if (stopped) return;
+    scheduler
+      .tick(clock.now())
+      .catch((error: unknown) => onError?.(error))
+      .finally(() => {
+        if (!stopped) handle = clock.setTimeout(loop, everyMs);
+      });
+  };
+  handle = clock.setTimeout(loop, 0);
+  return () => {
+    stopped = true;
+    clock.clearTimeout(handle);
+  };
+}
