@@ -35,6 +35,8 @@ export interface ConnectionContext {
   tenantId: string;
   connectionId: string;
   provider: string;
+  /** When banksync first saw the connection; autosync waits for the first daily slot after it. */
+  registeredAt: number;
   storedCredentials: boolean;
   hasWebScraping: boolean;
   consentGrantedAt: number | null;
@@ -54,6 +56,7 @@ export interface ConnectionInput {
   tenantId: string;
   connectionId: string;
   provider: string;
+  registeredAt?: number;
   storedCredentials?: boolean;
   hasWebScraping?: boolean;
   consentGrantedAt?: number | null;
@@ -192,6 +195,7 @@ export const connectionMachine = setup({
     tenantId: input.tenantId,
     connectionId: input.connectionId,
     provider: input.provider,
+    registeredAt: input.registeredAt ?? 0,
     storedCredentials: input.storedCredentials ?? false,
     hasWebScraping: input.hasWebScraping ?? false,
     consentGrantedAt: input.consentGrantedAt ?? null,

@@ -5,7 +5,9 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './commands/demo.js';
 import { registerSandbox } from './commands/sandbox.js';
+import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
+import { registerWorker } from './commands/worker.js';
 
 export const EXIT_USAGE = 2;
 
@@ -18,6 +20,8 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerSync(program);
   registerSandbox(program);
+  registerWorker(program);
+  registerStatus(program);
   for (const command of program.commands) command.exitOverride().showHelpAfterError();
   return program;
 }

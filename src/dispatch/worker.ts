@@ -42,6 +42,10 @@ export interface WorkerOptions {
   heartbeatMs?: number;
   deadAfterMs?: number;
   reapEveryMs?: number;
+  /** See STALE_AFTER_MS. */
+  staleAfterMs?: number;
+  /** Called when this process releases the jobs of a dead worker process. */
+  onReap?: (deadProcessId: string) => void;
 }
 
 export interface BanksyncWorker {
@@ -114,6 +118,10 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   const autosync = new AutosyncScheduler(engine, store);
   const graphileWorkerIds: string[] = [];
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
+  // Jobs are locked by the pool's id (graphile-worker fetches for its pool) or a worker's: record both.
+  events.on('pool:create', ({ workerPool }) => {
+    graphileWorkerIds.push(workerPool.id);
+  });
   events.on('worker:create', ({ worker }) => {
     graphileWorkerIds.push(worker.workerId);
   });
@@ -158,6 +166,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     for (const dead of rows) {
       if (dead.graphile_worker_ids.length > 0) await utils.forceUnlockWorkers(dead.graphile_worker_ids);
       reaped.push({ processId: dead.process_id, at: Date.now() });
+      options.onReap?.(dead.process_id);
       logger.warn({ deadProcess: dead.process_id }, 'released the jobs of a dead worker process');
     }
   };
@@ -167,7 +176,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   const timers = [
     setInterval(guard('heartbeat', heartbeat), heartbeatMs),
     setInterval(guard('reaper', reap), reapEveryMs),
-    setInterval(guard('stale sweep', () => engine.recoverStuck(STALE_AFTER_MS)), STALE_AFTER_MS),
+    setInterval(guard('stale sweep', () => engine.recoverStuck(options.staleAfterMs ?? STALE_AFTER_MS)), options.staleAfterMs ?? STALE_AFTER_MS),
   ];
 
   return {

@@ -42,7 +42,8 @@ export class AutosyncScheduler {
     for (const connection of await this.store.listConnections({ state: 'IDLE' })) {
       const context = connection.context as ConnectionContext;
       const slotAt = lastSlotAt(slotOf(connection.tenantId, connection.connectionId), now);
-      // Already had its unattended sync since the last slot: wait for the next one.
+      // The first slot comes after registration; one unattended sync per slot.
+      if (slotAt < (context.registeredAt ?? 0)) continue;
       if (context.unattendedAccesses.some((at) => at >= slotAt)) continue;
       report.considered++;
       try {

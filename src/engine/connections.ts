@@ -62,7 +62,7 @@ export class ConnectionService {
   async apply(input: ConnectionInput, event: ConnectionEvent): Promise<{ view: ConnectionView; before: ConnectionState; changed: boolean }> {
     for (let attempt = 0; ; attempt++) {
       const record = await this.store.getConnection(input.tenantId, input.connectionId);
-      const current = record ? this.snapshotOf(record) : this.initial(input);
+      const current = record ? this.snapshotOf(record) : this.initial({ registeredAt: event.at, ...input });
       const next = getNextSnapshot(connectionMachine, current, event);
       const before = current.value as ConnectionState;
       if (next === current || JSON.stringify(next.context) === JSON.stringify(current.context) && next.value === current.value) {

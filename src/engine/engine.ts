@@ -402,6 +402,8 @@ export class SyncEngine {
       try {
         if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
         if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
+        // A resume follows a lost job or a crash between a commit and its timer jobs: hand every timer back.
+        if (activation.kind === 'resume') await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
         await this.quiescent(runtime);
       } finally {
         this.evict(runtime);
