@@ -420,7 +420,9 @@ export class SyncEngine {
       if (now - sync.updatedAt < staleAfterMs) continue;
       const timers = await this.store.listTimers(sync.syncId);
       const overdue = timers.length === 0 || timers.some((t) => now - t.dueAt > staleAfterMs);
-      if (!overdue) continue;
+      // An effect outlives its adapter timeout only if the worker running it died with its job.
+      const effectInFlight = Object.keys((sync.snapshot as { children?: object } | null)?.children ?? {}).length > 0;
+      if (!overdue && !effectInFlight) continue;
       await this.dispatch.enqueue(sync, { kind: 'resume' });
       queued++;
     }
