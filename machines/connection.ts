@@ -6,7 +6,7 @@
  *   NEEDS_USER ──SYNC.REQUEST (user present)──► SYNCING
  *
  * - Breaker (xs2a semantics, seed 003): 3 failed syncs in a row disable the connection; it must be deleted
- *   and recreated (RECREATED). Cancelled syncs do not count.
+ *   and recreated (RECREATED). Cancelled syncs and preflight refusals (no bank access happened) do not count.
  * - Never lock the user's bank account: credential, 2FA and other user-action failures stop unattended
  *   syncs (NEEDS_USER) until the user is present; they are never retried automatically.
  * - Autosync (unattended) eligibility (seed 000, 002, PSD2 RTS Art. 36(5)(b)): stored credentials, consent
@@ -15,7 +15,7 @@
  *
  * Pure: every event carries `at` (epoch ms); nothing reads a clock.
  */
-import { assign, not, setup } from 'xstate';
+import { and, assign, not, setup } from 'xstate';
 import type { AccessUpgrade, SyncError, SyncResult } from './canonical.js';
 
 export const CONSENT_MAX_AGE_MS = 90 * 24 * 60 * 60_000;
@@ -121,6 +121,9 @@ export const connectionMachine = setup({
     unattendedAllowed: ({ context, event }) => event.type === 'SYNC.REQUEST' && unattendedRefusal(context, event.at) === null,
     succeeded: ({ event }) => event.type === 'SYNC.FINISHED' && event.status === 'COMPLETED',
     cancelled: ({ event }) => finishedError(event)?.code === 'CANCELLED',
+    /** The provider's preflight refused before any bank access: nothing failed at the bank, nothing counts. */
+    refusedBeforeBankAccess: ({ event }) => finishedError(event)?.code === 'PREFLIGHT_REFUSED',
+    refusalNeedsUser: ({ event }) => finishedError(event)?.userActionRequired === true,
     accessUpgraded: ({ event }) => finishedError(event)?.code === 'ACCESS_UPGRADE',
     breakerTrips: ({ context, event }) =>
       event.type === 'SYNC.FINISHED' && event.status === 'FAILED' && context.consecutiveFailures + 1 >= BREAKER_THRESHOLD,
@@ -228,6 +231,8 @@ export const connectionMachine = setup({
           { guard: not('isActiveSync') },
           { guard: 'succeeded', target: 'IDLE', actions: 'recordSuccess' },
           { guard: 'cancelled', target: 'IDLE', actions: 'releaseLock' },
+          { guard: and(['refusedBeforeBankAccess', 'refusalNeedsUser']), target: 'NEEDS_USER', actions: ['releaseLock', 'requireUser'] },
+          { guard: 'refusedBeforeBankAccess', target: 'IDLE', actions: 'releaseLock' },
           { guard: 'providerDisabled', target: 'DISABLED', actions: ['releaseLock', 'countFailure', 'requireUser'] },
           { guard: 'breakerTrips', target: 'DISABLED', actions: ['releaseLock', 'countFailure', 'requireUser'] },
           { guard: 'accessUpgraded', target: 'NEEDS_USER', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'] },

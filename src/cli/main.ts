@@ -5,8 +5,10 @@
 import { Command, CommanderError } from 'commander';
 import { registerDemo } from './commands/demo.js';
 import { registerSandbox } from './commands/sandbox.js';
+import { registerServe } from './commands/serve.js';
 import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
+import { registerViz } from './commands/viz.js';
 import { registerWorker } from './commands/worker.js';
 
 export const EXIT_USAGE = 2;
@@ -22,6 +24,8 @@ export function buildProgram(): Command {
   registerSandbox(program);
   registerWorker(program);
   registerStatus(program);
+  registerViz(program);
+  registerServe(program);
   for (const command of program.commands) command.exitOverride().showHelpAfterError();
   return program;
 }

@@ -1,5 +1,8 @@
 /** Adapter factories by provider family name, for the CLI and worker processes. */
 import { createFinxAdapter } from './finx/index.js';
+import { createXs2aAdapter } from './xs2a/index.js';
+import { createWealthAdapter } from './wealthapi/index.js';
+import { createFinapiAdapter } from './finapi/index.js';
 import type { ProviderAdapter } from './types.js';
 
 export interface AdapterEndpoint {
@@ -9,11 +12,14 @@ export interface AdapterEndpoint {
   token: string;
 }
 
-export const PROVIDER_FAMILIES = ['finx'] as const;
+export const PROVIDER_FAMILIES = ['finx', 'finapi', 'xs2a', 'wealthapi'] as const;
 export type ProviderFamily = (typeof PROVIDER_FAMILIES)[number];
 
 const factories: Record<ProviderFamily, (endpoint: AdapterEndpoint) => ProviderAdapter> = {
   finx: (endpoint) => createFinxAdapter(endpoint),
+  xs2a: (endpoint) => createXs2aAdapter(endpoint),
+  wealthapi: (endpoint) => createWealthAdapter(endpoint),
+  finapi: (endpoint) => createFinapiAdapter(endpoint),
 };
 
 export function createAdapter(family: ProviderFamily, endpoint: AdapterEndpoint): ProviderAdapter {

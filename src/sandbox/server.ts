@@ -12,6 +12,9 @@
 import { signWebhook, SIGNATURE_HEADER } from '../engine/webhook-auth.js';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { createFinxSandbox, type FinxSandboxOptions, type FinxStats } from './finx.js';
+import { createXs2aSandbox } from './xs2a.js';
+import { createWealthSandbox } from './wealthapi.js';
+import { createFinapiSandbox } from './finapi.js';
 
 /** Counters of one provider family: totals plus one entry per connection (finX access, finAPI connection...). */
 export interface ProviderStats {
@@ -82,7 +85,7 @@ export interface Sandbox {
   webhooksIdle(): Promise<void>;
 }
 
-export const DEFAULT_PROVIDERS: readonly SandboxProviderFactory[] = [createFinxSandbox];
+export const DEFAULT_PROVIDERS: readonly SandboxProviderFactory[] = [createFinxSandbox, createFinapiSandbox, createXs2aSandbox, createWealthSandbox];
 
 const WEBHOOK_TIMEOUT_MS = 5_000;
 

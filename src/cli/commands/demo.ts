@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../engine/logger.js';
 import { formatTable, runDemo, type DemoResult } from '../demo/run.js';
+import { openInspector } from '../inspect.js';
 
 /** One line per sync, redrawn in place on a terminal; one line per transition otherwise. */
 function progressPrinter(out: NodeJS.WriteStream) {
@@ -25,9 +26,11 @@ export function registerDemo(program: Command): void {
     .option('--db <path>', 'SQLite file to use (default: a fresh file in a temp dir)')
     .option('--provider <name>', 'only this provider family')
     .option('--scenario <name>', 'only this scenario')
+    .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
     .option('--verbose', 'log engine activity (JSON, secrets redacted) to stderr')
-    .action(async (opts: { db?: string; provider?: string; scenario?: string; verbose?: boolean }) => {
+    .action(async (opts: { db?: string; provider?: string; scenario?: string; verbose?: boolean; inspect?: boolean | string }) => {
       const print = progressPrinter(process.stdout);
+      const inspector = await openInspector(opts.inspect);
       const started = Date.now();
       const results: DemoResult[] = await runDemo({
         ...(opts.db ? { dbPath: opts.db } : {}),
@@ -35,7 +38,9 @@ export function registerDemo(program: Command): void {
         ...(opts.scenario ? { scenario: opts.scenario } : {}),
         ...(opts.verbose ? { logger: createLogger({ level: 'debug', destination: process.stderr }) } : {}),
         onProgress: (c, view, n) => print(`${c.provider}/${c.scenario}`, `${view.state.padEnd(24)} (${n} transitions)`),
+        ...(inspector ? { inspect: inspector.inspect } : {}),
       });
+      await inspector?.stop();
       if (results.length === 0) {
         process.stderr.write('banksync demo: no scenario matches the given --provider/--scenario\n');
         process.exitCode = 2;

@@ -9,6 +9,7 @@ import { createAdapter, PROVIDER_FAMILIES, type ProviderFamily } from '../../pro
 import { SqliteStore } from '../../stores/sqlite.js';
 import { DEMO_POLICY } from '../demo/run.js';
 import { oneOf } from '../options.js';
+import { openInspector } from '../inspect.js';
 
 interface SyncOptions {
   provider: ProviderFamily;
@@ -19,6 +20,7 @@ interface SyncOptions {
   scope: 'TRANSACTIONS' | 'ACCOUNTS';
   tan?: string[];
   tenant: string;
+  inspect?: boolean | string;
 }
 
 export function registerSync(program: Command): void {
@@ -33,6 +35,7 @@ export function registerSync(program: Command): void {
     .option('--scope <scope>', 'TRANSACTIONS or ACCOUNTS', oneOf(['TRANSACTIONS', 'ACCOUNTS'] as const), 'TRANSACTIONS')
     .option('--tan <tan...>', 'answers for embedded challenges, in order (otherwise asked on the terminal)')
     .option('--tenant <id>', 'tenant id', 'default')
+    .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
     .action(async (opts: SyncOptions) => {
       let url: URL;
       try {
@@ -45,7 +48,14 @@ export function registerSync(program: Command): void {
       mkdirSync(dirname(opts.db), { recursive: true });
       const store = SqliteStore.open(opts.db);
       const adapter = createAdapter(opts.provider, { baseUrl: `${url.origin}/${opts.provider}`, token: opts.token });
-      const engine = createEngine({ store, providers: { [opts.provider]: adapter }, policy: DEMO_POLICY, logger: createLogger({ level: 'warn', destination: process.stderr }) });
+      const inspector = await openInspector(opts.inspect);
+      const engine = createEngine({
+        store,
+        providers: { [opts.provider]: adapter },
+        policy: DEMO_POLICY,
+        logger: createLogger({ level: 'warn', destination: process.stderr }),
+        ...(inspector ? { inspect: inspector.inspect } : {}),
+      });
       const tans = [...(opts.tan ?? [])];
       const ask = async (view: SyncView) => {
         const challenge = view.challenge!;
@@ -70,6 +80,7 @@ export function registerSync(program: Command): void {
         process.exitCode = final.status === 'COMPLETED' ? 0 : 1;
       } finally {
         await engine.stop();
+        await inspector?.stop();
         await store.close();
       }
     });

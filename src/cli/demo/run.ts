@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { InspectionEvent } from 'xstate';
 import type { SyncPolicy } from '../../../machines/synchronization.js';
 import { createEngine, type SyncEngine } from '../../engine/engine.js';
 import type { Logger } from '../../engine/logger.js';
@@ -42,6 +43,8 @@ export interface DemoOptions {
   logger?: Logger;
   /** Called on every committed transition, for the live progress display. */
   onProgress?: (c: DemoCase, view: SyncView, transitions: number) => void;
+  /** XState inspection events of every sync actor (e.g. the Stately inspector). */
+  inspect?: (event: InspectionEvent) => void;
 }
 
 function describe(status: string, errorCode?: string, outcome?: string): string {
@@ -86,6 +89,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult[]> 
       providers: Object.fromEntries(families.map((f) => [f.provider, f.adapter])),
       policy: DEMO_POLICY,
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.inspect ? { inspect: options.inspect } : {}),
     });
     const running = engine;
     hooks.on('request', (req, res) => {

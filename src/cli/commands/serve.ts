@@ -1,0 +1,116 @@
+/**
+ * `banksync serve [--port N]`: the offline viewer on a self-contained setup — the engine on an embedded
+ * SQLite store (a fresh temp directory unless `--db`), the provider sandbox, the finX adapter against it,
+ * one finX access per listed sandbox scenario — and prints the viewer URL. Runs until interrupted.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import type { SyncPolicy } from '../../../machines/synchronization.js';
+import { createEngine } from '../../engine/engine.js';
+import { createLogger } from '../../engine/logger.js';
+import { createFinxAdapter } from '../../providers/finx/index.js';
+import { FINX_SCENARIOS, isFinxScenario } from '../../sandbox/finx.js';
+import { startSandbox } from '../../sandbox/server.js';
+import { SqliteStore } from '../../stores/sqlite.js';
+import { startViewer, type ViewerConnection } from '../../viewer/index.js';
+import { positiveInt } from '../options.js';
+import { openInspector } from '../inspect.js';
+
+export const SERVE_DEFAULT_PORT = 4610;
+export const SERVE_DEFAULT_SCENARIOS = ['success', 'one-challenge', 'decoupled', 'redirect', 'provider-5xx', 'partial', 'failed'] as const;
+
+/** Slow enough to watch each state on the page, fast enough that a sync finishes in seconds. */
+export const SERVE_POLICY: Partial<SyncPolicy> = {
+  pollBaseMs: 600,
+  pollMaxMs: 2_000,
+  authPollMs: 1_500,
+  retryBaseMs: 500,
+  retryMaxMs: 4_000,
+  syncDeadlineMs: 15 * 60_000,
+};
+
+/** Sandbox-only API token and credentials (the sandbox accepts any; they never reach logs or the store). */
+const SANDBOX_TOKEN = 'sandbox-token';
+
+function scenarioList(value: string): string[] {
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = names.filter((n) => !isFinxScenario(n));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new InvalidArgumentError(`unknown scenario(s) ${unknown.join(', ')}; known: ${FINX_SCENARIOS.map((s) => s.name).join(', ')}`);
+  }
+  return names;
+}
+
+interface ServeOptions {
+  inspect?: boolean | string;
+  port: number;
+  host: string;
+  db?: string;
+  scenarios: string[];
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('start the local web viewer (engine on SQLite + provider sandbox + finX accesses) and print its URL')
+    .option('--port <n>', `viewer port (default ${SERVE_DEFAULT_PORT})`, positiveInt, SERVE_DEFAULT_PORT)
+    .option('--host <host>', 'address to bind (default 127.0.0.1, local only)', '127.0.0.1')
+    .option('--db <path>', 'SQLite file to keep syncs in (default: a fresh temporary directory)')
+    .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
+    .option('--scenarios <names>', 'comma-separated finX sandbox scenarios to create accesses for', scenarioList, [...SERVE_DEFAULT_SCENARIOS])
+    .action(async (opts: ServeOptions) => {
+      const tempDir = opts.db ? null : mkdtempSync(join(tmpdir(), 'banksync-serve-'));
+      const dbPath = opts.db ?? join(tempDir!, 'serve.sqlite');
+      if (opts.db) mkdirSync(dirname(opts.db), { recursive: true });
+      const store = SqliteStore.open(dbPath);
+      const sandbox = await startSandbox();
+      const adapter = createFinxAdapter({ baseUrl: `${sandbox.url}/finx`, token: SANDBOX_TOKEN });
+      const inspector = await openInspector(opts.inspect);
+      const engine = createEngine({
+        store,
+        providers: { finx: adapter },
+        policy: SERVE_POLICY,
+        logger: createLogger({ level: 'warn', destination: process.stderr }),
+        ...(inspector ? { inspect: inspector.inspect } : {}),
+      });
+      let viewer: Awaited<ReturnType<typeof startViewer>> | null = null;
+      try {
+        await engine.start();
+        const connections: ViewerConnection[] = [];
+        for (const name of opts.scenarios) {
+          const info = FINX_SCENARIOS.find((s) => s.name === name)!;
+          const access = await adapter.createAccess({
+            providerId: 'sandbox-bank',
+            accessMethodId: 'FINTS',
+            credentials: { login: 'viewer-user', pin: 'viewer-pin' },
+            scenario: name,
+          });
+          connections.push({
+            connectionId: access.id,
+            provider: 'finx',
+            label: `finX ${name}`,
+            description: `${info.description}${info.answers.length > 0 ? ` (TAN: ${info.answers.join(', ')})` : ''}`,
+          });
+        }
+        viewer = await startViewer({ engine, port: opts.port, host: opts.host, connections });
+        process.stdout.write(`banksync viewer: ${viewer.url}\n`);
+        process.stdout.write(`  store: ${dbPath}${tempDir ? ' (temporary)' : ''}\n  sandbox: ${sandbox.url}\n`);
+        for (const c of connections) process.stdout.write(`  ${c.label}: ${c.connectionId}\n`);
+        process.stdout.write('press Ctrl+C to stop\n');
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+      } finally {
+        await viewer?.close();
+        await engine.stop();
+        await inspector?.stop();
+        await sandbox.close();
+        await store.close();
+        if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+      }
+    });
+}

@@ -1,0 +1,34 @@
+/**
+ * `banksync viz [--out dir] [--check]`: writes the diagrams of every machine in machines/index.ts
+ * (`<name>.mmd`, `<name>.svg`, `<name>.stately.ts`); `--check` writes nothing and exits 1 listing stale files.
+ */
+import { relative } from 'node:path';
+import type { Command } from 'commander';
+import { DEFAULT_VIZ_DIR, writeVisualizations } from '../../viz/index.js';
+
+export function registerViz(program: Command): void {
+  program
+    .command('viz')
+    .description('generate the machine diagrams (Mermaid, SVG, Stately import code) into visualizations/')
+    .option('--out <dir>', 'output directory (default: the repository\'s visualizations/)')
+    .option('--check', 'write nothing; exit 1 listing files that are missing or out of date')
+    .action(async (opts: { out?: string; check?: boolean }) => {
+      const outDir = opts.out ?? DEFAULT_VIZ_DIR;
+      const shown = relative(process.cwd(), outDir) || '.';
+      const report = await writeVisualizations(outDir, { check: opts.check === true });
+      if (opts.check) {
+        if (report.stale.length === 0 && report.orphans.length === 0) {
+          process.stdout.write(`${report.fresh.length} diagram files in ${shown} are up to date\n`);
+          return;
+        }
+        for (const file of report.stale) process.stderr.write(`stale: ${shown}/${file}\n`);
+        for (const file of report.orphans) process.stderr.write(`orphan (machine no longer registered): ${shown}/${file}\n`);
+        process.stderr.write('run `banksync viz` to regenerate them\n');
+        process.exitCode = 1;
+        return;
+      }
+      for (const file of report.stale) process.stdout.write(`wrote ${shown}/${file}\n`);
+      for (const file of report.orphans) process.stdout.write(`removed ${shown}/${file}\n`);
+      process.stdout.write(`${report.stale.length} written, ${report.orphans.length} removed, ${report.fresh.length} unchanged\n`);
+    });
+}

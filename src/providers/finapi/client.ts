@@ -1,0 +1,206 @@
+/**
+ * Thin finAPI HTTP client: built-in fetch, OAuth bearer token (the finAPI user's access token), per-request
+ * timeout, every body parsed with zod. Two API roots: the Web Form 2.0 API (tasks, web forms) and the Access
+ * API v1 (bank connections, accounts); they are different hosts at finAPI and one prefix in the sandbox.
+ *
+ * Error classification (thrown as typed ProviderError subclasses):
+ * - network error, timeout, 5xx          -> PROVIDER_UNAVAILABLE, retryable (Retry-After honoured if sent)
+ * - 429                                  -> RATE_LIMITED, retryable, retryAfterMs from Retry-After
+ * - 423 LOCKED on backgroundUpdate       -> PROVIDER_BUSY, retryable (the connection is being updated, e.g. by
+ *                                           finAPI's own batch update: busy, not failed)
+ * - 400/401/403/404/422, other 4xx       -> PROVIDER_ERROR, not retryable
+ * - non-JSON or schema-invalid 2xx body  -> InvalidProviderResponseError
+ *
+ * Messages name the operation, the HTTP status and finAPI's error code only: never the token, a request body
+ * or finAPI's free-text description.
+ */
+import type { z } from 'zod';
+import { InvalidProviderResponseError, ProviderError, zodIssues } from '../errors.js';
+import { parseRetryAfter } from '../finx/client.js';
+import {
+  FinapiAccessErrorResponse,
+  FinapiAccountList,
+  FinapiBackgroundUpdateRequest,
+  FinapiBankConnection,
+  FinapiErrorResponse,
+  FinapiTask,
+  FinapiTasksPage,
+  FinapiWebForm,
+} from './schemas.js';
+
+export const FINAPI = 'finapi';
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+export interface FinapiClientConfig {
+  /** Access API root, e.g. `https://sandbox.finapi.io` or `${sandbox.url}/finapi`; `/api/v1/...` is appended. */
+  baseUrl: string;
+  /** Web Form 2.0 API root, e.g. `https://webform-sandbox.finapi.io`; default `baseUrl`. `/api/...` is appended. */
+  webFormBaseUrl?: string;
+  /** The finAPI user's access token; never logged, never in an error. */
+  token: string;
+  timeoutMs?: number;
+  /** Clock for HTTP-date Retry-After values. Default Date.now. */
+  now?: () => number;
+}
+
+export type FinapiOperation = 'backgroundUpdate' | 'getTask' | 'listTasks' | 'getWebForm' | 'getBankConnection' | 'getAccounts';
+
+interface RequestSpec<T> {
+  operation: FinapiOperation;
+  api: 'webForm' | 'access';
+  method: 'GET' | 'POST';
+  path: string;
+  body?: unknown;
+  schema: z.ZodType<T>;
+}
+
+export interface FinapiResponse<T> {
+  status: number;
+  data: T;
+}
+
+/** Only short machine codes from an error body reach our messages (never provider free text). */
+function safeCode(code: unknown): string | undefined {
+  return typeof code === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : undefined;
+}
+
+function describeTransportError(error: unknown): string {
+  if (error instanceof Error) {
+    if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
+    const cause = (error as { cause?: unknown }).cause;
+    const code = cause && typeof cause === 'object' && 'code' in cause ? (cause as { code?: unknown }).code : undefined;
+    if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
+  }
+  return 'network error';
+}
+
+function enc(segment: string): string {
+  return encodeURIComponent(segment);
+}
+
+export class FinapiClient {
+  private readonly accessUrl: string;
+  private readonly webFormUrl: string;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+  private readonly now: () => number;
+
+  constructor(config: FinapiClientConfig) {
+    if (!config.baseUrl) throw new Error('finapi: baseUrl is required');
+    if (!config.token) throw new Error('finapi: token is required');
+    this.accessUrl = config.baseUrl.replace(/\/+$/, '');
+    this.webFormUrl = (config.webFormBaseUrl ?? config.baseUrl).replace(/\/+$/, '');
+    this.token = config.token;
+    this.timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.now = config.now ?? Date.now;
+  }
+
+  /** `POST /api/tasks/backgroundUpdate` -> 201 task. */
+  createBackgroundUpdate(body: FinapiBackgroundUpdateRequest): Promise<FinapiResponse<FinapiTask>> {
+    const checked = FinapiBackgroundUpdateRequest.safeParse(body);
+    if (!checked.success) {
+      const fields = [...new Set(checked.error.issues.map((issue) => issue.path.join('.') || '(root)'))];
+      throw new ProviderError(`${FINAPI} backgroundUpdate: invalid request (${fields.join(', ')})`, { code: 'PROVIDER_ERROR', retryable: false });
+    }
+    return this.request({ operation: 'backgroundUpdate', api: 'webForm', method: 'POST', path: '/api/tasks/backgroundUpdate', body: checked.data, schema: FinapiTask });
+  }
+
+  getTask(taskId: string): Promise<FinapiResponse<FinapiTask>> {
+    return this.request({ operation: 'getTask', api: 'webForm', method: 'GET', path: `/api/tasks/${enc(taskId)}`, schema: FinapiTask });
+  }
+
+  /** `GET /api/tasks?order=createdAt,desc&page=&perPage=`: the user's tasks, newest first. */
+  listTasks(page: number, perPage: number): Promise<FinapiResponse<FinapiTasksPage>> {
+    const query = new URLSearchParams({ order: 'createdAt,desc', page: String(page), perPage: String(perPage) });
+    return this.request({ operation: 'listTasks', api: 'webForm', method: 'GET', path: `/api/tasks?${query}`, schema: FinapiTasksPage });
+  }
+
+  getWebForm(webFormId: string): Promise<FinapiResponse<FinapiWebForm>> {
+    return this.request({ operation: 'getWebForm', api: 'webForm', method: 'GET', path: `/api/webForms/${enc(webFormId)}`, schema: FinapiWebForm });
+  }
+
+  getBankConnection(bankConnectionId: number): Promise<FinapiResponse<FinapiBankConnection>> {
+    return this.request({
+      operation: 'getBankConnection',
+      api: 'access',
+      method: 'GET',
+      path: `/api/v1/bankConnections/${bankConnectionId}`,
+      schema: FinapiBankConnection,
+    });
+  }
+
+  /** `GET /api/v1/accounts?ids=1,2,3` (Get and search all accounts, restricted to the given ids). */
+  getAccounts(accountIds: readonly number[]): Promise<FinapiResponse<FinapiAccountList>> {
+    const query = new URLSearchParams({ ids: accountIds.join(',') });
+    return this.request({ operation: 'getAccounts', api: 'access', method: 'GET', path: `/api/v1/accounts?${query}`, schema: FinapiAccountList });
+  }
+
+  private async request<T>(spec: RequestSpec<T>): Promise<FinapiResponse<T>> {
+    const { operation } = spec;
+    const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${this.token}` };
+    if (spec.body !== undefined) headers['content-type'] = 'application/json';
+    const root = spec.api === 'webForm' ? this.webFormUrl : this.accessUrl;
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(`${root}${spec.path}`, {
+        method: spec.method,
+        headers,
+        ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
+        signal: AbortSignal.timeout(this.timeoutMs),
+        redirect: 'error',
+      });
+      text = await response.text();
+    } catch (error) {
+      // Deliberately no `cause`: undici errors can carry request details.
+      const what = describeTransportError(error);
+      throw new ProviderError(`${FINAPI} ${operation}: ${what === 'timed out' ? `timed out after ${this.timeoutMs} ms` : what}`, {
+        code: 'PROVIDER_UNAVAILABLE',
+        retryable: true,
+      });
+    }
+
+    if (response.status < 200 || response.status >= 300) throw this.httpError(operation, response, text);
+
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new InvalidProviderResponseError(FINAPI, operation, [`(body): not valid JSON (HTTP ${response.status})`]);
+    }
+    const parsed = spec.schema.safeParse(json);
+    if (!parsed.success) throw new InvalidProviderResponseError(FINAPI, operation, zodIssues(parsed.error));
+    return { status: response.status, data: parsed.data };
+  }
+
+  private httpError(operation: FinapiOperation, response: Response, text: string): ProviderError {
+    const status = response.status;
+    let providerCode: string | undefined;
+    try {
+      const json: unknown = JSON.parse(text);
+      const webForm = FinapiErrorResponse.safeParse(json);
+      const access = FinapiAccessErrorResponse.safeParse(json);
+      providerCode = webForm.success ? safeCode(webForm.data.code) : access.success ? safeCode(access.data.errors[0]?.code) : undefined;
+    } catch {
+      // error bodies are optional and best-effort
+    }
+    const message = `${FINAPI} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`;
+    const base = { httpStatus: status, ...(providerCode ? { providerCode } : {}) };
+
+    if (status === 429 || status >= 500) {
+      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
+      return new ProviderError(message, {
+        ...base,
+        code: status === 429 ? 'RATE_LIMITED' : 'PROVIDER_UNAVAILABLE',
+        retryable: true,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      });
+    }
+    if (status === 423 && operation === 'backgroundUpdate') {
+      // The connection is being imported or updated (by the user or finAPI's batch update): busy, not failed.
+      return new ProviderError(message, { ...base, code: 'PROVIDER_BUSY', retryable: true });
+    }
+    return new ProviderError(message, { ...base, code: 'PROVIDER_ERROR', retryable: false });
+  }
+}

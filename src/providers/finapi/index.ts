@@ -1,0 +1,199 @@
+/**
+ * finAPI adapter (seeds 001 and 004). `connectionId` is the finAPI bank connection id (an integer, as a
+ * string); `providerRef` is the Web Form 2.0 task id of `POST /api/tasks/backgroundUpdate`.
+ *
+ * - trigger(): creates the background update task with the options of `request.options` (validated with zod;
+ *   invalid options throw InvalidFinapiOptionsError, not retryable). 423 LOCKED -> PROVIDER_BUSY (retryable).
+ * - poll(): reads the task; while it waits for the user, the web form; once the task or its web form is done,
+ *   the bank connection (RUNNING while updateStatus IN_PROGRESS) and, once READY, its accounts (per-account
+ *   outcomes, DOWNLOAD_IN_PROGRESS keeps it RUNNING) and the categorization status.
+ * - findTriggered(): finAPI has no idempotency key and no per-connection task filter: it pages through
+ *   `GET /api/tasks` (newest first) and adopts the newest task of the connection created since
+ *   `request.since - 5 s`, whatever its status (finAPI runs one update per connection at a time; a finished
+ *   one is the update we asked for, and triggering again would cost another bank access).
+ * - parseWebhook(): callback bodies `{ taskId, status, webForm }` -> ranked observation; never terminal for a
+ *   COMPLETED_WITH_ERROR (callbacks carry no error code: the next read brings it).
+ *
+ * Every reading goes through the finapiTask machine (machines/finapiTask.ts): observations carry its
+ * `progress` rank, so late or out-of-order callbacks cannot move a sync backwards.
+ */
+import type { Observation, TriggerOutput } from '../../../machines/canonical.js';
+import { FINAPI_WEB_FORM_TTL_MS } from '../../../machines/finapiTask.js';
+import { InvalidProviderResponseError, ProviderError, ProviderInputError, zodIssues } from '../errors.js';
+import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
+import { FINAPI, FinapiClient, type FinapiClientConfig } from './client.js';
+import { FinapiReading, accountsEvent, callbackEvent, connectionEvent, taskEvent, webFormEvent } from './mapping.js';
+import { FinapiTaskCallback, FinapiTriggerOptions, type FinapiBackgroundUpdateRequest, type FinapiTask } from './schemas.js';
+
+export { FinapiClient, type FinapiClientConfig } from './client.js';
+export { FinapiReading, accountsEvent, callbackEvent, connectionEvent, taskEvent, webFormEvent } from './mapping.js';
+export * as finapiSchemas from './schemas.js';
+
+/** Clock skew allowance between our `since` and finAPI's task `createdAt`. */
+export const FIND_TRIGGERED_SLACK_MS = 5_000;
+/** findTriggered reads at most this many pages of 100 tasks. */
+export const FIND_TRIGGERED_MAX_PAGES = 5;
+
+export interface FinapiAdapterConfig extends FinapiClientConfig {
+  /**
+   * Default callback URL for `callbacks.webFormRequired` and `callbacks.finalised` when a request's options
+   * name none (e.g. `${publicUrl}/webhooks/finapi`). finAPI requires HTTPS.
+   */
+  callbackUrl?: string;
+  /** Complete only once categorizationStatus is READY (PFM); default true. */
+  awaitCategorization?: boolean;
+  /** Deadline of a web form whose reading carries none; default 20 minutes (Web Form 2.0). */
+  webFormTtlMs?: number;
+}
+
+export interface FinapiAdapter extends ProviderAdapter {
+  readonly name: 'finapi';
+  readonly client: FinapiClient;
+}
+
+/** The sync options are not valid finAPI background update options; nothing was sent. */
+export class InvalidFinapiOptionsError extends ProviderError {
+  override readonly name = 'InvalidFinapiOptionsError';
+  constructor(readonly fields: string[]) {
+    super(`${FINAPI} trigger: invalid options (${fields.slice(0, 5).join(', ')})`, { code: 'PROVIDER_ERROR', retryable: false });
+  }
+}
+
+/** finAPI bank connection ids are int64; ours are their decimal strings. */
+function bankConnectionId(connectionId: string): number {
+  if (!/^\d{1,15}$/.test(connectionId)) {
+    throw new ProviderError(`${FINAPI}: connection id must be a finAPI bank connection id (an integer)`, { code: 'PROVIDER_ERROR', retryable: false });
+  }
+  return Number(connectionId);
+}
+
+function checkBelongs(task: FinapiTask, id: number, operation: string): void {
+  const owner = task.payload.bankConnectionId;
+  if (owner !== null && owner !== undefined && owner !== id) {
+    throw new InvalidProviderResponseError(FINAPI, operation, ['payload.bankConnectionId: does not match the requested bank connection']);
+  }
+}
+
+function header(headers: WebhookRequest['headers'], name: string): string | undefined {
+  const value = headers[name] ?? headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter {
+  const client = new FinapiClient(config);
+  const now = config.now ?? Date.now;
+  const input = { awaitCategorization: config.awaitCategorization ?? true };
+  const ttl = config.webFormTtlMs ?? FINAPI_WEB_FORM_TTL_MS;
+
+  const observeTask = (task: FinapiTask, operation: string): Observation =>
+    new FinapiReading(input).apply(taskEvent(task, operation)).observation(operation, now(), ttl);
+
+  function requestBody(request: TriggerRequest): FinapiBackgroundUpdateRequest {
+    const parsed = FinapiTriggerOptions.safeParse(request.options ?? {});
+    if (!parsed.success) {
+      // Field paths only: option values are never echoed.
+      throw new InvalidFinapiOptionsError([...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(root)'))]);
+    }
+    const options = parsed.data;
+    const callbacks = options.callbacks ?? (config.callbackUrl ? { webFormRequired: config.callbackUrl, finalised: config.callbackUrl } : undefined);
+    return {
+      bankConnectionId: bankConnectionId(request.connectionId),
+      ...(options.importNewAccounts !== undefined ? { importNewAccounts: options.importNewAccounts } : {}),
+      ...(options.importNewAccountsMode ? { importNewAccountsMode: options.importNewAccountsMode } : {}),
+      ...(options.accountTypes ? { accountTypes: options.accountTypes } : {}),
+      ...(options.editSavedSettings ? { editSavedSettings: options.editSavedSettings } : {}),
+      ...(callbacks ? { callbacks } : {}),
+    };
+  }
+
+  function parseWebhook(request: WebhookRequest): WebhookDelivery {
+    try {
+      const contentType = header(request.headers, 'content-type');
+      if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType)) {
+        throw new ProviderInputError(FINAPI, 'callback is not JSON');
+      }
+      if (typeof request.body !== 'string' || request.body.length === 0) throw new ProviderInputError(FINAPI, 'callback body is empty');
+      let json: unknown;
+      try {
+        json = JSON.parse(request.body);
+      } catch {
+        throw new ProviderInputError(FINAPI, 'callback body is not valid JSON');
+      }
+      const parsed = FinapiTaskCallback.safeParse(json);
+      if (!parsed.success) {
+        const issues = zodIssues(parsed.error);
+        throw new ProviderInputError(FINAPI, `callback body does not match the schema (${issues.slice(0, 3).join('; ')})`, issues);
+      }
+      const observation = new FinapiReading(input).apply(callbackEvent(parsed.data)).observation('callback', now(), ttl);
+      return { providerRef: parsed.data.taskId, observation };
+    } catch (error) {
+      if (error instanceof ProviderInputError) throw error;
+      // Unknown status, missing web form...: the delivery changes nothing; the next poll will tell.
+      const reason = error instanceof ProviderError ? `${error.code}: ${error.message}` : 'unreadable callback';
+      throw new ProviderInputError(FINAPI, `callback rejected (${reason})`);
+    }
+  }
+
+  return {
+    name: 'finapi',
+    client,
+
+    async trigger(request: TriggerRequest): Promise<TriggerOutput> {
+      const body = requestBody(request);
+      const { data } = await client.createBackgroundUpdate(body);
+      checkBelongs(data, body.bankConnectionId, 'backgroundUpdate');
+      return { providerRef: data.id, observation: observeTask(data, 'backgroundUpdate') };
+    },
+
+    async findTriggered(request: TriggerRequest): Promise<TriggerOutput | null> {
+      const id = bankConnectionId(request.connectionId);
+      const cutoff = request.since - FIND_TRIGGERED_SLACK_MS;
+      for (let page = 1; page <= FIND_TRIGGERED_MAX_PAGES; page += 1) {
+        const { data } = await client.listTasks(page, 100);
+        const mine = data.items
+          .filter((task) => task.payload.bankConnectionId === id && Date.parse(task.createdAt) >= cutoff)
+          .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+        const newest = mine[0];
+        if (newest) return { providerRef: newest.id, observation: observeTask(newest, 'findTriggered') };
+        const oldest = data.items.at(-1);
+        if (page >= data.paging.pageCount || !oldest || Date.parse(oldest.createdAt) < cutoff) return null;
+      }
+      return null;
+    },
+
+    async poll(ref: SyncRef): Promise<Observation> {
+      const id = bankConnectionId(ref.connectionId);
+      const { data: task } = await client.getTask(ref.providerRef);
+      if (task.id !== ref.providerRef) throw new InvalidProviderResponseError(FINAPI, 'getTask', ['id: does not match the requested task']);
+      checkBelongs(task, id, 'getTask');
+      const reading = new FinapiReading(input).apply(taskEvent(task, 'getTask'));
+
+      if (reading.needsWebForm) {
+        const webFormId = reading.snapshot.context.webForm!.id;
+        const { data: webForm } = await client.getWebForm(webFormId);
+        if (webForm.id !== webFormId) throw new InvalidProviderResponseError(FINAPI, 'getWebForm', ['id: does not match the requested web form']);
+        reading.apply(webFormEvent(webForm));
+      }
+      if (reading.needsConnection) {
+        const { data: connection } = await client.getBankConnection(id);
+        if (connection.id !== id) throw new InvalidProviderResponseError(FINAPI, 'getBankConnection', ['id: does not match the requested bank connection']);
+        reading.apply(connectionEvent(connection));
+        if (reading.needsAccounts) {
+          const accounts = connection.accountIds.length > 0 ? (await client.getAccounts(connection.accountIds)).data.accounts : [];
+          reading.apply(accountsEvent(accounts, connection));
+        }
+      }
+      return reading.observation('poll', now(), ttl);
+    },
+
+    async answerChallenge(): Promise<Observation> {
+      // finAPI challenges are web forms: the user completes them in the browser, never through this API.
+      throw new ProviderError(`${FINAPI}: web forms are completed by the user in the browser, not answered through the API`, {
+        code: 'PROVIDER_ERROR',
+        retryable: false,
+      });
+    },
+
+    parseWebhook,
+  };
+}

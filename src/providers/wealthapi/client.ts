@@ -1,0 +1,184 @@
+/**
+ * Thin wealthAPI HTTP client: built-in fetch, bearer token, per-request timeout, every body parsed with zod.
+ *
+ * Error classification (thrown as typed ProviderError subclasses):
+ * - network error, timeout, 5xx            -> PROVIDER_UNAVAILABLE, retryable (Retry-After honoured if sent)
+ * - 429                                    -> RATE_LIMITED, retryable, retryAfterMs from Retry-After
+ * - 409 UPDATE_IN_PROGRESS on update       -> PROVIDER_BUSY, retryable (never two updates at once)
+ * - 401/403, 404, other 4xx                -> PROVIDER_ERROR, not retryable
+ * - non-JSON or schema-invalid 2xx body    -> InvalidProviderResponseError
+ *
+ * Messages name the operation, the HTTP status and the provider's error code only: never the token,
+ * a request body (credentials) or the provider's free-text message.
+ */
+import type { z } from 'zod';
+import { InvalidProviderResponseError, ProviderError, zodIssues } from '../errors.js';
+import { parseRetryAfter } from '../finx/client.js';
+import {
+  WealthBankConnection,
+  WealthCreateConnectionRequest,
+  WealthErrorResponse,
+  WealthManualSyncRequired,
+  WealthUpdateProcess,
+  WealthUpdateRequest,
+  WealthUpdateStarted,
+} from './schemas.js';
+
+export const WEALTHAPI = 'wealthapi';
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+export interface WealthClientConfig {
+  /** API root, e.g. `https://api.wealthapi.example/api` or `${sandbox.url}/wealthapi`. */
+  baseUrl: string;
+  token: string;
+  timeoutMs?: number;
+  now?: () => number;
+}
+
+type Operation = 'createConnection' | 'manualSyncRequired' | 'getConnection' | 'update' | 'getUpdateProcess';
+
+interface RequestSpec<T> {
+  operation: Operation;
+  method: 'GET' | 'POST' | 'PUT';
+  path: string;
+  body?: unknown;
+  schema: z.ZodType<T, unknown>;
+}
+
+function safeCode(code: unknown): string | undefined {
+  const text = typeof code === 'number' ? String(code) : typeof code === 'string' ? code : undefined;
+  return text !== undefined && /^[A-Za-z0-9_.-]{1,64}$/.test(text) ? text : undefined;
+}
+
+function describeTransportError(error: unknown): string {
+  if (error instanceof Error) {
+    if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
+    const cause = (error as { cause?: unknown }).cause;
+    const code = cause && typeof cause === 'object' && 'code' in cause ? (cause as { code?: unknown }).code : undefined;
+    if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
+  }
+  return 'network error';
+}
+
+export class WealthClient {
+  private readonly baseUrl: string;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+  private readonly now: () => number;
+
+  constructor(config: WealthClientConfig) {
+    if (!config.baseUrl) throw new Error('wealthapi: baseUrl is required');
+    if (!config.token) throw new Error('wealthapi: token is required');
+    this.baseUrl = config.baseUrl.replace(/\/+$/, '');
+    this.token = config.token;
+    this.timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.now = config.now ?? Date.now;
+  }
+
+  /** Sandbox only: creates a bank connection with a scripted scenario. */
+  createConnection(body: WealthCreateConnectionRequest): Promise<WealthBankConnection> {
+    const checked = this.checkRequest('createConnection', WealthCreateConnectionRequest, body);
+    return this.request({ operation: 'createConnection', method: 'POST', path: '/v2/bankConnections', body: checked, schema: WealthBankConnection });
+  }
+
+  /** Step 1 of a background update: which accounts want (and allow) a background update. */
+  manualSyncRequired(bankConnectionId?: string): Promise<WealthManualSyncRequired> {
+    const query = bankConnectionId === undefined ? '' : `?bankConnectionId=${enc(bankConnectionId)}`;
+    return this.request({ operation: 'manualSyncRequired', method: 'GET', path: `/v1/accounts/manualSyncRequired${query}`, schema: WealthManualSyncRequired });
+  }
+
+  getConnection(id: string): Promise<WealthBankConnection> {
+    return this.request({ operation: 'getConnection', method: 'GET', path: `/v2/bankConnections/${enc(id)}`, schema: WealthBankConnection });
+  }
+
+  /** Step 2: PUT .../update; without `bankingInterface` every interface is updated. */
+  update(id: string, bankingInterface?: string): Promise<WealthUpdateStarted> {
+    const body = this.checkRequest('update', WealthUpdateRequest, bankingInterface === undefined ? {} : { bankingInterface });
+    return this.request({ operation: 'update', method: 'PUT', path: `/v2/bankConnections/${enc(id)}/update`, body, schema: WealthUpdateStarted });
+  }
+
+  /** Step 3: the update's status, until SUCCESS or FAILED. */
+  getUpdateProcess(processId: string): Promise<WealthUpdateProcess> {
+    return this.request({
+      operation: 'getUpdateProcess',
+      method: 'GET',
+      path: `/v2/bankConnections/updateProcess/${enc(processId)}`,
+      schema: WealthUpdateProcess,
+    });
+  }
+
+  private checkRequest<T>(operation: Operation, schema: z.ZodType<T>, body: unknown): T {
+    const parsed = schema.safeParse(body);
+    if (parsed.success) return parsed.data;
+    const fields = parsed.error.issues.map((issue) => issue.path.join('.') || '(root)');
+    throw new ProviderError(`${WEALTHAPI} ${operation}: invalid request (${[...new Set(fields)].join(', ')})`, {
+      code: 'PROVIDER_ERROR',
+      retryable: false,
+    });
+  }
+
+  private async request<T>(spec: RequestSpec<T>): Promise<T> {
+    const { operation } = spec;
+    const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${this.token}` };
+    if (spec.body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(`${this.baseUrl}${spec.path}`, {
+        method: spec.method,
+        headers,
+        ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
+        signal: AbortSignal.timeout(this.timeoutMs),
+        redirect: 'error',
+      });
+      text = await response.text();
+    } catch (error) {
+      // Deliberately no `cause`: undici errors can carry request details.
+      const what = describeTransportError(error);
+      throw new ProviderError(`${WEALTHAPI} ${operation}: ${what === 'timed out' ? `timed out after ${this.timeoutMs} ms` : what}`, {
+        code: 'PROVIDER_UNAVAILABLE',
+        retryable: true,
+      });
+    }
+    if (response.status < 200 || response.status >= 300) throw this.httpError(operation, response, text);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new InvalidProviderResponseError(WEALTHAPI, operation, [`(body): not valid JSON (HTTP ${response.status})`]);
+    }
+    const parsed = spec.schema.safeParse(json);
+    if (!parsed.success) throw new InvalidProviderResponseError(WEALTHAPI, operation, zodIssues(parsed.error));
+    return parsed.data;
+  }
+
+  private httpError(operation: Operation, response: Response, text: string): ProviderError {
+    const status = response.status;
+    let providerCode: string | undefined;
+    try {
+      const body = WealthErrorResponse.safeParse(JSON.parse(text));
+      if (body.success) providerCode = safeCode(body.data.error.code);
+    } catch {
+      // error bodies are optional and best-effort
+    }
+    const message = `${WEALTHAPI} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`;
+    const base = { httpStatus: status, ...(providerCode ? { providerCode } : {}) };
+    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
+    const retryAfter = retryAfterMs !== undefined ? { retryAfterMs } : {};
+    if (status === 429) return new ProviderError(message, { ...base, code: 'RATE_LIMITED', retryable: true, ...retryAfter });
+    if (status >= 500) return new ProviderError(message, { ...base, code: 'PROVIDER_UNAVAILABLE', retryable: true, ...retryAfter });
+    if (status === 409 && operation === 'update') {
+      // Another update of the connection runs (ours from a lost response, another client's): busy, not failed.
+      return new ProviderError(`${message}: an update of this bank connection is already running; never two at once`, {
+        ...base,
+        code: 'PROVIDER_BUSY',
+        retryable: true,
+      });
+    }
+    return new ProviderError(message, { ...base, code: 'PROVIDER_ERROR', retryable: false });
+  }
+}
+
+function enc(segment: string): string {
+  return encodeURIComponent(segment);
+}

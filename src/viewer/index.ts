@@ -1,0 +1,232 @@
+/**
+ * The offline viewer: a local web page (fastify; inline JS/CSS, no CDN, no external request) that lists
+ * connections and syncs, shows a selected sync's machine diagram with its current state highlighted and
+ * its transition history, updates live over Server-Sent Events (engine `sync.updated`), and triggers
+ * syncs (`POST /api/syncs`), answers embedded challenges and cancels syncs.
+ *
+ * HTTP API (JSON):
+ *   GET  /api/connections            configured connections + any seen in syncs
+ *   GET  /api/syncs                  newest first (engine.list)
+ *   GET  /api/syncs/:id              { sync, history, svg }  (svg: diagram with the current state highlighted)
+ *   POST /api/syncs                  { connectionId, provider, scope? } -> 201 { sync }
+ *   POST /api/syncs/:id/answer       { challengeId, response }  (the TAN goes to the engine, never stored)
+ *   POST /api/syncs/:id/cancel       {}
+ *   GET  /api/events                 text/event-stream, `event: sync` with a SyncView per committed transition
+ *   GET  /machines/:name.svg         plain diagram
+ *
+ * Binds 127.0.0.1 by default; on a loopback address, requests whose Host is not a loopback name are refused
+ * (DNS rebinding), and every POST must be `application/json` (no cross-site form posts).
+ */
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import Fastify, { type FastifyError, type FastifyReply } from 'fastify';
+import { z } from 'zod';
+import type { SyncEngine } from '../engine/engine.js';
+import { BanksyncError } from '../engine/errors.js';
+import type { SyncView } from '../engine/view.js';
+import { highlightSvg, type MachineRegistry } from '../viz/index.js';
+import { machines as registry } from '../../machines/index.js';
+import { renderPage } from './page.js';
+
+export interface ViewerConnection {
+  connectionId: string;
+  provider: string;
+  /** Short name shown in the list (e.g. the sandbox scenario). */
+  label?: string;
+  description?: string;
+}
+
+export interface ViewerOptions {
+  engine: SyncEngine;
+  /** Default 0: a free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Connections offered for "Sync now" before they have any sync. */
+  connections?: ViewerConnection[];
+  /** Registry name of the machine that drives syncs (its diagram is shown). Default 'synchronization'. */
+  machine?: string;
+  machines?: MachineRegistry;
+  tenantId?: string;
+  /** Page title. Default 'banksync viewer'. */
+  title?: string;
+}
+
+export interface Viewer {
+  /** e.g. `http://127.0.0.1:4610` */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+const SyncRequestBody = z.object({
+  connectionId: z.string().min(1).max(256),
+  provider: z.string().min(1).max(64),
+  scope: z.enum(['TRANSACTIONS', 'ACCOUNTS']).optional(),
+});
+const AnswerBody = z.object({ challengeId: z.string().min(1).max(256), response: z.string().min(1).max(4096) });
+const HEARTBEAT_MS = 15_000;
+
+const STATUS_BY_CODE: Record<string, number> = {
+  INVALID_REQUEST: 400,
+  PROVIDER_NOT_CONFIGURED: 400,
+  SYNC_NOT_FOUND: 404,
+  CONNECTION_NOT_FOUND: 404,
+  CHALLENGE_NOT_PENDING: 409,
+  SYNC_ALREADY_FINISHED: 409,
+  SYNC_REFUSED: 409,
+  ENGINE_STOPPED: 503,
+};
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}
+
+function hostName(header: string | undefined): string {
+  if (!header) return '';
+  if (header.startsWith('[')) return header.slice(0, header.indexOf(']') + 1);
+  return header.split(':')[0] ?? '';
+}
+
+export async function startViewer(options: ViewerOptions): Promise<Viewer> {
+  const { engine } = options;
+  const host = options.host ?? '127.0.0.1';
+  const machineName = options.machine ?? 'synchronization';
+  const machines = options.machines ?? registry;
+  const tenantId = options.tenantId ?? 'default';
+  if (!machines[machineName]) throw new Error(`viewer: unknown machine ${JSON.stringify(machineName)}`);
+  const configured = options.connections ?? [];
+  const streams = new Set<ServerResponse>();
+
+  const app = Fastify({ logger: false, forceCloseConnections: true, bodyLimit: 64 * 1024 });
+
+  if (isLoopback(host)) {
+    app.addHook('onRequest', async (request, reply) => {
+      if (!isLoopback(hostName(request.headers.host))) {
+        return reply.status(403).send({ error: { code: 'FORBIDDEN_HOST', message: 'the viewer only answers to localhost' } });
+      }
+    });
+  }
+  // Every POST must be JSON: a cross-site <form> cannot send application/json (that needs a CORS
+  // preflight, which this server never answers), so no other site can trigger, answer or cancel a sync.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method === 'POST' && !/^application\/json\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
+      return reply.status(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send a JSON body (application/json)' } });
+    }
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    void reply.header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
+    return payload;
+  });
+  app.setErrorHandler((error: FastifyError, _request, reply) => {
+    if (error instanceof BanksyncError) {
+      return reply.status(STATUS_BY_CODE[error.code] ?? 400).send({ error: error.toJSON() });
+    }
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    return reply.status(status).send({ error: { code: status === 500 ? 'INTERNAL' : 'BAD_REQUEST', message: status === 500 ? 'internal error' : error.message } });
+  });
+
+  const invalid = (reply: FastifyReply, issues: z.ZodError) =>
+    reply.status(400).send({
+      error: { code: 'INVALID_REQUEST', message: 'invalid request body', issues: issues.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`) },
+    });
+  const syncs = async () => (await engine.list({ tenantId })).sort((a, b) => b.createdAt - a.createdAt || a.syncId.localeCompare(b.syncId));
+
+  app.get('/', async (_request, reply) => {
+    const nonce = randomBytes(16).toString('base64');
+    return reply
+      .header(
+        'content-security-policy',
+        `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+      )
+      .type('text/html; charset=utf-8')
+      .send(renderPage({ nonce, title: options.title ?? 'banksync viewer', machine: machineName }));
+  });
+
+  app.get('/favicon.ico', async (_request, reply) => reply.status(204).send());
+
+  app.get('/api/connections', async () => {
+    const seen = new Map<string, ViewerConnection & { lastSync: SyncView | null }>();
+    for (const c of configured) seen.set(`${c.provider}\u0000${c.connectionId}`, { ...c, lastSync: null });
+    for (const s of await syncs()) {
+      const key = `${s.provider}\u0000${s.connectionId}`;
+      const entry = seen.get(key) ?? { connectionId: s.connectionId, provider: s.provider, lastSync: null };
+      if (!entry.lastSync) entry.lastSync = s;
+      seen.set(key, entry);
+    }
+    return { connections: [...seen.values()] };
+  });
+
+  app.get('/api/syncs', async () => ({ syncs: await syncs() }));
+
+  app.get<{ Params: { id: string } }>('/api/syncs/:id', async (request) => {
+    const sync = await engine.get(request.params.id, { tenantId });
+    const history = await engine.history(sync.syncId, { tenantId });
+    return { sync, history, machine: machineName, svg: highlightSvg(machineName, sync.state, machines) };
+  });
+
+  app.post('/api/syncs', async (request, reply) => {
+    const body = SyncRequestBody.safeParse(request.body);
+    if (!body.success) return invalid(reply, body.error);
+    const sync = await engine.requestSync({ tenantId, ...body.data });
+    return reply.status(201).send({ sync });
+  });
+
+  app.post<{ Params: { id: string } }>('/api/syncs/:id/answer', async (request, reply) => {
+    const body = AnswerBody.safeParse(request.body);
+    if (!body.success) return invalid(reply, body.error);
+    const sync = await engine.submitChallengeResponse(request.params.id, body.data, { tenantId });
+    return { sync };
+  });
+
+  app.post<{ Params: { id: string } }>('/api/syncs/:id/cancel', async (request) => {
+    const sync = await engine.cancel(request.params.id, { tenantId, reason: 'cancelled in the viewer' });
+    return { sync };
+  });
+
+  app.get<{ Params: { name: string } }>('/machines/:name', async (request, reply) => {
+    const name = request.params.name.replace(/\.svg$/, '');
+    if (!machines[name]) return reply.status(404).send({ error: { code: 'NOT_FOUND', message: 'no such machine' } });
+    return reply.type('image/svg+xml').header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'").send(highlightSvg(name, null, machines));
+  });
+
+  app.get('/api/events', (request, reply) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write('retry: 2000\n\n');
+    streams.add(res);
+    const off = engine.events.on('sync.updated', (view) => {
+      if (view.tenantId === tenantId) res.write(`event: sync\ndata: ${JSON.stringify(view)}\n\n`);
+    });
+    const heartbeat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
+    heartbeat.unref();
+    const done = () => {
+      off();
+      clearInterval(heartbeat);
+      streams.delete(res);
+    };
+    request.raw.on('close', done);
+    res.on('close', done);
+  });
+
+  await app.listen({ host, port: options.port ?? 0 });
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('viewer: unexpected listen address');
+  const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  let closed = false;
+  return {
+    url: `http://${shownHost}:${address.port}`,
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const res of streams) res.end();
+      streams.clear();
+      await app.close();
+    },
+  };
+}
