@@ -47,6 +47,13 @@ describe('connection machine in the engine', () => {
     expect((await engine.recreateConnection('c')).state).toBe('IDLE');
   });
 
+  it('preflight refusals (nothing sent to the bank) never trip the breaker', async () => {
+    const nothingToDo = new ProviderError('manualSyncRequired is false', { code: 'PREFLIGHT_REFUSED', retryable: false });
+    const { engine, finish } = setup({ trigger: [nothingToDo] });
+    for (let i = 0; i < 4; i++) expect((await finish('c')).error?.code).toBe('PREFLIGHT_REFUSED');
+    expect(await engine.getConnection('c')).toMatchObject({ state: 'IDLE', consecutiveFailures: 0, needsUser: null });
+  });
+
   it('a success in between resets the failure count', async () => {
     const { engine, finish } = setup({ poll: [failed('BANK_REJECTED', true), failed('BANK_REJECTED', true), completed, failed('BANK_REJECTED', true), failed('BANK_REJECTED', true)] });
     for (let i = 0; i < 5; i++) await finish('c');
