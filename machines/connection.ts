@@ -163,8 +163,10 @@ export const connectionMachine = setup({
     countFailure: assign({ consecutiveFailures: ({ context }) => context.consecutiveFailures + 1 }),
     requireUser: assign({
       needsUser: ({ event }) => {
-        const error = finishedError(event)!;
+        const error = finishedError(event);
         const at = event.type === 'SYNC.FINISHED' ? event.at : 0;
+        // A failure reported without an error still stops unattended syncs.
+        if (!error) return { reason: 'PROVIDER' as const, message: 'sync failed without an error', at };
         return { reason: needsUserReason(error), message: error.message, at };
       },
     }),
@@ -190,7 +192,8 @@ export const connectionMachine = setup({
         consentGrantedAt: event.consentGrantedAt === undefined ? context.consentGrantedAt : event.consentGrantedAt,
       };
     }),
-    resetForRecreation: assign({ consecutiveFailures: 0, needsUser: null, activeSyncId: null, unattendedAccesses: [] }),
+    // Recreating the connection does not reset the bank's count of accesses (PSD2): unattendedAccesses stay.
+    resetForRecreation: assign({ consecutiveFailures: 0, needsUser: null, activeSyncId: null }),
   },
 }).createMachine({
   id: 'connection',
@@ -233,8 +236,9 @@ export const connectionMachine = setup({
           { guard: 'cancelled', target: 'IDLE', actions: 'releaseLock' },
           { guard: and(['refusedBeforeBankAccess', 'refusalNeedsUser']), target: 'NEEDS_USER', actions: ['releaseLock', 'requireUser'] },
           { guard: 'refusedBeforeBankAccess', target: 'IDLE', actions: 'releaseLock' },
-          { guard: 'providerDisabled', target: 'DISABLED', actions: ['releaseLock', 'countFailure', 'requireUser'] },
-          { guard: 'breakerTrips', target: 'DISABLED', actions: ['releaseLock', 'countFailure', 'requireUser'] },
+          // An upgrade is remapped even when it disables the connection: the provider already created the accesses.
+          { guard: 'providerDisabled', target: 'DISABLED', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'] },
+          { guard: 'breakerTrips', target: 'DISABLED', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'] },
           { guard: 'accessUpgraded', target: 'NEEDS_USER', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'] },
           { guard: 'userMustAct', target: 'NEEDS_USER', actions: ['releaseLock', 'countFailure', 'requireUser'] },
           // Transient failures: the lock is released; a later (auto)sync may try again.
