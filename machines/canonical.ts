@@ -136,6 +136,16 @@ export const EffectFailure = z.object({
 });
 export type EffectFailure = z.infer<typeof EffectFailure>;
 
+/**
+ * Failures that may lock the user's bank account when repeated: never retried automatically, whatever an
+ * adapter claims, and they always need the user.
+ */
+export const NEVER_RETRY_CODES: readonly SyncErrorCode[] = ['INVALID_CREDENTIALS', 'SCA_FAILED'];
+
+export function mayRetryAutomatically(failure: { code: SyncErrorCode; retryable: boolean }): boolean {
+  return failure.retryable && !NEVER_RETRY_CODES.includes(failure.code);
+}
+
 export function computeOutcome(accounts: readonly AccountOutcome[]): SyncResult['outcome'] {
   const relevant = accounts.filter((a) => a.status !== 'DEPRECATED');
   if (relevant.length === 0) return accounts.length === 0 ? 'COMPLETE' : 'NONE';

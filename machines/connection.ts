@@ -16,7 +16,7 @@
  * Pure: every event carries `at` (epoch ms); nothing reads a clock.
  */
 import { and, assign, not, setup } from 'xstate';
-import type { AccessUpgrade, SyncError, SyncResult } from './canonical.js';
+import { mayRetryAutomatically, type AccessUpgrade, type SyncError, type SyncResult } from './canonical.js';
 
 export const CONSENT_MAX_AGE_MS = 90 * 24 * 60 * 60_000;
 export const UNATTENDED_WINDOW_MS = 24 * 60 * 60_000;
@@ -131,7 +131,7 @@ export const connectionMachine = setup({
     /** Credential, 2FA and anything else the user must fix: never retried unattended. */
     userMustAct: ({ event }) => {
       const error = finishedError(event);
-      return error !== null && (error.userActionRequired || !error.retryable);
+      return error !== null && (error.userActionRequired || !mayRetryAutomatically(error));
     },
   },
   actions: {

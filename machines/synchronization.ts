@@ -7,6 +7,7 @@
  * provider carries `observedAt` (the engine's clock), so delays stay deterministic under a simulated clock.
  */
 import { and, assign, fromPromise, setup, stateIn, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
+import { mayRetryAutomatically, NEVER_RETRY_CODES } from './canonical.js';
 import type {
   Challenge,
   EffectFailure,
@@ -151,10 +152,11 @@ function backoff(policy: SyncPolicy, attempt: number, retryAfterMs?: number): nu
   return Math.min(policy.retryMaxMs, Math.max(policy.retryBaseMs, retryAfterMs));
 }
 function failureToError(failure: EffectFailure): SyncError {
+  const neverRetry = NEVER_RETRY_CODES.includes(failure.code);
   return {
     code: failure.code,
-    retryable: failure.retryable,
-    userActionRequired: failure.userActionRequired,
+    retryable: failure.retryable && !neverRetry,
+    userActionRequired: failure.userActionRequired || neverRetry,
     message: failure.message,
     ...(failure.providerCode ? { providerCode: failure.providerCode } : {}),
   };
@@ -234,13 +236,10 @@ export const synchronizationMachine = setup({
       return o?.status === 'AWAIT_AUTH' && o.challenge.id === context.challenge?.id;
     },
     canRetryTrigger: ({ context, event }) =>
-      failureOf(event).retryable && context.triggerAttempts < context.policy.maxTriggerAttempts,
+      mayRetryAutomatically(failureOf(event)) && context.triggerAttempts < context.policy.maxTriggerAttempts,
     canRetryPoll: ({ context, event }) =>
-      failureOf(event).retryable && context.consecutivePollErrors + 1 < context.policy.maxConsecutivePollErrors,
-    answerFailedHard: ({ event }) => {
-      const code = failureOf(event).code;
-      return code === 'INVALID_CREDENTIALS' || code === 'SCA_FAILED';
-    },
+      mayRetryAutomatically(failureOf(event)) && context.consecutivePollErrors + 1 < context.policy.maxConsecutivePollErrors,
+    answerFailedHard: ({ event }) => NEVER_RETRY_CODES.includes(failureOf(event).code),
     answersCurrentEmbeddedChallenge: ({ context, event }) =>
       event.type === 'CHALLENGE.ANSWER' &&
       context.challenge?.kind === 'EMBEDDED' &&

@@ -57,12 +57,12 @@ export const connectionMachine = createMachine({
           {
             target: 'DISABLED',
             guard: 'providerDisabled',
-            actions: ['releaseLock', 'countFailure', 'requireUser'],
+            actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'],
           },
           {
             target: 'DISABLED',
             guard: 'breakerTrips',
-            actions: ['releaseLock', 'countFailure', 'requireUser'],
+            actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'],
           },
           {
             target: 'NEEDS_USER',

@@ -13,3 +13,9 @@ export function oneOf<T extends string>(allowed: readonly T[]) {
     return value as T;
   };
 }
+
+export function port(value: string): number {
+  const n = positiveInt(value);
+  if (n > 65_535) throw new InvalidArgumentError('expected a port number (1-65535)');
+  return n;
+}

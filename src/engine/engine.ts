@@ -60,10 +60,19 @@ export interface RejectedWebhook {
   at: number;
 }
 
+/** Ids are stored and compared as text: a lone UTF-16 surrogate would be mangled into another id. */
+const Id = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((value) => value.isWellFormed(), 'must be well-formed Unicode');
+const TenantId = Id(128);
+
 const RequestSyncInput = z.object({
-  tenantId: z.string().min(1).max(128).default('default'),
-  connectionId: z.string().min(1).max(256),
-  provider: z.string().min(1).max(64),
+  tenantId: TenantId.default('default'),
+  connectionId: Id(256),
+  provider: Id(64),
   scope: SyncScope.default('TRANSACTIONS'),
   options: z.record(z.string(), z.unknown()).optional(),
   /** Background/autosync request: refused unless the connection is eligible (see machines/connection.ts). */
@@ -72,9 +81,9 @@ const RequestSyncInput = z.object({
 export type RequestSyncInput = z.input<typeof RequestSyncInput>;
 
 const ConnectionSettingsInput = z.object({
-  tenantId: z.string().min(1).max(128).default('default'),
-  connectionId: z.string().min(1).max(256),
-  provider: z.string().min(1).max(64),
+  tenantId: TenantId.default('default'),
+  connectionId: Id(256),
+  provider: Id(64),
   storedCredentials: z.boolean().optional(),
   hasWebScraping: z.boolean().optional(),
   /** When the user last gave consent (SCA): epoch ms or ISO 8601. */
@@ -86,9 +95,15 @@ const ChallengeResponseInput = z.object({
   challengeId: z.string().min(1).max(256),
   response: z.string().min(1).max(4096),
 });
-const SyncIdInput = z.string().min(1).max(256);
-const TenantInput = z.object({ tenantId: z.string().min(1).max(128).default('default') }).default({ tenantId: 'default' });
+const SyncIdInput = Id(256);
+const TenantInput = z.object({ tenantId: TenantId.default('default') }).default({ tenantId: 'default' });
 type TenantOption = z.input<typeof TenantInput>;
+
+function parseTenant(options: TenantOption | undefined): { tenantId: string } {
+  const parsed = TenantInput.safeParse(options ?? {});
+  if (!parsed.success) throw invalidRequest('tenant', parsed.error);
+  return parsed.data;
+}
 
 type SyncActor = Actor<typeof synchronizationMachine>;
 
@@ -249,7 +264,9 @@ export class SyncEngine {
   }
 
   async getConnection(connectionId: string, options?: TenantOption): Promise<ConnectionView> {
-    const { tenantId } = TenantInput.parse(options ?? {});
+    const { tenantId } = parseTenant(options);
+    const connection = Id(256).safeParse(connectionId);
+    if (!connection.success) throw invalidRequest('connection id', connection.error);
     const view = await this.connections.get(tenantId, connectionId);
     if (!view) throw new BanksyncError('CONNECTION_NOT_FOUND', `connection ${connectionId} not found`);
     return view;
@@ -558,6 +575,7 @@ export class SyncEngine {
               const status = error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : error.code === 'WEBHOOK_UNAUTHORIZED' ? 401 : 400;
               reply(status, { error: error.toJSON() });
             } else if (error instanceof BodyTooLargeError) {
+              res.setHeader('connection', 'close');
               reply(413, { error: { code: 'INVALID_WEBHOOK', message: error.message, issues: [] } });
             } else {
               this.logger.error({ provider, err: (error as Error)?.name }, 'webhook handling failed');
@@ -578,7 +596,7 @@ export class SyncEngine {
   private async record(syncId: string, options?: TenantOption): Promise<SyncRecord> {
     const id = SyncIdInput.safeParse(syncId);
     if (!id.success) throw invalidRequest('sync id', id.error);
-    const { tenantId } = TenantInput.parse(options ?? {});
+    const { tenantId } = parseTenant(options);
     const record = await this.store.getSync(id.data);
     // Another tenant's sync is reported exactly like a missing one.
     if (!record || record.tenantId !== tenantId) throw new BanksyncError('SYNC_NOT_FOUND', `sync ${id.data} not found`);
@@ -889,8 +907,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
+        // Stop buffering but keep reading, so the 413 can still be written; the reply closes the connection.
+        req.removeAllListeners('data');
+        req.resume();
         reject(new BodyTooLargeError(`webhook body exceeds ${limit} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(chunk);

@@ -508,7 +508,7 @@ export function createFinxSandbox(context: SandboxContext, options: SandboxOptio
     const target = Math.min(index, sync.steps.length - 1);
     const step = sync.steps[target]!;
     sync.step = target;
-    sync.updatedAt = context.now();
+    sync.updatedAt = Math.max(context.now(), sync.updatedAt + 1); // strictly increasing, like a real updated_at
     clearExpiry(sync);
     sync.challenge = null;
     switch (step.status) {
@@ -552,7 +552,7 @@ export function createFinxSandbox(context: SandboxContext, options: SandboxOptio
     clearExpiry(sync);
     sync.status = 'FAILED';
     sync.challenge = null;
-    sync.updatedAt = context.now();
+    sync.updatedAt = Math.max(context.now(), sync.updatedAt + 1); // strictly increasing, like a real updated_at
     sync.error = { code: 'CHALLENGE_EXPIRED', message: 'The authorization challenge expired before it was solved' };
     notify(sync);
   }
@@ -734,7 +734,7 @@ export function createFinxSandbox(context: SandboxContext, options: SandboxOptio
         } else if (step?.status === 'AWAIT_AUTH') {
           // A wrong TAN never fails the sync: the bank asks again with a new challenge.
           access.stats.wrongAnswers += 1;
-          sync.updatedAt = context.now();
+          sync.updatedAt = Math.max(context.now(), sync.updatedAt + 1); // strictly increasing, like a real updated_at
           issueChallenge(sync, step.challenge, true);
           notify(sync);
         }

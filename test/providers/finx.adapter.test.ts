@@ -126,9 +126,9 @@ describe('finX scenario scripts', () => {
 
   it('success: QUEUED -> RUNNING -> RUNNING -> COMPLETED with all accounts updated', async () => {
     const { ref, first } = await started('success');
-    expect(first).toEqual({ status: 'QUEUED' });
-    expect(await poll(ref)).toEqual({ status: 'RUNNING' });
-    expect(await poll(ref)).toEqual({ status: 'RUNNING' });
+    expect(first).toMatchObject({ status: 'QUEUED' });
+    expect(await poll(ref)).toMatchObject({ status: 'RUNNING' });
+    expect(await poll(ref)).toMatchObject({ status: 'RUNNING' });
     const done = await poll(ref);
     expect(done.status).toBe('COMPLETED');
     if (done.status !== 'COMPLETED') return;
@@ -152,7 +152,7 @@ describe('finX scenario scripts', () => {
 
   it('one-challenge: embedded TAN challenge, answered -> RUNNING -> COMPLETED', async () => {
     const { ref } = await started('one-challenge');
-    expect(await poll(ref)).toEqual({ status: 'RUNNING' });
+    expect(await poll(ref)).toMatchObject({ status: 'RUNNING' });
     const challenge = challengeOf(await poll(ref));
     expect(challenge.kind).toBe('EMBEDDED');
     expect(challenge.message).toMatch(/TAN/);
@@ -160,7 +160,7 @@ describe('finX scenario scripts', () => {
     expect(Date.parse(challenge.expiresAt)).toBeGreaterThan(clock);
     // Polling while waiting for the user does not move an embedded challenge.
     expect(challengeOf(await poll(ref)).id).toBe(challenge.id);
-    expect(await adapter.answerChallenge(ref, challenge.id, FINX_CORRECT_TAN)).toEqual({ status: 'RUNNING' });
+    expect(await adapter.answerChallenge(ref, challenge.id, FINX_CORRECT_TAN)).toMatchObject({ status: 'RUNNING' });
     const done = await poll(ref);
     expect(done.status === 'COMPLETED' && done.result.outcome).toBe('COMPLETE');
   });
@@ -173,7 +173,7 @@ describe('finX scenario scripts', () => {
     expect(second.id).not.toBe(first.id);
     expect(second.kind).toBe('EMBEDDED');
     expect(second.previousAttemptFailed).toBeUndefined();
-    expect(await adapter.answerChallenge(ref, second.id, FINX_CORRECT_TAN)).toEqual({ status: 'RUNNING' });
+    expect(await adapter.answerChallenge(ref, second.id, FINX_CORRECT_TAN)).toMatchObject({ status: 'RUNNING' });
     expect((await poll(ref)).status).toBe('COMPLETED');
   });
 
@@ -203,7 +203,7 @@ describe('finX scenario scripts', () => {
     expect(notAnswerable.code).toBe('PROVIDER_ERROR');
     expect(notAnswerable.providerCode).toBe('CHALLENGE_NOT_ANSWERABLE');
     expect(challengeOf(await poll(ref)).id).toBe(challenge.id);
-    expect(await poll(ref)).toEqual({ status: 'RUNNING' });
+    expect(await poll(ref)).toMatchObject({ status: 'RUNNING' });
     expect((await poll(ref)).status).toBe('COMPLETED');
   });
 
@@ -216,7 +216,7 @@ describe('finX scenario scripts', () => {
     const page = await fetch(challenge.redirectUrl!);
     expect(page.status).toBe(200);
     await poll(ref);
-    expect(await poll(ref)).toEqual({ status: 'RUNNING' });
+    expect(await poll(ref)).toMatchObject({ status: 'RUNNING' });
     expect((await poll(ref)).status).toBe('COMPLETED');
   });
 
@@ -253,7 +253,7 @@ describe('finX scenario scripts', () => {
     const { ref } = await started('failed');
     await poll(ref);
     const failed = await poll(ref);
-    expect(failed).toEqual({
+    expect(failed).toMatchObject({
       status: 'FAILED',
       error: expect.objectContaining({
         code: 'BANK_REJECTED',
@@ -361,7 +361,7 @@ describe('finX scenario scripts', () => {
           if (!error.retryable) outcome = { status: 'FAILED', detail: error.code };
         }
       }
-      expect(outcome, scenario.name).toEqual({
+      expect(outcome, scenario.name).toMatchObject({
         status: scenario.terminal,
         detail: scenario.terminal === 'COMPLETED' ? scenario.outcome : scenario.errorCode,
       });
@@ -406,7 +406,7 @@ describe('finX HTTP error classification', () => {
     const missing = await caught(poll(ref));
     expect(missing).toBeInstanceOf(InvalidProviderResponseError);
     expect((missing as InvalidProviderResponseError).issues.join(' ')).toMatch(/access_id/);
-    expect(await poll(ref)).toEqual({ status: 'RUNNING' });
+    expect(await poll(ref)).toMatchObject({ status: 'RUNNING' });
   });
 
   it('unknown-status: PAUSED_BY_BANK -> UnknownProviderStatusError, never success', async () => {
@@ -507,7 +507,7 @@ describe('finX idempotency and reconciliation', () => {
     expect(lost.code).toBe('PROVIDER_UNAVAILABLE');
     const found = await adapter.findTriggered(req);
     expect(found).not.toBeNull();
-    expect(found!.observation).toEqual({ status: 'QUEUED' });
+    expect(found!.observation).toMatchObject({ status: 'QUEUED' });
     // The replayed trigger agrees with what reconciliation found.
     expect((await adapter.trigger(req)).providerRef).toBe(found!.providerRef);
 
@@ -563,7 +563,7 @@ describe('finX webhooks', () => {
       accounts: null,
     };
     const ok = adapter.parseWebhook({ headers: {}, body: JSON.stringify({ event: 'sync.updated', sync: validSync }) });
-    expect(ok).toEqual({ providerRef: 'syn_1', observation: { status: 'RUNNING' } });
+    expect(ok).toMatchObject({ providerRef: 'syn_1', observation: { status: 'RUNNING' } });
 
     const garbage: unknown[] = [
       '',
@@ -641,3 +641,14 @@ describe('finX sandbox surface', () => {
     }
   });
 });
+
+describe('finX progress rank (ordering of readings)', () => {
+  it('every reading carries updated_at as its rank, strictly increasing along a sync', async () => {
+    const { ref, first } = await started('success');
+    const ranks = [first.progress];
+    for (let i = 0; i < 3; i++) ranks.push((await poll(ref)).progress);
+    expect(ranks.every((r) => typeof r === 'number')).toBe(true);
+    for (let i = 1; i < ranks.length; i++) expect(ranks[i]!).toBeGreaterThan(ranks[i - 1]!);
+  });
+});
+

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import { positiveInt } from '../options.js';
+import { port } from '../options.js';
 import { startSandbox } from '../../sandbox/server.js';
 
 export function registerSandbox(program: Command): void {
   program
     .command('sandbox')
     .description('start the provider sandbox alone (every provider family, scripted scenarios) until interrupted')
-    .option('--port <n>', 'port to listen on (default: random)', positiveInt)
+    .option('--port <n>', 'port to listen on (default: random)', port)
     .option('--webhook-url <url>', 'where the sandbox delivers webhooks')
     .action(async (opts: { port?: number; webhookUrl?: string }) => {
       const sandbox = await startSandbox({ ...(opts.webhookUrl ? { webhookUrl: opts.webhookUrl } : {}), ...(opts.port ? { port: opts.port } : {}) });

@@ -16,7 +16,7 @@ import { FINX_SCENARIOS, isFinxScenario } from '../../sandbox/finx.js';
 import { startSandbox } from '../../sandbox/server.js';
 import { SqliteStore } from '../../stores/sqlite.js';
 import { startViewer, type ViewerConnection } from '../../viewer/index.js';
-import { positiveInt } from '../options.js';
+import { port } from '../options.js';
 import { openInspector } from '../inspect.js';
 
 export const SERVE_DEFAULT_PORT = 4610;
@@ -56,7 +56,7 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('start the local web viewer (engine on SQLite + provider sandbox + finX accesses) and print its URL')
-    .option('--port <n>', `viewer port (default ${SERVE_DEFAULT_PORT})`, positiveInt, SERVE_DEFAULT_PORT)
+    .option('--port <n>', `viewer port (default ${SERVE_DEFAULT_PORT})`, port, SERVE_DEFAULT_PORT)
     .option('--host <host>', 'address to bind (default 127.0.0.1, local only)', '127.0.0.1')
     .option('--db <path>', 'SQLite file to keep syncs in (default: a fresh temporary directory)')
     .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')

@@ -177,6 +177,8 @@ export function mapSync(sync: FinxSync, operation: string): Observation {
       observation = { status: 'FAILED', error: mapSyncError(sync.error, operation) };
       break;
   }
+  // finX readings are ordered by `updated_at`: a late or replayed webhook is older than what was applied.
+  observation = { ...observation, progress: Date.parse(sync.updated_at) };
   // Belt and braces: what leaves the adapter is a valid canonical observation.
   const checked = Observation.safeParse(observation);
   if (!checked.success) throw new InvalidProviderResponseError(FINX, operation, zodIssues(checked.error));
