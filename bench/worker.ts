@@ -1,0 +1,33 @@
+/**
+ * Child-process entry for one benchmark scenario: `node --expose-gc --import tsx bench/worker.ts '<json>'`.
+ * Prints exactly one `RESULT <json>` line on success.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { memory, throughput, type MemoryOptions, type ThroughputOptions } from './scenarios.js';
+
+export type WorkerJob = ({ kind: 'throughput' } & Omit<ThroughputOptions, 'dir'>) | ({ kind: 'memory' } & Omit<MemoryOptions, 'dir'>);
+
+async function main(): Promise<void> {
+  const job = JSON.parse(process.argv[2] ?? '') as WorkerJob;
+  const dir = mkdtempSync(join(tmpdir(), 'banksync-bench-'));
+  // A test runner or Ctrl-C may end the run early: still remove the database files.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    });
+  }
+  try {
+    const result = job.kind === 'throughput' ? await throughput({ ...job, dir }) : await memory({ ...job, dir });
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
