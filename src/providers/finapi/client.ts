@@ -16,7 +16,6 @@
  */
 import type { z } from 'zod';
 import { InvalidProviderResponseError, ProviderError, zodIssues } from '../errors.js';
-import { parseRetryAfter } from '../finx/client.js';
 import {
   FinapiAccessErrorResponse,
   FinapiAccountList,
@@ -27,9 +26,9 @@ import {
   FinapiTasksPage,
   FinapiWebForm,
 } from './schemas.js';
+import { DEFAULT_TIMEOUT_MS, describeTransportError, parseRetryAfter, safeCode } from '../http.js';
 
 export const FINAPI = 'finapi';
-export const DEFAULT_TIMEOUT_MS = 10_000;
 
 export interface FinapiClientConfig {
   /** Access API root, e.g. `https://sandbox.finapi.io` or `${sandbox.url}/finapi`; `/api/v1/...` is appended. */
@@ -59,20 +58,7 @@ export interface FinapiResponse<T> {
   data: T;
 }
 
-/** Only short machine codes from an error body reach our messages (never provider free text). */
-function safeCode(code: unknown): string | undefined {
-  return typeof code === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : undefined;
-}
 
-function describeTransportError(error: unknown): string {
-  if (error instanceof Error) {
-    if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
-    const cause = (error as { cause?: unknown }).cause;
-    const code = cause && typeof cause === 'object' && 'code' in cause ? (cause as { code?: unknown }).code : undefined;
-    if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
-  }
-  return 'network error';
-}
 
 function enc(segment: string): string {
   return encodeURIComponent(segment);

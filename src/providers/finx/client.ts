@@ -22,11 +22,9 @@ import {
   FinxSyncList,
   FinxTriggerRequest,
 } from './schemas.js';
+import { DEFAULT_TIMEOUT_MS, describeTransportError, parseRetryAfter, safeCode } from '../http.js';
 
 export const FINX = 'finx';
-export const DEFAULT_TIMEOUT_MS = 10_000;
-/** Retry-After values beyond this are treated as absurd and ignored. */
-export const MAX_RETRY_AFTER_MS = 24 * 60 * 60_000;
 
 export interface FinxClientConfig {
   /** finX API root, e.g. `https://api.finx.example` or `${sandbox.url}/finx`; `/v2/...` is appended. */
@@ -53,41 +51,8 @@ export interface FinxResponse<T> {
   data: T;
 }
 
-/**
- * Parses a Retry-After header (delay-seconds or IMF-fixdate HTTP-date) into ms.
- * Negative, absurd (> 24 h), fractional or unparseable values give undefined.
- */
-export function parseRetryAfter(value: string | null | undefined, now: number = Date.now()): number | undefined {
-  if (value === null || value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (/^\d{1,10}$/.test(trimmed)) {
-    const ms = Number(trimmed) * 1000;
-    return ms <= MAX_RETRY_AFTER_MS ? ms : undefined;
-  }
-  // HTTP-date (RFC 9110 IMF-fixdate, e.g. "Wed, 21 Oct 2015 07:28:00 GMT"); Date.parse alone is too lenient.
-  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return undefined;
-  const at = Date.parse(trimmed);
-  if (!Number.isFinite(at)) return undefined;
-  const ms = at - now;
-  if (ms < 0 || ms > MAX_RETRY_AFTER_MS) return undefined;
-  return ms;
-}
 
-/** Only short machine codes from an error body reach our messages (never provider free text). */
-function safeCode(code: unknown): string | undefined {
-  const text = typeof code === 'number' ? String(code) : typeof code === 'string' ? code : undefined;
-  return text !== undefined && /^[A-Za-z0-9_.-]{1,64}$/.test(text) ? text : undefined;
-}
 
-function describeTransportError(error: unknown): string {
-  if (error instanceof Error) {
-    if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
-    const cause = (error as { cause?: unknown }).cause;
-    const code = cause && typeof cause === 'object' && 'code' in cause ? (cause as { code?: unknown }).code : undefined;
-    if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
-  }
-  return 'network error';
-}
 
 export class FinxClient {
   private readonly baseUrl: string;

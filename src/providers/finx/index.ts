@@ -13,7 +13,8 @@ import { FINX, FinxClient, type FinxClientConfig } from './client.js';
 import { isTerminalFinxStatus, mapSync } from './mapping.js';
 import { FinxWebhook, type FinxSync } from './schemas.js';
 
-export { FinxClient, parseRetryAfter, type FinxClientConfig } from './client.js';
+export { FinxClient, type FinxClientConfig } from './client.js';
+export { parseRetryAfter } from '../http.js';
 export { mapSync, mapSyncError, mapChallenge, mapAccount } from './mapping.js';
 export * as finxSchemas from './schemas.js';
 

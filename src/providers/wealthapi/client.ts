@@ -13,7 +13,6 @@
  */
 import type { z } from 'zod';
 import { InvalidProviderResponseError, ProviderError, zodIssues } from '../errors.js';
-import { parseRetryAfter } from '../finx/client.js';
 import {
   WealthBankConnection,
   WealthCreateConnectionRequest,
@@ -23,9 +22,9 @@ import {
   WealthUpdateRequest,
   WealthUpdateStarted,
 } from './schemas.js';
+import { DEFAULT_TIMEOUT_MS, describeTransportError, parseRetryAfter, safeCode } from '../http.js';
 
 export const WEALTHAPI = 'wealthapi';
-export const DEFAULT_TIMEOUT_MS = 10_000;
 
 export interface WealthClientConfig {
   /** API root, e.g. `https://api.wealthapi.example/api` or `${sandbox.url}/wealthapi`. */
@@ -45,20 +44,7 @@ interface RequestSpec<T> {
   schema: z.ZodType<T, unknown>;
 }
 
-function safeCode(code: unknown): string | undefined {
-  const text = typeof code === 'number' ? String(code) : typeof code === 'string' ? code : undefined;
-  return text !== undefined && /^[A-Za-z0-9_.-]{1,64}$/.test(text) ? text : undefined;
-}
 
-function describeTransportError(error: unknown): string {
-  if (error instanceof Error) {
-    if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
-    const cause = (error as { cause?: unknown }).cause;
-    const code = cause && typeof cause === 'object' && 'code' in cause ? (cause as { code?: unknown }).code : undefined;
-    if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
-  }
-  return 'network error';
-}
 
 export class WealthClient {
   private readonly baseUrl: string;

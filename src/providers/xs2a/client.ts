@@ -16,7 +16,6 @@
 import type { z } from 'zod';
 import { XS2A_MAX_FAILURES } from '../../../machines/xs2aConnection.js';
 import { InvalidProviderResponseError, ProviderError, zodIssues } from '../errors.js';
-import { parseRetryAfter } from '../finx/client.js';
 import {
   Xs2aBankConnection,
   Xs2aBankConnectionList,
@@ -25,9 +24,9 @@ import {
   Xs2aSyncRequest,
   Xs2aWizardSession,
 } from './schemas.js';
+import { DEFAULT_TIMEOUT_MS, describeTransportError, parseRetryAfter, safeCode } from '../http.js';
 
 export const XS2A = 'xs2a';
-export const DEFAULT_TIMEOUT_MS = 10_000;
 
 export interface Xs2aClientConfig {
   /** xs2a API root, e.g. `https://api.xs2a.example` or `${sandbox.url}/xs2a`; `/api/v1/...` is appended. */
@@ -55,20 +54,7 @@ export interface Xs2aResponse<T> {
 /** 204: the sync runs in the background; 202: the user must act first (wizard). */
 export type Xs2aSyncResponse = { status: 204 } | { status: 202; data: Xs2aWizardSession };
 
-function safeCode(code: unknown): string | undefined {
-  const text = typeof code === 'number' ? String(code) : typeof code === 'string' ? code : undefined;
-  return text !== undefined && /^[A-Za-z0-9_.-]{1,64}$/.test(text) ? text : undefined;
-}
 
-function describeTransportError(error: unknown): string {
-  if (error instanceof Error) {
-    if (error.name === 'TimeoutError' || error.name === 'AbortError') return 'timed out';
-    const cause = (error as { cause?: unknown }).cause;
-    const code = cause && typeof cause === 'object' && 'code' in cause ? (cause as { code?: unknown }).code : undefined;
-    if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
-  }
-  return 'network error';
-}
 
 export class Xs2aClient {
   private readonly baseUrl: string;
