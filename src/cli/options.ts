@@ -19,3 +19,27 @@ export function port(value: string): number {
   if (n > 65_535) throw new InvalidArgumentError('expected a port number (1-65535)');
   return n;
 }
+
+/** An absolute http(s) URL. */
+export function httpUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('expected an absolute URL such as http://127.0.0.1:4010');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError('expected an http(s) URL');
+  return url.origin;
+}
+
+/** A PostgreSQL connection string. */
+export function postgresUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('expected a connection string such as postgres://user:password@host:5432/db');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new InvalidArgumentError('expected a postgres:// connection string');
+  return value;
+}

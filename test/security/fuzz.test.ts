@@ -321,8 +321,17 @@ interface CliResult {
 describe('CLI argument fuzzing', () => {
   let main: (argv: string[]) => Promise<number>;
   let program: Command;
+  // Options fall back to these variables (e.g. `worker --database-url`); CI sets DATABASE_URL, which would turn
+  // some generated "invalid" invocations into valid ones that start a worker.
+  const savedEnv = { DATABASE_URL: process.env.DATABASE_URL, BANKSYNC_TOKEN: process.env.BANKSYNC_TOKEN };
+
+  afterAll(() => {
+    for (const [name, value] of Object.entries(savedEnv)) if (value !== undefined) process.env[name] = value;
+  });
 
   beforeAll(async () => {
+    delete process.env.DATABASE_URL;
+    delete process.env.BANKSYNC_TOKEN;
     const cli = await import('../../src/cli/main.js');
     main = cli.main;
     program = cli.buildProgram();

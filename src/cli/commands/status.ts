@@ -3,7 +3,7 @@ import { PostgresStore } from '../../stores/postgres.js';
 import { SqliteStore } from '../../stores/sqlite.js';
 import type { Store } from '../../stores/types.js';
 import { stateName } from '../../engine/view.js';
-import { positiveInt } from '../options.js';
+import { positiveInt, postgresUrl } from '../options.js';
 
 /** A sync still active after this long is reported stale: the machine's own deadline is 60 minutes. */
 export const DEFAULT_STALE_MINUTES = 60;
@@ -27,7 +27,7 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description('counts of syncs per state, the oldest active sync, and syncs active past the stale limit')
-    .option('--database-url <url>', 'PostgreSQL connection string (scale-out store)')
+    .option('--database-url <url>', 'PostgreSQL connection string (scale-out store)', postgresUrl)
     .option('--schema <name>', 'PostgreSQL schema', 'banksync')
     .option('--db <path>', 'SQLite file (embedded store)', '.banksync/banksync.sqlite')
     .option('--stale-after-minutes <n>', 'report active syncs older than this', positiveInt, DEFAULT_STALE_MINUTES)

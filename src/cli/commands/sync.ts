@@ -8,7 +8,7 @@ import type { SyncView } from '../../engine/view.js';
 import { createAdapter, PROVIDER_FAMILIES, type ProviderFamily } from '../../providers/registry.js';
 import { SqliteStore } from '../../stores/sqlite.js';
 import { DEMO_POLICY } from '../demo/run.js';
-import { oneOf } from '../options.js';
+import { httpUrl, oneOf } from '../options.js';
 import { openInspector } from '../inspect.js';
 
 interface SyncOptions {
@@ -29,7 +29,7 @@ export function registerSync(program: Command): void {
     .description('drive one sync of a connection against a running sandbox (see `banksync sandbox`)')
     .requiredOption('--provider <family>', `provider family (${PROVIDER_FAMILIES.join(', ')})`, oneOf(PROVIDER_FAMILIES))
     .requiredOption('--connection <id>', 'provider-side connection id (finX access id, ...)')
-    .requiredOption('--sandbox-url <url>', 'base URL printed by `banksync sandbox`')
+    .requiredOption('--sandbox-url <url>', 'base URL printed by `banksync sandbox`', httpUrl)
     .option('--token <token>', 'provider API token (default: BANKSYNC_TOKEN or a sandbox token)', process.env.BANKSYNC_TOKEN ?? 'sandbox-token')
     .option('--db <path>', 'SQLite file of the engine', '.banksync/banksync.sqlite')
     .option('--scope <scope>', 'TRANSACTIONS or ACCOUNTS', oneOf(['TRANSACTIONS', 'ACCOUNTS'] as const), 'TRANSACTIONS')
@@ -37,17 +37,9 @@ export function registerSync(program: Command): void {
     .option('--tenant <id>', 'tenant id', 'default')
     .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
     .action(async (opts: SyncOptions) => {
-      let url: URL;
-      try {
-        url = new URL(opts.sandboxUrl);
-      } catch {
-        process.stderr.write(`banksync sync: --sandbox-url ${JSON.stringify(opts.sandboxUrl)} is not a URL\n`);
-        process.exitCode = 2;
-        return;
-      }
       mkdirSync(dirname(opts.db), { recursive: true });
       const store = SqliteStore.open(opts.db);
-      const adapter = createAdapter(opts.provider, { baseUrl: `${url.origin}/${opts.provider}`, token: opts.token });
+      const adapter = createAdapter(opts.provider, { baseUrl: `${opts.sandboxUrl}/${opts.provider}`, token: opts.token });
       const inspector = await openInspector(opts.inspect);
       const engine = createEngine({
         store,
