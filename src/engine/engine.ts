@@ -706,7 +706,9 @@ export class SyncEngine {
       return input?.effectKey ? [{ effectKey: input.effectKey, kind: child!.id }] : [];
     });
     const transitions = state !== runtime.lastState ? [{ from: runtime.lastState || null, to: state, event: eventType, at: this.clock.now() }] : [];
-    const newChallenge = status === 'AWAIT_AUTH' && context.challenge && context.challenge.id !== runtime.lastChallengeId;
+    // The user is asked when a challenge appears, and again when their answer could not be delivered.
+    const answerNotDelivered = runtime.lastState === 'AWAIT_AUTH.Answering' && state === 'AWAIT_AUTH.AwaitingUser' && eventType.startsWith('xstate.error.actor');
+    const newChallenge = status === 'AWAIT_AUTH' && context.challenge && (context.challenge.id !== runtime.lastChallengeId || answerNotDelivered);
     runtime.lastState = state;
     runtime.lastChallengeId = context.challenge?.id ?? null;
     if (finished) this.close(runtime);

@@ -1,5 +1,5 @@
 /** The public, secret-free view of a sync, derived from its stored record and machine snapshot. */
-import type { Challenge, SyncError, SyncResult, SyncScope } from '../../machines/canonical.js';
+import type { Challenge, EffectFailure, SyncError, SyncResult, SyncScope } from '../../machines/canonical.js';
 import type { SyncContext, SyncStatus } from '../../machines/synchronization.js';
 import type { SyncRecord } from '../stores/types.js';
 
@@ -15,6 +15,8 @@ export interface SyncView {
   active: boolean;
   providerRef: string | null;
   challenge: Challenge | null;
+  /** The latest transient failure (a poll that failed, an answer that could not be delivered), if any. */
+  lastFailure: EffectFailure | null;
   result: SyncResult | null;
   error: SyncError | null;
   version: number;
@@ -50,6 +52,7 @@ export function toView(record: SyncRecord): SyncView {
     active: record.active,
     providerRef: record.providerRef,
     challenge: record.status === 'AWAIT_AUTH' ? (context.challenge ?? null) : null,
+    lastFailure: context.lastFailure ?? null,
     result: context.result ?? null,
     error: context.error ?? null,
     version: record.version,

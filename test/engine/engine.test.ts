@@ -155,6 +155,23 @@ describe('engine', () => {
     expect(view.state).toBe('AWAIT_AUTH.AwaitingUser');
   });
 
+  it('asks the user again (event + lastFailure) when an answer could not be delivered, without resending it', async () => {
+    const unavailable = new ProviderError('503', { code: 'PROVIDER_UNAVAILABLE', retryable: true });
+    const { engine, adapter, advance } = setup({ poll: [embedded('ch-1', 600_000)], answer: [unavailable] });
+    const asked: string[] = [];
+    engine.events.on('sync.awaitingUser', (v) => asked.push(v.challenge!.id));
+    const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });
+    await settle();
+    await advance(1_000);
+    await engine.submitChallengeResponse(sync.syncId, { challengeId: 'ch-1', response: '111111' });
+    await settle();
+    const view = await engine.get(sync.syncId);
+    expect(view.state).toBe('AWAIT_AUTH.AwaitingUser');
+    expect(view.lastFailure?.code).toBe('PROVIDER_UNAVAILABLE');
+    expect(asked).toEqual(['ch-1', 'ch-1']);
+    expect(adapter.calls.answer).toBe(1);
+  });
+
   it('rejects an answer for another challenge with a typed error and changes nothing', async () => {
     const { engine, store, advance } = setup({ poll: [embedded('ch-1', 600_000)] });
     const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });
