@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
+import { createActor, fromPromise, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
 import { z } from 'zod';
 import { SyncScope, type Observation } from '../../machines/canonical.js';
 import {
@@ -456,6 +456,7 @@ export class SyncEngine {
     }
     const { actor } = runtime;
     actor.system.scheduler.cancel(actor, timerId);
+    // An `after` event is internal to XState and not part of SyncEvent: delivered as the scheduler would.
     actor.send({ type: timer.eventType } as never);
   }
 
@@ -630,31 +631,25 @@ export class SyncEngine {
       this.inspect?.(event);
       if (event.type === '@xstate.snapshot' && event.actorRef === runtime.actor) this.onSnapshot(runtime, event.event.type);
     };
+    const input = {
+      syncId: record.syncId,
+      connectionId: record.connectionId,
+      provider: record.provider,
+      scope: record.scope,
+      ...(options ? { options } : {}),
+      unattended,
+      policy: this.policy,
+    };
     if (record.snapshot) {
+      // Restored: XState ignores `input` when given a snapshot.
       runtime.restoring = true;
       runtime.lastChallengeId = (record.snapshot as { context: SyncContext }).context.challenge?.id ?? null;
-      runtime.actor = createActor(this.machine, {
-        snapshot: record.snapshot as never,
-        clock,
-        inspect,
-      } as never);
+      runtime.actor = createActor(this.machine, { input, snapshot: record.snapshot as Snapshot<unknown>, clock, inspect });
       runtime.actor.start();
       this.rearm(runtime, timers);
       runtime.restoring = false;
     } else {
-      runtime.actor = createActor(this.machine, {
-        input: {
-          syncId: record.syncId,
-          connectionId: record.connectionId,
-          provider: record.provider,
-          scope: record.scope,
-          ...(options ? { options } : {}),
-          unattended,
-          policy: this.policy,
-        },
-        clock,
-        inspect,
-      });
+      runtime.actor = createActor(this.machine, { input, clock, inspect });
       runtime.actor.start();
     }
     return runtime;
