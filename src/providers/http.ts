@@ -1,3 +1,5 @@
+import { ProviderError } from './errors.js';
+
 /**
  * What every provider client shares at the HTTP boundary: the timeout default, Retry-After parsing, and the
  * safe text that may enter an error message (never a token, body or provider free text).
@@ -40,4 +42,42 @@ export function describeTransportError(error: unknown): string {
     if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return `network error (${code})`;
   }
   return 'network error';
+}
+
+export interface JsonRequest {
+  /** Provider family and operation, for error messages only. */
+  provider: string;
+  operation: string;
+  url: string;
+  method: string;
+  token: string;
+  timeoutMs: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/**
+ * Sends one JSON request with a bearer token and a timeout and reads the whole body. Transport failures
+ * (network, timeout) become a retryable PROVIDER_UNAVAILABLE; HTTP statuses are the caller's to map.
+ */
+export async function sendJson(request: JsonRequest): Promise<{ response: Response; text: string }> {
+  const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${request.token}`, ...request.headers };
+  if (request.body !== undefined) headers['content-type'] = 'application/json';
+  try {
+    const response = await fetch(request.url, {
+      method: request.method,
+      headers,
+      ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
+      signal: AbortSignal.timeout(request.timeoutMs),
+      redirect: 'error',
+    });
+    return { response, text: await response.text() };
+  } catch (error) {
+    // Deliberately no `cause`: undici errors can carry request details.
+    const what = describeTransportError(error);
+    throw new ProviderError(
+      `${request.provider} ${request.operation}: ${what === 'timed out' ? `timed out after ${request.timeoutMs} ms` : what}`,
+      { code: 'PROVIDER_UNAVAILABLE', retryable: true },
+    );
+  }
 }

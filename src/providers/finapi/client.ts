@@ -26,7 +26,7 @@ import {
   FinapiTasksPage,
   FinapiWebForm,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, describeTransportError, parseRetryAfter, safeCode } from '../http.js';
+import { DEFAULT_TIMEOUT_MS, parseRetryAfter, safeCode, sendJson } from '../http.js';
 
 export const FINAPI = 'finapi';
 
@@ -123,29 +123,16 @@ export class FinapiClient {
 
   private async request<T>(spec: RequestSpec<T>): Promise<FinapiResponse<T>> {
     const { operation } = spec;
-    const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${this.token}` };
-    if (spec.body !== undefined) headers['content-type'] = 'application/json';
     const root = spec.api === 'webForm' ? this.webFormUrl : this.accessUrl;
-
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(`${root}${spec.path}`, {
-        method: spec.method,
-        headers,
-        ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
-        signal: AbortSignal.timeout(this.timeoutMs),
-        redirect: 'error',
-      });
-      text = await response.text();
-    } catch (error) {
-      // Deliberately no `cause`: undici errors can carry request details.
-      const what = describeTransportError(error);
-      throw new ProviderError(`${FINAPI} ${operation}: ${what === 'timed out' ? `timed out after ${this.timeoutMs} ms` : what}`, {
-        code: 'PROVIDER_UNAVAILABLE',
-        retryable: true,
-      });
-    }
+    const { response, text } = await sendJson({
+      provider: FINAPI,
+      operation,
+      url: `${root}${spec.path}`,
+      method: spec.method,
+      token: this.token,
+      timeoutMs: this.timeoutMs,
+      body: spec.body,
+    });
 
     if (response.status < 200 || response.status >= 300) throw this.httpError(operation, response, text);
 

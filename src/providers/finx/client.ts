@@ -22,7 +22,7 @@ import {
   FinxSyncList,
   FinxTriggerRequest,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, describeTransportError, parseRetryAfter, safeCode } from '../http.js';
+import { DEFAULT_TIMEOUT_MS, parseRetryAfter, safeCode, sendJson } from '../http.js';
 
 export const FINX = 'finx';
 
@@ -132,32 +132,16 @@ export class FinxClient {
 
   private async request<T>(spec: RequestSpec<T>): Promise<FinxResponse<T>> {
     const { operation } = spec;
-    const headers: Record<string, string> = {
-      accept: 'application/json',
-      authorization: `Bearer ${this.token}`,
-      ...spec.headers,
-    };
-    if (spec.body !== undefined) headers['content-type'] = 'application/json';
-
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(`${this.baseUrl}${spec.path}`, {
-        method: spec.method,
-        headers,
-        ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
-        signal: AbortSignal.timeout(this.timeoutMs),
-        redirect: 'error',
-      });
-      text = await response.text();
-    } catch (error) {
-      // Deliberately no `cause`: undici errors can carry request details.
-      const what = describeTransportError(error);
-      throw new ProviderError(
-        `${FINX} ${operation}: ${what === 'timed out' ? `timed out after ${this.timeoutMs} ms` : what}`,
-        { code: 'PROVIDER_UNAVAILABLE', retryable: true },
-      );
-    }
+    const { response, text } = await sendJson({
+      provider: FINX,
+      operation,
+      url: `${this.baseUrl}${spec.path}`,
+      method: spec.method,
+      token: this.token,
+      timeoutMs: this.timeoutMs,
+      body: spec.body,
+      ...(spec.headers ? { headers: spec.headers } : {}),
+    });
 
     if (response.status < 200 || response.status >= 300) {
       throw this.httpError(operation, response, text);

@@ -24,7 +24,7 @@ import {
   Xs2aSyncRequest,
   Xs2aWizardSession,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, describeTransportError, parseRetryAfter, safeCode } from '../http.js';
+import { DEFAULT_TIMEOUT_MS, parseRetryAfter, safeCode, sendJson } from '../http.js';
 
 export const XS2A = 'xs2a';
 
@@ -139,27 +139,15 @@ export class Xs2aClient {
 
   private async send(spec: RequestSpec): Promise<{ status: number; text: string }> {
     const { operation } = spec;
-    const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${this.token}` };
-    if (spec.body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(`${this.baseUrl}${spec.path}`, {
-        method: spec.method,
-        headers,
-        ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
-        signal: AbortSignal.timeout(this.timeoutMs),
-        redirect: 'error',
-      });
-      text = await response.text();
-    } catch (error) {
-      // Deliberately no `cause`: undici errors can carry request details.
-      const what = describeTransportError(error);
-      throw new ProviderError(`${XS2A} ${operation}: ${what === 'timed out' ? `timed out after ${this.timeoutMs} ms` : what}`, {
-        code: 'PROVIDER_UNAVAILABLE',
-        retryable: true,
-      });
-    }
+    const { response, text } = await sendJson({
+      provider: XS2A,
+      operation,
+      url: `${this.baseUrl}${spec.path}`,
+      method: spec.method,
+      token: this.token,
+      timeoutMs: this.timeoutMs,
+      body: spec.body,
+    });
     if (response.status < 200 || response.status >= 300) throw this.httpError(operation, response, text);
     return { status: response.status, text };
   }
