@@ -81,3 +81,40 @@ export async function sendJson(request: JsonRequest): Promise<{ response: Respon
     );
   }
 }
+
+/** What every client reads from a non-2xx answer: the provider's short error code and the error details. */
+export interface HttpFailure {
+  status: number;
+  providerCode: string | undefined;
+  /** `<provider> <operation>: HTTP <status> [<code>]`: no body text, no token. */
+  message: string;
+  details: { httpStatus: number; providerCode?: string };
+}
+
+/** Reads a non-2xx answer; `codeOf` picks the error code out of the provider's error body (best effort). */
+export function httpFailure(provider: string, operation: string, status: number, text: string, codeOf: (body: unknown) => unknown): HttpFailure {
+  let providerCode: string | undefined;
+  try {
+    providerCode = safeCode(codeOf(JSON.parse(text)));
+  } catch {
+    // error bodies are optional and best-effort
+  }
+  return {
+    status,
+    providerCode,
+    message: `${provider} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`,
+    details: { httpStatus: status, ...(providerCode ? { providerCode } : {}) },
+  };
+}
+
+/** 429 and 5xx are transient for every provider (with Retry-After when given); null for other statuses. */
+export function transientHttpError(failure: HttpFailure, response: Response, now: number): ProviderError | null {
+  if (failure.status !== 429 && failure.status < 500) return null;
+  const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), now);
+  return new ProviderError(failure.message, {
+    ...failure.details,
+    code: failure.status === 429 ? 'RATE_LIMITED' : 'PROVIDER_UNAVAILABLE',
+    retryable: true,
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+  });
+}

@@ -26,7 +26,7 @@ import {
   FinapiTasksPage,
   FinapiWebForm,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, parseRetryAfter, safeCode, sendJson } from '../http.js';
+import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
 
 export const FINAPI = 'finapi';
 
@@ -148,32 +148,18 @@ export class FinapiClient {
   }
 
   private httpError(operation: FinapiOperation, response: Response, text: string): ProviderError {
-    const status = response.status;
-    let providerCode: string | undefined;
-    try {
-      const json: unknown = JSON.parse(text);
-      const webForm = FinapiErrorResponse.safeParse(json);
-      const access = FinapiAccessErrorResponse.safeParse(json);
-      providerCode = webForm.success ? safeCode(webForm.data.code) : access.success ? safeCode(access.data.errors[0]?.code) : undefined;
-    } catch {
-      // error bodies are optional and best-effort
-    }
-    const message = `${FINAPI} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`;
-    const base = { httpStatus: status, ...(providerCode ? { providerCode } : {}) };
-
-    if (status === 429 || status >= 500) {
-      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
-      return new ProviderError(message, {
-        ...base,
-        code: status === 429 ? 'RATE_LIMITED' : 'PROVIDER_UNAVAILABLE',
-        retryable: true,
-        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-      });
-    }
-    if (status === 423 && operation === 'backgroundUpdate') {
+    const failure = httpFailure(FINAPI, operation, response.status, text, (body) => {
+      const webForm = FinapiErrorResponse.safeParse(body);
+      const access = FinapiAccessErrorResponse.safeParse(body);
+      return webForm.success ? webForm.data.code : access.success ? access.data.errors[0]?.code : undefined;
+    });
+    const transient = transientHttpError(failure, response, this.now());
+    if (transient) return transient;
+    if (failure.status === 423 && operation === 'backgroundUpdate') {
       // The connection is being imported or updated (by the user or finAPI's batch update): busy, not failed.
-      return new ProviderError(message, { ...base, code: 'PROVIDER_BUSY', retryable: true });
+      return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_BUSY', retryable: true });
     }
-    return new ProviderError(message, { ...base, code: 'PROVIDER_ERROR', retryable: false });
+    return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_ERROR', retryable: false });
   }
+
 }

@@ -22,7 +22,7 @@ import {
   FinxSyncList,
   FinxTriggerRequest,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, parseRetryAfter, safeCode, sendJson } from '../http.js';
+import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
 
 export const FINX = 'finx';
 
@@ -159,42 +159,17 @@ export class FinxClient {
   }
 
   private httpError(operation: Operation, response: Response, text: string): ProviderError {
-    const status = response.status;
-    let providerCode: string | undefined;
-    try {
-      const body = FinxErrorResponse.safeParse(JSON.parse(text));
-      if (body.success) providerCode = safeCode(body.data.error.code);
-    } catch {
-      // error bodies are optional and best-effort
-    }
-    const message = `${FINX} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`;
-    const base = { httpStatus: status, ...(providerCode ? { providerCode } : {}) };
-
-    if (status === 429) {
-      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
-      return new ProviderError(message, {
-        ...base,
-        code: 'RATE_LIMITED',
-        retryable: true,
-        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-      });
-    }
-    if (status >= 500) {
-      const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
-      return new ProviderError(message, {
-        ...base,
-        code: 'PROVIDER_UNAVAILABLE',
-        retryable: true,
-        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-      });
-    }
-    if (status === 409 && operation === 'trigger' && providerCode === 'SYNC_IN_PROGRESS') {
+    const failure = httpFailure(FINX, operation, response.status, text, (body) => FinxErrorResponse.safeParse(body).data?.error.code);
+    const transient = transientHttpError(failure, response, this.now());
+    if (transient) return transient;
+    if (failure.status === 409 && operation === 'trigger' && failure.providerCode === 'SYNC_IN_PROGRESS') {
       // Another sync (ours from a lost response, finX's daily autosync, another client) is running: busy, not failed.
-      return new ProviderError(message, { ...base, code: 'PROVIDER_BUSY', retryable: true });
+      return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_BUSY', retryable: true });
     }
     // 400/401/403/404/409 (other)/422...: repeating the same request cannot help.
-    return new ProviderError(message, { ...base, code: 'PROVIDER_ERROR', retryable: false });
+    return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_ERROR', retryable: false });
   }
+
 }
 
 function enc(segment: string): string {

@@ -22,7 +22,7 @@ import {
   WealthUpdateRequest,
   WealthUpdateStarted,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, parseRetryAfter, safeCode, sendJson } from '../http.js';
+import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
 
 export const WEALTHAPI = 'wealthapi';
 
@@ -127,30 +127,20 @@ export class WealthClient {
   }
 
   private httpError(operation: Operation, response: Response, text: string): ProviderError {
-    const status = response.status;
-    let providerCode: string | undefined;
-    try {
-      const body = WealthErrorResponse.safeParse(JSON.parse(text));
-      if (body.success) providerCode = safeCode(body.data.error.code);
-    } catch {
-      // error bodies are optional and best-effort
-    }
-    const message = `${WEALTHAPI} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`;
-    const base = { httpStatus: status, ...(providerCode ? { providerCode } : {}) };
-    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
-    const retryAfter = retryAfterMs !== undefined ? { retryAfterMs } : {};
-    if (status === 429) return new ProviderError(message, { ...base, code: 'RATE_LIMITED', retryable: true, ...retryAfter });
-    if (status >= 500) return new ProviderError(message, { ...base, code: 'PROVIDER_UNAVAILABLE', retryable: true, ...retryAfter });
-    if (status === 409 && operation === 'update') {
+    const failure = httpFailure(WEALTHAPI, operation, response.status, text, (body) => WealthErrorResponse.safeParse(body).data?.error.code);
+    const transient = transientHttpError(failure, response, this.now());
+    if (transient) return transient;
+    if (failure.status === 409 && operation === 'update') {
       // Another update of the connection runs (ours from a lost response, another client's): busy, not failed.
-      return new ProviderError(`${message}: an update of this bank connection is already running; never two at once`, {
-        ...base,
+      return new ProviderError(`${failure.message}: an update of this bank connection is already running; never two at once`, {
+        ...failure.details,
         code: 'PROVIDER_BUSY',
         retryable: true,
       });
     }
-    return new ProviderError(message, { ...base, code: 'PROVIDER_ERROR', retryable: false });
+    return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_ERROR', retryable: false });
   }
+
 }
 
 function enc(segment: string): string {

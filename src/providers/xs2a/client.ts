@@ -24,7 +24,7 @@ import {
   Xs2aSyncRequest,
   Xs2aWizardSession,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, parseRetryAfter, safeCode, sendJson } from '../http.js';
+import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
 
 export const XS2A = 'xs2a';
 
@@ -153,39 +153,29 @@ export class Xs2aClient {
   }
 
   private httpError(operation: Operation, response: Response, text: string): ProviderError {
-    const status = response.status;
-    let providerCode: string | undefined;
-    try {
-      const body = Xs2aErrorResponse.safeParse(JSON.parse(text));
-      if (body.success) providerCode = safeCode(body.data.error.code);
-    } catch {
-      // error bodies are optional and best-effort
-    }
-    const message = `${XS2A} ${operation}: HTTP ${status}${providerCode ? ` ${providerCode}` : ''}`;
-    const base = { httpStatus: status, ...(providerCode ? { providerCode } : {}) };
-    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.now());
-    const retryAfter = retryAfterMs !== undefined ? { retryAfterMs } : {};
-
-    if (status === 429) return new ProviderError(message, { ...base, code: 'RATE_LIMITED', retryable: true, ...retryAfter });
-    if (status >= 500) return new ProviderError(message, { ...base, code: 'PROVIDER_UNAVAILABLE', retryable: true, ...retryAfter });
-    if (status === 409 && providerCode === 'SYNC_IN_PROGRESS') {
+    const failure = httpFailure(XS2A, operation, response.status, text, (body) => Xs2aErrorResponse.safeParse(body).data?.error.code);
+    const transient = transientHttpError(failure, response, this.now());
+    if (transient) return transient;
+    const { message, details, providerCode } = failure;
+    if (failure.status === 409 && providerCode === 'SYNC_IN_PROGRESS') {
       // Another sync (the provider's automatic one, another client) runs: busy, not failed.
-      return new ProviderError(message, { ...base, code: 'PROVIDER_BUSY', retryable: true });
+      return new ProviderError(message, { ...details, code: 'PROVIDER_BUSY', retryable: true });
     }
-    if (status === 409 && providerCode === 'CONNECTION_DISABLED') {
+    if (failure.status === 409 && providerCode === 'CONNECTION_DISABLED') {
       return new ProviderError(
         `${message}: the bank connection is disabled after ${XS2A_MAX_FAILURES} failed syncs in a row and can never sync again; delete it and create it again (the user re-enters the credentials)`,
-        { ...base, code: 'CONNECTION_DISABLED', retryable: false, userActionRequired: true },
+        { ...details, code: 'CONNECTION_DISABLED', retryable: false, userActionRequired: true },
       );
     }
-    if (status === 409 && providerCode === 'SYNC_INACTIVE') {
+    if (failure.status === 409 && providerCode === 'SYNC_INACTIVE') {
       return new ProviderError(
         `${message}: sync_active is false after a failed sync; once the cause is fixed, request the sync with options.force = true (or reset the connection)`,
-        { ...base, code: 'PROVIDER_ERROR', retryable: false, userActionRequired: true },
+        { ...details, code: 'PROVIDER_ERROR', retryable: false, userActionRequired: true },
       );
     }
-    return new ProviderError(message, { ...base, code: 'PROVIDER_ERROR', retryable: false });
+    return new ProviderError(message, { ...details, code: 'PROVIDER_ERROR', retryable: false });
   }
+
 }
 
 function enc(segment: string): string {
