@@ -398,7 +398,7 @@ export class SyncEngine {
         work(runtime);
         await this.quiescent(runtime);
       } finally {
-        this.evict(runtime);
+        this.close(runtime);
       }
     });
   }
@@ -423,7 +423,7 @@ export class SyncEngine {
         if (activation.kind === 'resume') await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
         await this.quiescent(runtime);
       } finally {
-        this.evict(runtime);
+        this.close(runtime);
       }
     });
   }
@@ -472,9 +472,6 @@ export class SyncEngine {
     }
   }
 
-  private evict(runtime: SyncRuntime): void {
-    this.close(runtime);
-  }
 
   async cancel(syncId: string, options?: TenantOption & { reason?: string }): Promise<SyncView> {
     this.assertRunning();
