@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Thin launcher: runs the TypeScript CLI through tsx so `npx banksync` works without a build step.
-import { register } from 'tsx/esm/api';
-register();
-await import('../src/cli/main.ts');
+// The installed CLI: compiled JavaScript, plain node (`npm run build` writes dist/; `npm ci` runs it).
+import { runCli } from '../dist/src/cli/main.js';
+
+await runCli(process.argv.slice(2));

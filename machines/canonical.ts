@@ -33,6 +33,8 @@ export const SyncErrorCode = z.enum([
   'CHALLENGE_EXPIRED',
   'BANK_REJECTED',
   'PROVIDER_ERROR',
+  /** The provider refused our own credentials (API token, OAuth client) even after a refresh: fix the configuration. */
+  'PROVIDER_UNAUTHORIZED',
   'UNKNOWN_PROVIDER_STATUS',
   'INVALID_RESPONSE',
   'ACCESS_UPGRADE',

@@ -5,7 +5,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { createEngine, createFinxAdapter, SqliteStore, type SyncView } from '../src/index.js';
+import { createEngine, createFinxAdapter, type SyncView } from '../src/index.js';
+import { SqliteStore } from '../src/entries/sqlite.js';
 import { startSandbox } from '../src/sandbox/server.js';
 
 it('the README embedding example syncs a finX access with one TAN', async () => {

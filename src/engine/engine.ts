@@ -822,6 +822,7 @@ export class SyncEngine {
     const adapter = this.adapter(input.provider);
     const request: TriggerRequest = {
       syncId: input.syncId,
+      tenantId: runtime.record.tenantId,
       connectionId: input.connectionId,
       scope: input.scope,
       idempotencyKey: input.syncId,
@@ -845,10 +846,10 @@ export class SyncEngine {
    * (two store transactions per poll saved, see bench/RESULTS.md).
    */
   private async runPoll(input: EffectInput): Promise<ObservationEnvelope> {
-    await this.runtimeFor(input.syncId);
+    const runtime = await this.runtimeFor(input.syncId);
     const adapter = this.adapter(input.provider);
     try {
-      const observation = await adapter.poll({ connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
+      const observation = await adapter.poll({ tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
       return { observation, observedAt: this.clock.now() };
     } catch (error) {
       const failure = toEffectFailure(error);
@@ -858,9 +859,9 @@ export class SyncEngine {
   }
 
   private async runAnswer(input: AnswerInput): Promise<ObservationEnvelope> {
-    await this.runtimeFor(input.syncId);
+    const runtime = await this.runtimeFor(input.syncId);
     const adapter = this.adapter(input.provider);
-    const ref = { connectionId: input.connectionId, providerRef: input.providerRef ?? '' };
+    const ref = { tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' };
     const observation = await this.effects.run({
       effectKey: input.effectKey,
       syncId: input.syncId,

@@ -11,7 +11,9 @@ export type BanksyncErrorCode =
   | 'WEBHOOK_UNAUTHORIZED'
   | 'SYNC_REFUSED'
   | 'CONNECTION_NOT_FOUND'
-  | 'ENGINE_STOPPED';
+  | 'ENGINE_STOPPED'
+  /** A configuration file or option is invalid (the message names the field). */
+  | 'INVALID_CONFIG';
 
 export class BanksyncError extends Error {
   override readonly name: string = 'BanksyncError';

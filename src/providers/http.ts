@@ -1,3 +1,4 @@
+import type { AuthContext, Authenticator } from './auth.js';
 import { ProviderError } from './errors.js';
 
 /**
@@ -50,18 +51,38 @@ export interface JsonRequest {
   operation: string;
   url: string;
   method: string;
-  token: string;
+  auth: Authenticator;
+  /** Whose call this is: per-user tokens are resolved for it. */
+  context: AuthContext;
+  /**
+   * After a 401, refresh the token and send once more. False for a TAN answer: an answer is sent at most once
+   * (a refused one is reported, and the user asked again).
+   */
+  retryUnauthorized: boolean;
   timeoutMs: number;
   body?: unknown;
   headers?: Record<string, string>;
 }
 
 /**
- * Sends one JSON request with a bearer token and a timeout and reads the whole body. Transport failures
+ * Sends one JSON request with the provider's credentials and a timeout and reads the whole body. A 401 is
+ * answered by one refresh of the token and one retry (unless `retryUnauthorized` is false). Transport failures
  * (network, timeout) become a retryable PROVIDER_UNAVAILABLE; HTTP statuses are the caller's to map.
  */
 export async function sendJson(request: JsonRequest): Promise<{ response: Response; text: string }> {
-  const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${request.token}`, ...request.headers };
+  const first = await sendOnce(request);
+  if (first.response.status !== 401 || !request.retryUnauthorized || !request.auth.invalidate(request.context)) return first;
+  return sendOnce(request);
+}
+
+/** A 401 that survived the refresh (or came where no retry is allowed): our credentials, not the user's. */
+export function unauthorizedError(failure: HttpFailure): ProviderError {
+  return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_UNAUTHORIZED', retryable: false });
+}
+
+async function sendOnce(request: JsonRequest): Promise<{ response: Response; text: string }> {
+  const credentials = await request.auth.headers(request.context);
+  const headers: Record<string, string> = { accept: 'application/json', ...request.headers, ...credentials };
   if (request.body !== undefined) headers['content-type'] = 'application/json';
   try {
     const response = await fetch(request.url, {
@@ -118,3 +139,4 @@ export function transientHttpError(failure: HttpFailure, response: Response, now
     ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
   });
 }
+

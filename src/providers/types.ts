@@ -6,6 +6,8 @@ import type { Observation, SyncScope, TriggerOutput } from '../../machines/canon
 
 export interface TriggerRequest {
   syncId: string;
+  /** The tenant the sync belongs to (the engine always sets it; per-user provider tokens are resolved for it). */
+  tenantId?: string;
   connectionId: string;
   scope: SyncScope;
   /** Stable per sync; sent where the provider supports idempotency keys or client references. */
@@ -17,6 +19,8 @@ export interface TriggerRequest {
 }
 
 export interface SyncRef {
+  /** The tenant the sync belongs to (the engine always sets it). */
+  tenantId?: string;
   connectionId: string;
   providerRef: string;
 }

@@ -911,11 +911,7 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
   // ---- HTTP ---------------------------------------------------------------------------------------------
 
   function authorized(request: FastifyRequest): boolean {
-    const header = request.headers.authorization;
-    if (typeof header !== 'string') return false;
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) return false;
-    return tokens ? tokens.has(match[1]!) : true;
+    return context.auth.bearer('finapi', request.headers.authorization, tokens) === 'ok';
   }
 
   /** Applies a scripted fault to a read; true when the reply was sent. */
@@ -940,9 +936,8 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
       // The web form page is what the user's browser opens: no API token there.
       if (request.url.startsWith('/finapi/webform/')) return;
       if (!authorized(request)) {
-        return request.url.startsWith('/finapi/api/v1/')
-          ? accessError(reply, request, 401, 'UNAUTHORIZED_ACCESS', 'missing or invalid access token')
-          : webFormError(reply, request, 401, 'UNAUTHORIZED', 'missing or invalid access token');
+        // finAPI answers a missing, invalid or expired token with its OAuth-style BadCredentialsError.
+        return reply.status(401).send({ error: 'invalid_token', error_description: 'Not authenticated or invalid access_token' });
       }
     });
 

@@ -574,11 +574,7 @@ export function createFinxSandbox(context: SandboxContext, options: SandboxOptio
   }
 
   function authorized(request: FastifyRequest): boolean {
-    const header = request.headers.authorization;
-    if (typeof header !== 'string') return false;
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) return false;
-    return tokens ? tokens.has(match[1]!) : true;
+    return context.auth.bearer('finx', request.headers.authorization, tokens) === 'ok';
   }
 
   type AccessParams = { accessId: string };

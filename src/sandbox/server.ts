@@ -15,6 +15,7 @@ import { createFinxSandbox, type FinxSandboxOptions, type FinxStats } from './fi
 import { createXs2aSandbox } from './xs2a.js';
 import { createWealthSandbox } from './wealthapi.js';
 import { createFinapiSandbox } from './finapi.js';
+import { SandboxAuth, type SandboxAuthOptions } from './auth.js';
 
 /** Counters of one provider family: totals plus one entry per connection (finX access, finAPI connection...). */
 export interface ProviderStats {
@@ -32,6 +33,8 @@ export interface SandboxScenarioInfo {
 
 /** What the server offers a provider module. */
 export interface SandboxContext {
+  /** Provider authentication shared by every family (static credentials, issued OAuth tokens). */
+  readonly auth: SandboxAuth;
   /** The sandbox clock (epoch ms); `options.now` or Date.now. Scripts advance by reads, not by this clock. */
   now(): number;
   /** Base URL of the running server (valid once listening; used for redirect links). */
@@ -72,7 +75,12 @@ export interface SandboxOptions {
   port?: number;
   /** Provider families to host. Default `DEFAULT_PROVIDERS`. */
   providers?: readonly SandboxProviderFactory[];
+  /** OAuth clients, users and token lifetime of the token endpoints (`/<family>/oauth/token`). */
+  auth?: SandboxAuthOptions;
 }
+
+/** Families whose API takes OAuth bearer tokens: each gets `POST /<family>/oauth/token`. */
+const TOKEN_ENDPOINT_FAMILIES = new Set(['finx', 'finapi', 'wealthapi']);
 
 export interface Sandbox {
   /** Base URL without trailing slash, e.g. `http://127.0.0.1:41234`; finX lives at `${url}/finx`. */
@@ -83,6 +91,8 @@ export interface Sandbox {
   setWebhookUrl(url: string | undefined, provider?: string): void;
   /** Resolves once every webhook delivery started so far has finished (delivered or failed). */
   webhooksIdle(): Promise<void>;
+  /** The sandbox's token issuer: `auth.expireAll()` makes every issued token expire now. */
+  readonly auth: SandboxAuth;
 }
 
 export const DEFAULT_PROVIDERS: readonly SandboxProviderFactory[] = [createFinxSandbox, createFinapiSandbox, createXs2aSandbox, createWealthSandbox];
@@ -97,7 +107,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   let baseUrl = '';
   let closed = false;
 
+  const auth = new SandboxAuth(now, options.auth);
   const context: SandboxContext = {
+    auth,
     now,
     baseUrl: () => baseUrl,
     sendWebhook(provider, body, onDone) {
@@ -165,6 +177,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         for (const provider of providers) out[provider.name] = provider.scenarios;
         return out;
       });
+      control.post('/auth/expire', async (_request, reply) => {
+        auth.expireAll();
+        return reply.status(204).send();
+      });
       control.put<{ Body: { url?: unknown; provider?: unknown } }>('/webhook-url', async (request, reply) => {
         const body = request.body ?? {};
         const url = typeof body.url === 'string' && body.url.length > 0 ? body.url : undefined;
@@ -177,6 +193,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   );
 
   for (const provider of providers) {
+    if (TOKEN_ENDPOINT_FAMILIES.has(provider.name)) {
+      // A sibling scope: the family's own token check does not guard its token endpoint.
+      await app.register(async (scope) => auth.registerTokenEndpoint(scope, provider.name), { prefix: provider.prefix });
+    }
     await app.register(async (scope) => provider.register(scope), { prefix: provider.prefix });
   }
 
@@ -197,6 +217,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
 
   return {
     url: baseUrl,
+    auth,
     stats,
     setWebhookUrl,
     webhooksIdle,

@@ -424,11 +424,7 @@ function buildWealthSandbox(context: SandboxContext, wealthOptions: WealthSandbo
   }
 
   function authorized(request: FastifyRequest): boolean {
-    const header = request.headers.authorization;
-    if (typeof header !== 'string') return false;
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) return false;
-    return tokens ? tokens.has(match[1]!) : true;
+    return context.auth.bearer('wealthapi', request.headers.authorization, tokens) === 'ok';
   }
 
   function register(app: FastifyInstance): void {

@@ -559,11 +559,8 @@ function buildXs2aSandbox(context: SandboxContext, _options: SandboxOptions, xs2
   }
 
   function authorized(request: FastifyRequest): boolean {
-    const header = request.headers.authorization;
-    if (typeof header !== 'string') return false;
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) return false;
-    return tokens ? tokens.has(match[1]!) : true;
+    // xs2a.api authenticates with the API key as HTTP Basic password of user `api`, not a bearer token.
+    return context.auth.basicApiKey(request.headers.authorization, tokens) === 'ok';
   }
 
   type Params = { id: string };

@@ -58,6 +58,7 @@ export const ERROR_FLAGS: Record<SyncErrorCode, { retryable: boolean; userAction
   PREFLIGHT_REFUSED: { retryable: false, userActionRequired: true },
   BANK_REJECTED: { retryable: false, userActionRequired: false },
   PROVIDER_ERROR: { retryable: false, userActionRequired: false },
+  PROVIDER_UNAUTHORIZED: { retryable: false, userActionRequired: false },
   UNKNOWN_PROVIDER_STATUS: { retryable: false, userActionRequired: false },
   INVALID_RESPONSE: { retryable: false, userActionRequired: false },
   CONNECTION_DISABLED: { retryable: false, userActionRequired: false },

@@ -499,11 +499,11 @@ describe('finAPI HTTP error classification', () => {
     expect(stats(connectionId)).toMatchObject({ tasksCreated: 1, triggers: 1 });
   });
 
-  it('401 with a wrong token -> PROVIDER_ERROR, not retryable, token not in the message', async () => {
+  it('401 with a wrong token -> PROVIDER_UNAUTHORIZED (our credentials, not the user\'s), not retryable, token not in the message', async () => {
     const wrongToken = 'wrong-finapi-token-7a1f-SHOULD-NOT-APPEAR';
     const other = createFinapiAdapter({ baseUrl: finapiUrl, token: wrongToken });
     const error = await caught(other.poll({ connectionId: '1', providerRef: 'task-x' }));
-    expect(error).toMatchObject({ code: 'PROVIDER_ERROR', retryable: false, httpStatus: 401, providerCode: 'UNAUTHORIZED' });
+    expect(error).toMatchObject({ code: 'PROVIDER_UNAUTHORIZED', retryable: false, httpStatus: 401 });
     expect(`${error.message} ${JSON.stringify(error.toFailure())}`).not.toContain(wrongToken);
   });
 
@@ -735,9 +735,11 @@ describe('finAPI sandbox surface', () => {
   it('answers 401 without a bearer token; the web form page needs none; stats never contain the token', async () => {
     const noAuth = await fetch(`${finapiUrl}/api/tasks`);
     expect(noAuth.status).toBe(401);
-    expect(await noAuth.json()).toMatchObject({ code: 'UNAUTHORIZED' });
+    // finAPI's BadCredentialsError, on both APIs.
+    expect(await noAuth.json()).toEqual({ error: 'invalid_token', error_description: expect.any(String) });
     const v1 = await fetch(`${finapiUrl}/api/v1/bankConnections/1`);
-    expect(((await v1.json()) as { errors: { code: string }[] }).errors[0]?.code).toBe('UNAUTHORIZED_ACCESS');
+    expect(v1.status).toBe(401);
+    expect(await v1.json()).toEqual({ error: 'invalid_token', error_description: expect.any(String) });
     const page = await fetch(`${finapiUrl}/webform/00000000-0000-0000-0000-000000000000`);
     expect(page.status).toBe(404);
     const statsText = await (await fetch(`${sandbox.url}/_sandbox/stats`)).text();

@@ -419,11 +419,11 @@ describe('finX HTTP error classification', () => {
     expect((error as UnknownProviderStatusError).value).toBe('PAUSED_BY_BANK');
   });
 
-  it('401 with a wrong token -> PROVIDER_ERROR, not retryable, token not in the message', async () => {
+  it('401 with a wrong token -> PROVIDER_UNAUTHORIZED, not retryable, token not in the message', async () => {
     const wrongToken = 'wrong-token-5b2d-SHOULD-NOT-APPEAR';
     const other = createFinxAdapter({ baseUrl: `${sandbox.url}/finx`, token: wrongToken });
     const error = await caught(other.poll({ connectionId: 'acc_x', providerRef: 'syn_x' }));
-    expect(error.code).toBe('PROVIDER_ERROR');
+    expect(error.code).toBe('PROVIDER_UNAUTHORIZED');
     expect(error.retryable).toBe(false);
     expect(error.httpStatus).toBe(401);
     expect(error.message).not.toContain(wrongToken);

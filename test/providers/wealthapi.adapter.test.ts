@@ -299,7 +299,7 @@ describe('wealthAPI faults', () => {
     const wrongToken = 'wrong-token-9c9c-SHOULD-NOT-APPEAR';
     const other = createWealthAdapter({ baseUrl: `${sandbox.url}/wealthapi`, token: wrongToken });
     const unauthorized = await caught(other.poll({ connectionId: '1', providerRef: 'p' }));
-    expect(unauthorized).toMatchObject({ code: 'PROVIDER_ERROR', retryable: false, httpStatus: 401 });
+    expect(unauthorized).toMatchObject({ code: 'PROVIDER_UNAUTHORIZED', retryable: false, httpStatus: 401 });
     expect(unauthorized.message).not.toContain(wrongToken);
     expect(await caught(poll({ connectionId: '1', providerRef: 'no-such-process' }))).toMatchObject({ code: 'PROVIDER_ERROR', httpStatus: 404 });
     expect(() => adapter.parseWebhook({ headers: {}, body: '{}' })).toThrow(ProviderInputError);

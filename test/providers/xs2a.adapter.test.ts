@@ -424,11 +424,11 @@ describe('xs2a faults and reconciliation', () => {
     expect((error as UnknownProviderStatusError).value).toBe('SUSPENDED_BY_BANK');
   });
 
-  it('401 with a wrong token -> PROVIDER_ERROR, not retryable, token not in the message', async () => {
+  it('401 with a wrong API key -> PROVIDER_UNAUTHORIZED, not retryable, token not in the message', async () => {
     const wrongToken = 'wrong-token-77a1-SHOULD-NOT-APPEAR';
     const other = createXs2aAdapter({ baseUrl: `${sandbox.url}/xs2a`, token: wrongToken });
     const error = await caught(other.poll({ connectionId: 'bc_x', providerRef: 'bc_x:1' }));
-    expect(error).toMatchObject({ code: 'PROVIDER_ERROR', retryable: false, httpStatus: 401 });
+    expect(error).toMatchObject({ code: 'PROVIDER_UNAUTHORIZED', retryable: false, httpStatus: 401 });
     expect(JSON.stringify(error.toFailure()) + error.message).not.toContain(wrongToken);
   });
 
@@ -527,12 +527,18 @@ describe('xs2a bank connection events (webhooks)', () => {
 });
 
 describe('xs2a sandbox surface', () => {
-  it('answers 401 without a token and never echoes credentials', async () => {
+  it('answers 401 without the API key (HTTP Basic, user api) and to a bearer token; never echoes credentials', async () => {
     const noAuth = await fetch(`${sandbox.url}/xs2a/api/v1/bank-connections`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(noAuth.status).toBe(401);
-    const created = await fetch(`${sandbox.url}/xs2a/api/v1/bank-connections`, {
+    const bearer = await fetch(`${sandbox.url}/xs2a/api/v1/bank-connections`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: '{}',
+    });
+    expect(bearer.status).toBe(401);
+    const created = await fetch(`${sandbox.url}/xs2a/api/v1/bank-connections`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`api:${TOKEN}`).toString('base64')}` },
       body: JSON.stringify({ credentials: { pin: PIN } }),
     });
     expect(created.status).toBe(201);

@@ -26,20 +26,16 @@ import {
   FinapiTasksPage,
   FinapiWebForm,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
+import { httpFailure, transientHttpError, unauthorizedError } from '../http.js';
+import { ProviderHttpClient, type ClientAuthConfig } from '../client-base.js';
 
 export const FINAPI = 'finapi';
 
-export interface FinapiClientConfig {
+export interface FinapiClientConfig extends ClientAuthConfig {
   /** Access API root, e.g. `https://sandbox.finapi.io` or `${sandbox.url}/finapi`; `/api/v1/...` is appended. */
   baseUrl: string;
   /** Web Form 2.0 API root, e.g. `https://webform-sandbox.finapi.io`; default `baseUrl`. `/api/...` is appended. */
   webFormBaseUrl?: string;
-  /** The finAPI user's access token; never logged, never in an error. */
-  token: string;
-  timeoutMs?: number;
-  /** Clock for HTTP-date Retry-After values. Default Date.now. */
-  now?: () => number;
 }
 
 export type FinapiOperation = 'backgroundUpdate' | 'getTask' | 'listTasks' | 'getWebForm' | 'getBankConnection' | 'getAccounts';
@@ -64,21 +60,18 @@ function enc(segment: string): string {
   return encodeURIComponent(segment);
 }
 
-export class FinapiClient {
+/** Auth types the finapi API accepts. */
+export const FINAPI_AUTH_TYPES = ['bearer', 'clientCredentials', 'password', 'perUser'] as const;
+
+export class FinapiClient extends ProviderHttpClient {
   private readonly accessUrl: string;
   private readonly webFormUrl: string;
-  private readonly token: string;
-  private readonly timeoutMs: number;
-  private readonly now: () => number;
 
   constructor(config: FinapiClientConfig) {
+    super(FINAPI, config, FINAPI_AUTH_TYPES, 'bearer');
     if (!config.baseUrl) throw new Error('finapi: baseUrl is required');
-    if (!config.token) throw new Error('finapi: token is required');
     this.accessUrl = config.baseUrl.replace(/\/+$/, '');
     this.webFormUrl = (config.webFormBaseUrl ?? config.baseUrl).replace(/\/+$/, '');
-    this.token = config.token;
-    this.timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.now = config.now ?? Date.now;
   }
 
   /** `POST /api/tasks/backgroundUpdate` -> 201 task. */
@@ -124,13 +117,10 @@ export class FinapiClient {
   private async request<T>(spec: RequestSpec<T>): Promise<FinapiResponse<T>> {
     const { operation } = spec;
     const root = spec.api === 'webForm' ? this.webFormUrl : this.accessUrl;
-    const { response, text } = await sendJson({
-      provider: FINAPI,
+    const { response, text } = await this.send({
       operation,
       url: `${root}${spec.path}`,
       method: spec.method,
-      token: this.token,
-      timeoutMs: this.timeoutMs,
       body: spec.body,
     });
 
@@ -155,6 +145,7 @@ export class FinapiClient {
     });
     const transient = transientHttpError(failure, response, this.now());
     if (transient) return transient;
+    if (failure.status === 401) return unauthorizedError(failure);
     if (failure.status === 423 && operation === 'backgroundUpdate') {
       // The connection is being imported or updated (by the user or finAPI's batch update): busy, not failed.
       return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_BUSY', retryable: true });

@@ -17,6 +17,7 @@
  * Every reading goes through the finapiTask machine (machines/finapiTask.ts): observations carry its
  * `progress` rank, so late or out-of-order callbacks cannot move a sync backwards.
  */
+import { forConnection } from '../client-base.js';
 import type { Observation, TriggerOutput } from '../../../machines/canonical.js';
 import { FINAPI_WEB_FORM_TTL_MS } from '../../../machines/finapiTask.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError, zodIssues } from '../errors.js';
@@ -134,7 +135,7 @@ export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter 
     }
   }
 
-  return {
+  return forConnection({
     name: 'finapi',
     client,
 
@@ -195,5 +196,5 @@ export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter 
     },
 
     parseWebhook,
-  };
+  });
 }

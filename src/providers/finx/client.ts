@@ -22,17 +22,14 @@ import {
   FinxSyncList,
   FinxTriggerRequest,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
+import { httpFailure, transientHttpError, unauthorizedError } from '../http.js';
+import { ProviderHttpClient, type ClientAuthConfig } from '../client-base.js';
 
 export const FINX = 'finx';
 
-export interface FinxClientConfig {
+export interface FinxClientConfig extends ClientAuthConfig {
   /** finX API root, e.g. `https://api.finx.example` or `${sandbox.url}/finx`; `/v2/...` is appended. */
   baseUrl: string;
-  token: string;
-  timeoutMs?: number;
-  /** Clock for HTTP-date Retry-After values. Default Date.now. */
-  now?: () => number;
 }
 
 type Operation = 'createAccess' | 'trigger' | 'listSyncs' | 'getSync' | 'answerChallenge';
@@ -54,19 +51,16 @@ export interface FinxResponse<T> {
 
 
 
-export class FinxClient {
+/** Auth types the finx API accepts. */
+export const FINX_AUTH_TYPES = ['bearer', 'clientCredentials', 'perUser'] as const;
+
+export class FinxClient extends ProviderHttpClient {
   private readonly baseUrl: string;
-  private readonly token: string;
-  private readonly timeoutMs: number;
-  private readonly now: () => number;
 
   constructor(config: FinxClientConfig) {
+    super(FINX, config, FINX_AUTH_TYPES, 'bearer');
     if (!config.baseUrl) throw new Error('finx: baseUrl is required');
-    if (!config.token) throw new Error('finx: token is required');
     this.baseUrl = config.baseUrl.replace(/\/+$/, '');
-    this.token = config.token;
-    this.timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.now = config.now ?? Date.now;
   }
 
   createAccess(body: FinxCreateAccessRequest): Promise<FinxResponse<FinxAccess>> {
@@ -132,15 +126,13 @@ export class FinxClient {
 
   private async request<T>(spec: RequestSpec<T>): Promise<FinxResponse<T>> {
     const { operation } = spec;
-    const { response, text } = await sendJson({
-      provider: FINX,
+    const { response, text } = await this.send({
       operation,
       url: `${this.baseUrl}${spec.path}`,
       method: spec.method,
-      token: this.token,
-      timeoutMs: this.timeoutMs,
       body: spec.body,
       ...(spec.headers ? { headers: spec.headers } : {}),
+      sendOnce: operation === 'answerChallenge',
     });
 
     if (response.status < 200 || response.status >= 300) {
@@ -162,6 +154,7 @@ export class FinxClient {
     const failure = httpFailure(FINX, operation, response.status, text, (body) => FinxErrorResponse.safeParse(body).data?.error.code);
     const transient = transientHttpError(failure, response, this.now());
     if (transient) return transient;
+    if (failure.status === 401) return unauthorizedError(failure);
     if (failure.status === 409 && operation === 'trigger' && failure.providerCode === 'SYNC_IN_PROGRESS') {
       // Another sync (ours from a lost response, finX's daily autosync, another client) is running: busy, not failed.
       return new ProviderError(failure.message, { ...failure.details, code: 'PROVIDER_BUSY', retryable: true });

@@ -6,6 +6,7 @@
  * in the access's sync list by that key (sandbox `idempotency_key` field) or adopts any non-terminal sync
  * created since `request.since - 5 s` (finX allows one running sync per access, so it is the one to follow).
  */
+import { forConnection, type ClientAuthConfig } from '../client-base.js';
 import { Observation } from '../../../machines/canonical.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError, zodIssues } from '../errors.js';
 import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
@@ -21,10 +22,8 @@ export * as finxSchemas from './schemas.js';
 /** Clock skew allowance between our `since` and finX's `created_at`. */
 export const FIND_TRIGGERED_SLACK_MS = 5_000;
 
-export interface FinxAdapterConfig {
+export interface FinxAdapterConfig extends ClientAuthConfig {
   baseUrl: string;
-  token: string;
-  timeoutMs?: number;
 }
 
 export interface CreateAccessInput {
@@ -108,7 +107,7 @@ export function parseFinxWebhook(request: WebhookRequest): WebhookDelivery {
 export function createFinxAdapter(config: FinxAdapterConfig): FinxAdapter {
   const client = new FinxClient(config);
 
-  return {
+  return forConnection({
     name: 'finx',
     client,
 
@@ -149,5 +148,5 @@ export function createFinxAdapter(config: FinxAdapterConfig): FinxAdapter {
     },
 
     parseWebhook: parseFinxWebhook,
-  };
+  });
 }

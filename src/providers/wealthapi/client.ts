@@ -22,16 +22,14 @@ import {
   WealthUpdateRequest,
   WealthUpdateStarted,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
+import { httpFailure, transientHttpError, unauthorizedError } from '../http.js';
+import { ProviderHttpClient, type ClientAuthConfig } from '../client-base.js';
 
 export const WEALTHAPI = 'wealthapi';
 
-export interface WealthClientConfig {
+export interface WealthClientConfig extends ClientAuthConfig {
   /** API root, e.g. `https://api.wealthapi.example/api` or `${sandbox.url}/wealthapi`. */
   baseUrl: string;
-  token: string;
-  timeoutMs?: number;
-  now?: () => number;
 }
 
 type Operation = 'createConnection' | 'manualSyncRequired' | 'getConnection' | 'update' | 'getUpdateProcess';
@@ -46,19 +44,16 @@ interface RequestSpec<T> {
 
 
 
-export class WealthClient {
+/** Auth types the wealthapi API accepts. */
+export const WEALTHAPI_AUTH_TYPES = ['bearer', 'clientCredentials', 'password', 'perUser'] as const;
+
+export class WealthClient extends ProviderHttpClient {
   private readonly baseUrl: string;
-  private readonly token: string;
-  private readonly timeoutMs: number;
-  private readonly now: () => number;
 
   constructor(config: WealthClientConfig) {
+    super(WEALTHAPI, config, WEALTHAPI_AUTH_TYPES, 'bearer');
     if (!config.baseUrl) throw new Error('wealthapi: baseUrl is required');
-    if (!config.token) throw new Error('wealthapi: token is required');
     this.baseUrl = config.baseUrl.replace(/\/+$/, '');
-    this.token = config.token;
-    this.timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.now = config.now ?? Date.now;
   }
 
   /** Sandbox only: creates a bank connection with a scripted scenario. */
@@ -105,13 +100,10 @@ export class WealthClient {
 
   private async request<T>(spec: RequestSpec<T>): Promise<T> {
     const { operation } = spec;
-    const { response, text } = await sendJson({
-      provider: WEALTHAPI,
+    const { response, text } = await this.send({
       operation,
       url: `${this.baseUrl}${spec.path}`,
       method: spec.method,
-      token: this.token,
-      timeoutMs: this.timeoutMs,
       body: spec.body,
     });
     if (response.status < 200 || response.status >= 300) throw this.httpError(operation, response, text);
@@ -130,6 +122,7 @@ export class WealthClient {
     const failure = httpFailure(WEALTHAPI, operation, response.status, text, (body) => WealthErrorResponse.safeParse(body).data?.error.code);
     const transient = transientHttpError(failure, response, this.now());
     if (transient) return transient;
+    if (failure.status === 401) return unauthorizedError(failure);
     if (failure.status === 409 && operation === 'update') {
       // Another update of the connection runs (ours from a lost response, another client's): busy, not failed.
       return new ProviderError(`${failure.message}: an update of this bank connection is already running; never two at once`, {

@@ -16,6 +16,7 @@
  * `request.since` (running ones allow FIND_TRIGGERED_SLACK_MS of clock skew; finished ones must have started after
  * `since`). wealthAPI sends no update callbacks: parseWebhook rejects every delivery; polling finishes the job.
  */
+import { forConnection, type ClientAuthConfig } from '../client-base.js';
 import type { Observation } from '../../../machines/canonical.js';
 import { wealthPreflight, wealthProcessReading } from '../../../machines/wealthUpdate.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError } from '../errors.js';
@@ -30,12 +31,8 @@ export * as wealthSchemas from './schemas.js';
 
 export const FIND_TRIGGERED_SLACK_MS = 5_000;
 
-export interface WealthAdapterConfig {
+export interface WealthAdapterConfig extends ClientAuthConfig {
   baseUrl: string;
-  token: string;
-  timeoutMs?: number;
-  /** Clock for the consent age. Default Date.now. */
-  now?: () => number;
 }
 
 export interface CreateWealthConnectionInput {
@@ -81,7 +78,7 @@ export function createWealthAdapter(config: WealthAdapterConfig): WealthAdapter 
     return mapProcess(process, operation);
   }
 
-  return {
+  return forConnection({
     name: 'wealthapi',
     client,
 
@@ -136,5 +133,5 @@ export function createWealthAdapter(config: WealthAdapterConfig): WealthAdapter 
     parseWebhook(): WebhookDelivery {
       throw new ProviderInputError(WEALTHAPI, 'wealthAPI sends no update process callbacks; the update is polled');
     },
-  };
+  });
 }

@@ -24,17 +24,14 @@ import {
   Xs2aSyncRequest,
   Xs2aWizardSession,
 } from './schemas.js';
-import { DEFAULT_TIMEOUT_MS, httpFailure, sendJson, transientHttpError } from '../http.js';
+import { httpFailure, transientHttpError, unauthorizedError } from '../http.js';
+import { ProviderHttpClient, type ClientAuthConfig } from '../client-base.js';
 
 export const XS2A = 'xs2a';
 
-export interface Xs2aClientConfig {
+export interface Xs2aClientConfig extends ClientAuthConfig {
   /** xs2a API root, e.g. `https://api.xs2a.example` or `${sandbox.url}/xs2a`; `/api/v1/...` is appended. */
   baseUrl: string;
-  token: string;
-  timeoutMs?: number;
-  /** Clock for HTTP-date Retry-After values. Default Date.now. */
-  now?: () => number;
 }
 
 type Operation = 'createConnection' | 'getConnection' | 'listConnections' | 'deleteConnection' | 'sync' | 'reset';
@@ -56,19 +53,16 @@ export type Xs2aSyncResponse = { status: 204 } | { status: 202; data: Xs2aWizard
 
 
 
-export class Xs2aClient {
+/** Auth types the xs2a API accepts. */
+export const XS2A_AUTH_TYPES = ['apiKey', 'bearer', 'perUser'] as const;
+
+export class Xs2aClient extends ProviderHttpClient {
   private readonly baseUrl: string;
-  private readonly token: string;
-  private readonly timeoutMs: number;
-  private readonly now: () => number;
 
   constructor(config: Xs2aClientConfig) {
+    super(XS2A, config, XS2A_AUTH_TYPES, 'apiKey');
     if (!config.baseUrl) throw new Error('xs2a: baseUrl is required');
-    if (!config.token) throw new Error('xs2a: token is required');
     this.baseUrl = config.baseUrl.replace(/\/+$/, '');
-    this.token = config.token;
-    this.timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.now = config.now ?? Date.now;
   }
 
   get apiRoot(): string {
@@ -77,17 +71,17 @@ export class Xs2aClient {
 
   async createConnection(body: Xs2aCreateConnectionRequest): Promise<Xs2aResponse<Xs2aBankConnection>> {
     const checked = this.checkRequest('createConnection', Xs2aCreateConnectionRequest, body);
-    const res = await this.send({ operation: 'createConnection', method: 'POST', path: '/api/v1/bank-connections', body: checked });
+    const res = await this.call({ operation: 'createConnection', method: 'POST', path: '/api/v1/bank-connections', body: checked });
     return { status: res.status, data: this.parse('createConnection', res, Xs2aBankConnection) };
   }
 
   async getConnection(id: string): Promise<Xs2aResponse<Xs2aBankConnection>> {
-    const res = await this.send({ operation: 'getConnection', method: 'GET', path: `/api/v1/bank-connections/${enc(id)}` });
+    const res = await this.call({ operation: 'getConnection', method: 'GET', path: `/api/v1/bank-connections/${enc(id)}` });
     return { status: res.status, data: this.parse('getConnection', res, Xs2aBankConnection) };
   }
 
   async listConnections(page = 1, perPage = 15): Promise<Xs2aResponse<Xs2aBankConnectionList>> {
-    const res = await this.send({
+    const res = await this.call({
       operation: 'listConnections',
       method: 'GET',
       path: `/api/v1/bank-connections?per_page=${perPage}&page=${page}`,
@@ -96,13 +90,13 @@ export class Xs2aClient {
   }
 
   async deleteConnection(id: string): Promise<void> {
-    await this.send({ operation: 'deleteConnection', method: 'DELETE', path: `/api/v1/bank-connections/${enc(id)}` });
+    await this.call({ operation: 'deleteConnection', method: 'DELETE', path: `/api/v1/bank-connections/${enc(id)}` });
   }
 
   /** POST .../sync; `force` is sent only when true. */
   async sync(id: string, force: boolean): Promise<Xs2aSyncResponse> {
     const body = this.checkRequest('sync', Xs2aSyncRequest, force ? { force: true } : {});
-    const res = await this.send({ operation: 'sync', method: 'POST', path: `/api/v1/bank-connections/${enc(id)}/sync`, body });
+    const res = await this.call({ operation: 'sync', method: 'POST', path: `/api/v1/bank-connections/${enc(id)}/sync`, body });
     if (res.status === 204) return { status: 204 };
     if (res.status === 202) return { status: 202, data: this.parse('sync', res, Xs2aWizardSession) };
     throw new InvalidProviderResponseError(XS2A, 'sync', [`(status): expected 202 or 204, got ${res.status}`]);
@@ -110,7 +104,7 @@ export class Xs2aClient {
 
   /** POST .../reset: always 202 with a new wizard_session_key. */
   async reset(id: string): Promise<Xs2aResponse<Xs2aWizardSession>> {
-    const res = await this.send({ operation: 'reset', method: 'POST', path: `/api/v1/bank-connections/${enc(id)}/reset` });
+    const res = await this.call({ operation: 'reset', method: 'POST', path: `/api/v1/bank-connections/${enc(id)}/reset` });
     if (res.status !== 202) throw new InvalidProviderResponseError(XS2A, 'reset', [`(status): expected 202, got ${res.status}`]);
     return { status: res.status, data: this.parse('reset', res, Xs2aWizardSession) };
   }
@@ -137,15 +131,12 @@ export class Xs2aClient {
     return parsed.data;
   }
 
-  private async send(spec: RequestSpec): Promise<{ status: number; text: string }> {
+  private async call(spec: RequestSpec): Promise<{ status: number; text: string }> {
     const { operation } = spec;
-    const { response, text } = await sendJson({
-      provider: XS2A,
+    const { response, text } = await this.send({
       operation,
       url: `${this.baseUrl}${spec.path}`,
       method: spec.method,
-      token: this.token,
-      timeoutMs: this.timeoutMs,
       body: spec.body,
     });
     if (response.status < 200 || response.status >= 300) throw this.httpError(operation, response, text);
@@ -156,6 +147,7 @@ export class Xs2aClient {
     const failure = httpFailure(XS2A, operation, response.status, text, (body) => Xs2aErrorResponse.safeParse(body).data?.error.code);
     const transient = transientHttpError(failure, response, this.now());
     if (transient) return transient;
+    if (failure.status === 401) return unauthorizedError(failure);
     const { message, details, providerCode } = failure;
     if (failure.status === 409 && providerCode === 'SYNC_IN_PROGRESS') {
       // Another sync (the provider's automatic one, another client) runs: busy, not failed.

@@ -14,6 +14,7 @@
  * allow FIND_TRIGGERED_SLACK_MS of clock skew; finished ones must have started after `since`, so a previous
  * sync's outcome is never taken for ours).
  */
+import { forConnection, type ClientAuthConfig } from '../client-base.js';
 import { transition } from 'xstate';
 import type { Observation, TriggerOutput } from '../../../machines/canonical.js';
 import { xs2aConnectionMachine, xs2aReading, xs2aSyncDecision } from '../../../machines/xs2aConnection.js';
@@ -40,15 +41,11 @@ export * as xs2aSchemas from './schemas.js';
 
 export const FIND_TRIGGERED_SLACK_MS = 5_000;
 
-export interface Xs2aAdapterConfig {
+export interface Xs2aAdapterConfig extends ClientAuthConfig {
   /** API root, e.g. `${sandbox.url}/xs2a`. */
   baseUrl: string;
-  token: string;
-  timeoutMs?: number;
   /** Where the user completes a wizard session; `${wizardBaseUrl}/${key}`. Default `${baseUrl}/wizard`. */
   wizardBaseUrl?: string;
-  /** Clock for "today" (consent_valid_until) and default wizard deadlines. Default Date.now. */
-  now?: () => number;
 }
 
 export interface CreateXs2aConnectionInput {
@@ -170,7 +167,7 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
     return { providerRef: xs2aRef(connection.id, attempt), observation: mapAttempt(connection, attempt, operation, links) };
   }
 
-  return {
+  return forConnection({
     name: 'xs2a',
     client,
 
@@ -251,5 +248,5 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
     },
 
     parseWebhook: (request) => parseXs2aWebhook(request, links),
-  };
+  });
 }

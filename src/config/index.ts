@@ -1,0 +1,232 @@
+/**
+ * banksync's configuration file (`banksync.config.json`, or `.js`/`.mjs` exporting the same object by default):
+ * each provider's base URL and auth, webhook secrets, the store and production timings. Validated with zod;
+ * secrets are never written in the file: they are `{ "env": "NAME" }` references read from the environment.
+ * A bad file is a ConfigError naming the field (the CLI exits with code 2).
+ */
+import { readFile } from 'node:fs/promises';
+import { extname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import type { SyncPolicy } from '../../machines/synchronization.js';
+import { BanksyncError } from '../engine/errors.js';
+import type { ProviderAuth, TokenResolver, AuthContext } from '../providers/auth.js';
+import { createAdapter, PROVIDER_FAMILIES, type ProviderFamily } from '../providers/registry.js';
+import type { ProviderAdapter } from '../providers/types.js';
+
+export class ConfigError extends BanksyncError {
+  override readonly name = 'ConfigError';
+  constructor(message: string, issues: string[] = []) {
+    super('INVALID_CONFIG', message, issues);
+  }
+}
+
+/**
+ * Timings for real provider APIs: polls start at 5 s and back off to a minute, transient failures to 5 minutes.
+ * (The demo's sub-second timings are for the sandbox only.)
+ */
+export const PRODUCTION_POLICY: Partial<SyncPolicy> = {
+  pollBaseMs: 5_000,
+  pollMaxMs: 60_000,
+  authPollMs: 10_000,
+  retryBaseMs: 5_000,
+  retryMaxMs: 300_000,
+};
+
+/** A secret: the name of the environment variable that holds it. */
+const Secret = z.object({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name') }).strict();
+type Secret = z.infer<typeof Secret>;
+
+const HttpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
+
+const OAuthClient = {
+  tokenUrl: HttpUrl,
+  clientId: z.string().min(1),
+  clientSecret: Secret,
+  scope: z.string().min(1).optional(),
+};
+
+const Auth = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('bearer'), token: Secret }).strict(),
+  z.object({ type: z.literal('apiKey'), apiKey: Secret }).strict(),
+  z.object({ type: z.literal('clientCredentials'), ...OAuthClient }).strict(),
+  z.object({ type: z.literal('password'), ...OAuthClient, username: z.union([z.string().min(1), Secret]), password: Secret }).strict(),
+  // Only in a JavaScript config: the app's own token lookup.
+  z
+    .object({
+      type: z.literal('perUser'),
+      resolve: z.custom<TokenResolver>((value) => typeof value === 'function', 'must be a function (use a .js/.mjs config)'),
+      cacheKey: z.custom<(context: AuthContext) => string>((value) => typeof value === 'function', 'must be a function').optional(),
+    })
+    .strict(),
+]);
+
+const Provider = z
+  .object({
+    /** API root with path, e.g. `https://sandbox.finapi.io`. */
+    baseUrl: HttpUrl,
+    auth: Auth,
+    timeoutMs: z.number().int().positive().max(120_000).optional(),
+    /** finAPI: Web Form 2.0 API root (another host than the Access API). */
+    webFormBaseUrl: HttpUrl.optional(),
+    /** finAPI: default callback URL for task callbacks (HTTPS). */
+    callbackUrl: z.url({ protocol: /^https$/, error: 'must be an https URL' }).optional(),
+    /** xs2a: where users complete wizard sessions. */
+    wizardBaseUrl: HttpUrl.optional(),
+  })
+  .strict();
+
+const Policy = z
+  .object({
+    pollBaseMs: z.number().int().positive(),
+    pollMaxMs: z.number().int().positive(),
+    authPollMs: z.number().int().positive(),
+    retryBaseMs: z.number().int().positive(),
+    retryMaxMs: z.number().int().positive(),
+    maxTriggerAttempts: z.number().int().positive(),
+    maxConsecutivePollErrors: z.number().int().positive(),
+    defaultChallengeTtlMs: z.number().int().positive(),
+    syncDeadlineMs: z.number().int().positive(),
+  })
+  .partial()
+  .strict();
+
+const ConfigFile = z
+  .object({
+    $schema: z.string().optional(),
+    providers: z.object(Object.fromEntries(PROVIDER_FAMILIES.map((family) => [family, Provider.optional()])) as Record<ProviderFamily, z.ZodOptional<typeof Provider>>).strict(),
+    store: z
+      .union([
+        z.object({ sqlite: z.string().min(1) }).strict(),
+        z.object({ postgres: z.object({ url: Secret, schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional() }).strict() }).strict(),
+      ])
+      .optional(),
+    webhooks: z.object({ secrets: z.record(z.enum(PROVIDER_FAMILIES), Secret).optional() }).strict().optional(),
+    policy: Policy.optional(),
+  })
+  .strict();
+
+type ProviderFile = z.infer<typeof Provider>;
+
+/** A configuration with every secret read from the environment. */
+export interface BanksyncConfig {
+  providers: Partial<Record<ProviderFamily, ProviderSettings>>;
+  store?: { sqlite: string } | { postgres: { url: string; schema?: string } };
+  webhookSecrets: Partial<Record<ProviderFamily, string>>;
+  policy: Partial<SyncPolicy>;
+}
+
+export interface ProviderSettings {
+  baseUrl: string;
+  auth: ProviderAuth;
+  timeoutMs?: number;
+  webFormBaseUrl?: string;
+  callbackUrl?: string;
+  wizardBaseUrl?: string;
+}
+
+/** Validates a configuration object and reads its secrets from `env`. */
+export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, source = 'configuration'): BanksyncConfig {
+  const parsed = ConfigFile.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new ConfigError(`${source} is invalid: ${issues.join('; ')}`, issues);
+  }
+  const file = parsed.data;
+  const secret = (value: Secret, field: string): string => {
+    const text = env[value.env];
+    if (text === undefined || text === '') throw new ConfigError(`${source}: ${field} names environment variable ${value.env}, which is not set`, [field]);
+    return text;
+  };
+  const providers: BanksyncConfig['providers'] = {};
+  for (const family of PROVIDER_FAMILIES) {
+    const settings = file.providers[family];
+    if (settings) providers[family] = providerSettings(family, settings, secret);
+  }
+  const webhookSecrets: BanksyncConfig['webhookSecrets'] = {};
+  for (const [family, value] of Object.entries(file.webhooks?.secrets ?? {}) as [ProviderFamily, Secret][]) {
+    webhookSecrets[family] = secret(value, `webhooks.secrets.${family}`);
+  }
+  const store: BanksyncConfig['store'] = !file.store
+    ? undefined
+    : 'sqlite' in file.store
+      ? { sqlite: file.store.sqlite }
+      : { postgres: { url: secret(file.store.postgres.url, 'store.postgres.url'), ...(file.store.postgres.schema ? { schema: file.store.postgres.schema } : {}) } };
+  return { providers, ...(store ? { store } : {}), webhookSecrets, policy: { ...PRODUCTION_POLICY, ...file.policy } };
+}
+
+function providerSettings(family: ProviderFamily, file: ProviderFile, secret: (value: Secret, field: string) => string): ProviderSettings {
+  const at = `providers.${family}.auth`;
+  const a = file.auth;
+  const auth: ProviderAuth =
+    a.type === 'bearer'
+      ? { type: 'bearer', token: secret(a.token, `${at}.token`) }
+      : a.type === 'apiKey'
+        ? { type: 'apiKey', apiKey: secret(a.apiKey, `${at}.apiKey`) }
+        : a.type === 'perUser'
+          ? { type: 'perUser', resolve: a.resolve, ...(a.cacheKey ? { cacheKey: a.cacheKey } : {}) }
+          : a.type === 'clientCredentials'
+            ? { type: 'clientCredentials', tokenUrl: a.tokenUrl, clientId: a.clientId, clientSecret: secret(a.clientSecret, `${at}.clientSecret`), ...(a.scope ? { scope: a.scope } : {}) }
+            : {
+                type: 'password',
+                tokenUrl: a.tokenUrl,
+                clientId: a.clientId,
+                clientSecret: secret(a.clientSecret, `${at}.clientSecret`),
+                username: typeof a.username === 'string' ? a.username : secret(a.username, `${at}.username`),
+                password: secret(a.password, `${at}.password`),
+                ...(a.scope ? { scope: a.scope } : {}),
+              };
+  const { auth: _fileAuth, ...rest } = file;
+  return { ...rest, auth };
+}
+
+/** Reads and validates a configuration file: JSON, or a JavaScript module whose default export is the object. */
+export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<BanksyncConfig> {
+  const file = resolve(path);
+  let raw: unknown;
+  if (['.js', '.mjs'].includes(extname(file))) {
+    try {
+      raw = ((await import(pathToFileURL(file).href)) as { default?: unknown }).default;
+    } catch (error) {
+      throw new ConfigError(`cannot load ${path}: ${(error as Error).message}`);
+    }
+  } else {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch {
+      throw new ConfigError(`cannot read configuration file ${path}`);
+    }
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new ConfigError(`${path} is not valid JSON`);
+    }
+  }
+  return parseConfig(raw, env, path);
+}
+
+/** One adapter per configured provider family. Auth problems surface here, before any sync starts. */
+export function adaptersFromConfig(config: Pick<BanksyncConfig, 'providers'>): Record<string, ProviderAdapter> {
+  const adapters: Record<string, ProviderAdapter> = {};
+  for (const [family, settings] of Object.entries(config.providers) as [ProviderFamily, ProviderSettings][]) {
+    try {
+      adapters[family] = createAdapter(family, settings);
+    } catch (error) {
+      throw new ConfigError(`providers.${family}: ${(error as Error).message}`, [`providers.${family}`]);
+    }
+  }
+  return adapters;
+}
+
+/** Every family pointed at a running sandbox with static sandbox credentials (the CLI's `--sandbox-url`). */
+export function sandboxConfig(sandboxUrl: string, token = 'sandbox-token'): BanksyncConfig {
+  const providers: BanksyncConfig['providers'] = {};
+  for (const family of PROVIDER_FAMILIES) {
+    providers[family] = {
+      baseUrl: `${sandboxUrl}/${family}`,
+      auth: family === 'xs2a' ? { type: 'apiKey', apiKey: token } : { type: 'bearer', token },
+    };
+  }
+  return { providers, webhookSecrets: {}, policy: {} };
+}
