@@ -3,6 +3,8 @@
  * Usage errors (unknown command, bad option value) print a clear message and exit with code 2.
  */
 import { Command, CommanderError } from 'commander';
+import { BanksyncError } from '../engine/errors.js';
+import { PACKAGE_VERSION } from '../package-info.js';
 import { registerDemo } from './commands/demo.js';
 import { registerSandbox } from './commands/sandbox.js';
 import { registerServe } from './commands/serve.js';
@@ -10,6 +12,7 @@ import { registerStatus } from './commands/status.js';
 import { registerSync } from './commands/sync.js';
 import { registerViz } from './commands/viz.js';
 import { registerWorker } from './commands/worker.js';
+import { MissingPeerError, UsageError } from './peers.js';
 
 export const EXIT_USAGE = 2;
 
@@ -17,6 +20,7 @@ export function buildProgram(): Command {
   const program = new Command()
     .name('banksync')
     .description('Durable bank-connection synchronization workflows (XState v5) against open-banking aggregators')
+    .version(PACKAGE_VERSION, '-V, --version', 'print the banksync version')
     .showHelpAfterError('(run `banksync --help` for usage)')
     .exitOverride();
   registerDemo(program);
@@ -40,17 +44,30 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end through here too, with exit code 0.
       return error.exitCode === 0 ? 0 : EXIT_USAGE;
     }
+    // A bad configuration or combination of options: one line naming the problem, usage exit code.
+    if (error instanceof UsageError || (error instanceof BanksyncError && error.code === 'INVALID_CONFIG')) {
+      process.stderr.write(`banksync: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof MissingPeerError) {
+      process.stderr.write(`banksync: ${error.message}\n`);
+      return 1;
+    }
     throw error;
   }
 }
 
-const isEntryPoint = process.argv[1] !== undefined && /banksync(\.js)?$|cli[\\/]main\.ts$/.test(process.argv[1]);
-if (isEntryPoint) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      process.stderr.write(`banksync: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
+/** Runs the CLI as a process: exit code from `main`, one line (no stack) for an unexpected error. */
+export async function runCli(argv: string[]): Promise<void> {
+  let code: number;
+  try {
+    code = await main(argv);
+  } catch (error) {
+    process.stderr.write(`banksync: ${error instanceof Error ? error.message : String(error)}\n`);
+    code = 1;
+  }
+  process.exit(code);
 }
+
+// `tsx src/cli/main.ts ...` in development; the installed bin (bin/banksync.js) calls runCli itself.
+if (process.argv[1] !== undefined && /cli[\\/]main\.ts$/.test(process.argv[1])) await runCli(process.argv.slice(2));

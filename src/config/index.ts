@@ -112,7 +112,7 @@ type ProviderFile = z.infer<typeof Provider>;
 export interface BanksyncConfig {
   providers: Partial<Record<ProviderFamily, ProviderSettings>>;
   store?: { sqlite: string } | { postgres: { url: string; schema?: string } };
-  webhookSecrets: Partial<Record<ProviderFamily, string>>;
+  webhookSecrets: Record<string, string>;
   policy: Partial<SyncPolicy>;
 }
 
@@ -143,7 +143,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
     const settings = file.providers[family];
     if (settings) providers[family] = providerSettings(family, settings, secret);
   }
-  const webhookSecrets: BanksyncConfig['webhookSecrets'] = {};
+  const webhookSecrets: Record<string, string> = {};
   for (const [family, value] of Object.entries(file.webhooks?.secrets ?? {}) as [ProviderFamily, Secret][]) {
     webhookSecrets[family] = secret(value, `webhooks.secrets.${family}`);
   }

@@ -15,7 +15,8 @@ import type { Activation, Dispatch, SyncKey } from '../engine/dispatch.js';
 import type { TimerRecord } from '../stores/types.js';
 
 export const ACTIVATE_TASK = 'banksync.activate';
-export const AUTOSYNC_TASK = 'banksync.autosync';
+/** A crontab task name: graphile-worker's crontab accepts `[_a-zA-Z][_a-zA-Z0-9:/_-]*` (no dot). */
+export const AUTOSYNC_TASK = 'banksync:autosync';
 export const QUEUE_COUNT = 64;
 
 export interface ActivatePayload {

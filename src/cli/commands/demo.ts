@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../engine/logger.js';
-import { formatTable, runDemo, type DemoResult } from '../demo/run.js';
+import type { DemoResult } from '../demo/run.js';
 import { openInspector } from '../inspect.js';
+import { loadFor } from '../peers.js';
 
 /** One line per sync, redrawn in place on a terminal; one line per transition otherwise. */
 function progressPrinter(out: NodeJS.WriteStream) {
@@ -28,8 +29,10 @@ export function registerDemo(program: Command): void {
     .option('--scenario <name>', 'only this scenario')
     .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
     .option('--verbose', 'log engine activity (JSON, secrets redacted) to stderr')
-    .action(async (opts: { db?: string; provider?: string; scenario?: string; verbose?: boolean; inspect?: boolean | string }) => {
-      const print = progressPrinter(process.stdout);
+    .option('--json', 'print the results as JSON on stdout; progress goes to stderr')
+    .action(async (opts: { db?: string; provider?: string; scenario?: string; verbose?: boolean; inspect?: boolean | string; json?: boolean }) => {
+      const { formatTable, runDemo } = await loadFor('demo', () => import('../demo/run.js'));
+      const print = progressPrinter(opts.json ? process.stderr : process.stdout);
       const inspector = await openInspector(opts.inspect);
       const started = Date.now();
       const results: DemoResult[] = await runDemo({
@@ -47,12 +50,16 @@ export function registerDemo(program: Command): void {
         return;
       }
       const failed = results.filter((r) => !r.ok);
+      process.exitCode = failed.length ? 1 : 0;
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ scenarios: results.length, asScripted: results.length - failed.length, results })}\n`);
+        return;
+      }
       process.stdout.write(`\n${formatTable(results)}\n\n`);
       process.stdout.write(
         `${results.length - failed.length}/${results.length} scenarios ended as scripted in ${Date.now() - started} ms` +
           (failed.length ? `; unexpected: ${failed.map((r) => `${r.provider}/${r.scenario}`).join(', ')}` : '') +
           '\n',
       );
-      process.exitCode = failed.length ? 1 : 0;
     });
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { port } from '../options.js';
-import { startSandbox } from '../../sandbox/server.js';
+import { loadFor } from '../peers.js';
 
 export function registerSandbox(program: Command): void {
   program
@@ -9,6 +9,7 @@ export function registerSandbox(program: Command): void {
     .option('--port <n>', 'port to listen on (default: random)', port)
     .option('--webhook-url <url>', 'where the sandbox delivers webhooks')
     .action(async (opts: { port?: number; webhookUrl?: string }) => {
+      const { startSandbox } = await loadFor('sandbox', () => import('../../sandbox/server.js'));
       const sandbox = await startSandbox({ ...(opts.webhookUrl ? { webhookUrl: opts.webhookUrl } : {}), ...(opts.port ? { port: opts.port } : {}) });
       process.stdout.write(`sandbox listening on ${sandbox.url}\n`);
       for (const [name, stats] of Object.entries(sandbox.stats())) process.stdout.write(`  ${name}: ${sandbox.url}/${name} (${Object.keys(stats.connections).length} connections)\n`);

@@ -9,15 +9,16 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import type { SyncPolicy } from '../../../machines/synchronization.js';
-import { createEngine } from '../../engine/engine.js';
+import { adaptersFromConfig, loadConfig } from '../../config/index.js';
+import { createEngine, type SyncEngine } from '../../engine/engine.js';
 import { createLogger } from '../../engine/logger.js';
 import { createFinxAdapter } from '../../providers/finx/index.js';
 import { FINX_SCENARIOS, isFinxScenario } from '../../sandbox/finx.js';
-import { startSandbox } from '../../sandbox/server.js';
-import { SqliteStore } from '../../stores/sqlite.js';
-import { startViewer, type ViewerConnection } from '../../viewer/index.js';
+import type { Store } from '../../stores/types.js';
+import type { ViewerConnection } from '../../viewer/index.js';
 import { port } from '../options.js';
 import { openInspector } from '../inspect.js';
+import { loadFor, openStore } from '../peers.js';
 
 export const SERVE_DEFAULT_PORT = 4610;
 export const SERVE_DEFAULT_SCENARIOS = ['success', 'one-challenge', 'decoupled', 'redirect', 'provider-5xx', 'partial', 'failed'] as const;
@@ -45,6 +46,7 @@ function scenarioList(value: string): string[] {
 }
 
 interface ServeOptions {
+  config?: string;
   inspect?: boolean | string;
   port: number;
   host: string;
@@ -55,13 +57,24 @@ interface ServeOptions {
 export function registerServe(program: Command): void {
   program
     .command('serve')
-    .description('start the local web viewer (engine on SQLite + provider sandbox + finX accesses) and print its URL')
+    .description('start the local web viewer and print its URL: on a sandbox with finX accesses, or on the store and providers of --config')
+    .option('--config <file>', "attach to the configured store and providers (no sandbox); lists the store's connections")
     .option('--port <n>', `viewer port (default ${SERVE_DEFAULT_PORT})`, port, SERVE_DEFAULT_PORT)
     .option('--host <host>', 'address to bind (default 127.0.0.1, local only)', '127.0.0.1')
     .option('--db <path>', 'SQLite file to keep syncs in (default: a fresh temporary directory)')
     .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
     .option('--scenarios <names>', 'comma-separated finX sandbox scenarios to create accesses for', scenarioList, [...SERVE_DEFAULT_SCENARIOS])
     .action(async (opts: ServeOptions) => {
+      const { startViewer } = await loadFor('serve', () => import('../../viewer/index.js'));
+      if (opts.config) {
+        const config = await loadConfig(opts.config);
+        const store = await openStore('serve', opts.db, config.store);
+        const engine = createEngine({ store, providers: adaptersFromConfig(config), policy: config.policy, webhookSecrets: config.webhookSecrets, logger: createLogger({ level: 'warn', destination: process.stderr }) });
+        await serveUntilStopped(engine, store, opts, await storedConnections(store), startViewer);
+        return;
+      }
+      const { startSandbox } = await loadFor('serve', () => import('../../sandbox/server.js'));
+      const { SqliteStore } = await loadFor('serve', () => import('../../stores/sqlite.js'));
       const tempDir = opts.db ? null : mkdtempSync(join(tmpdir(), 'banksync-serve-'));
       const dbPath = opts.db ?? join(tempDir!, 'serve.sqlite');
       if (opts.db) mkdirSync(dirname(opts.db), { recursive: true });
@@ -113,4 +126,37 @@ export function registerServe(program: Command): void {
         if (tempDir) rmSync(tempDir, { recursive: true, force: true });
       }
     });
+}
+
+/** The connections a configured store knows (registered or synced before), as the viewer lists them. */
+async function storedConnections(store: Store): Promise<ViewerConnection[]> {
+  return (await store.listConnections()).map((c) => ({
+    connectionId: c.connectionId,
+    provider: c.provider,
+    label: `${c.provider} ${c.connectionId}`,
+    description: `tenant ${c.tenantId}, ${c.state}`,
+  }));
+}
+
+async function serveUntilStopped(
+  engine: SyncEngine,
+  store: Store,
+  opts: ServeOptions,
+  connections: ViewerConnection[],
+  startViewer: typeof import('../../viewer/index.js').startViewer,
+): Promise<void> {
+  let viewer: Awaited<ReturnType<typeof startViewer>> | null = null;
+  try {
+    await engine.start();
+    viewer = await startViewer({ engine, port: opts.port, host: opts.host, connections });
+    process.stdout.write(`banksync viewer: ${viewer.url}\n  config: ${opts.config}\n  connections: ${connections.length}\npress Ctrl+C to stop\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+  } finally {
+    await viewer?.close();
+    await engine.stop();
+    await store.close();
+  }
 }

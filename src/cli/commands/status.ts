@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
-import { PostgresStore } from '../../stores/postgres.js';
-import { SqliteStore } from '../../stores/sqlite.js';
+import { loadConfig } from '../../config/index.js';
 import type { Store } from '../../stores/types.js';
 import { stateName } from '../../engine/view.js';
 import { positiveInt, postgresUrl } from '../options.js';
+import { openStore } from '../peers.js';
+
+export const DEFAULT_STATUS_DB = '.banksync/banksync.sqlite';
 
 /** A sync still active after this long is reported stale: the machine's own deadline is 60 minutes. */
 export const DEFAULT_STALE_MINUTES = 60;
@@ -27,15 +29,17 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description('counts of syncs per state, the oldest active sync, and syncs active past the stale limit')
+    .option('--config <file>', "banksync.config.json: report on its store")
     .option('--database-url <url>', 'PostgreSQL connection string (scale-out store)', postgresUrl)
     .option('--schema <name>', 'PostgreSQL schema', 'banksync')
-    .option('--db <path>', 'SQLite file (embedded store)', '.banksync/banksync.sqlite')
+    .option('--db <path>', `SQLite file (embedded store; default ${DEFAULT_STATUS_DB})`)
     .option('--stale-after-minutes <n>', 'report active syncs older than this', positiveInt, DEFAULT_STALE_MINUTES)
     .option('--json', 'print JSON')
-    .action(async (opts: { databaseUrl?: string; schema: string; db: string; staleAfterMinutes: number; json?: boolean }) => {
+    .action(async (opts: { config?: string; databaseUrl?: string; schema: string; db?: string; staleAfterMinutes: number; json?: boolean }) => {
+      const configured = opts.config ? (await loadConfig(opts.config)).store : undefined;
       const store: Store = opts.databaseUrl
-        ? await PostgresStore.open({ connectionString: opts.databaseUrl, schema: opts.schema, max: 2 })
-        : SqliteStore.open(opts.db);
+        ? await openStore('status', undefined, { postgres: { url: opts.databaseUrl, schema: opts.schema } })
+        : await openStore('status', opts.db ?? (configured ? undefined : DEFAULT_STATUS_DB), configured);
       try {
         const report = await statusReport(store, Date.now(), opts.staleAfterMinutes * 60_000);
         if (opts.json) {

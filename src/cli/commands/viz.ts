@@ -2,7 +2,8 @@
  * `banksync viz [--out dir] [--check]`: writes the diagrams of every machine in machines/index.ts
  * (`<name>.mmd`, `<name>.svg`, `<name>.stately.ts`); `--check` writes nothing and exits 1 listing stale files.
  */
-import { relative } from 'node:path';
+import { existsSync } from 'node:fs';
+import { relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_VIZ_DIR, writeVisualizations } from '../../viz/index.js';
 
@@ -10,10 +11,11 @@ export function registerViz(program: Command): void {
   program
     .command('viz')
     .description('generate the machine diagrams (Mermaid, SVG, Stately import code) into visualizations/')
-    .option('--out <dir>', 'output directory (default: the repository\'s visualizations/)')
+    .option('--out <dir>', 'output directory (default: the repository\'s visualizations/; installed: ./visualizations)')
     .option('--check', 'write nothing; exit 1 listing files that are missing or out of date')
     .action(async (opts: { out?: string; check?: boolean }) => {
-      const outDir = opts.out ?? DEFAULT_VIZ_DIR;
+      // An installed package ships no diagrams: write them where the user is, not into node_modules.
+      const outDir = opts.out ?? (existsSync(DEFAULT_VIZ_DIR) ? DEFAULT_VIZ_DIR : resolve('visualizations'));
       const shown = relative(process.cwd(), outDir) || '.';
       const report = await writeVisualizations(outDir, { check: opts.check === true });
       if (opts.check) {

@@ -16,15 +16,8 @@ import { SqliteStore } from '../../stores/sqlite.js';
 import { DEMO_FAMILIES } from './families.js';
 import type { DemoCase } from './types.js';
 
-/** Fast timings so the whole demo runs in seconds; production defaults live in the machine. */
-export const DEMO_POLICY: Partial<SyncPolicy> = {
-  pollBaseMs: 40,
-  pollMaxMs: 300,
-  authPollMs: 80,
-  retryBaseMs: 100,
-  retryMaxMs: 1_500,
-  syncDeadlineMs: 60_000,
-};
+export { DEMO_POLICY } from './policy.js';
+import { DEMO_POLICY } from './policy.js';
 
 export interface DemoResult {
   provider: string;
