@@ -1,6 +1,17 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const src = (path: string) => fileURLToPath(new URL(`./src/${path}`, import.meta.url));
+
 export default defineConfig({
+  // The consumer fixture (test/package/consumer) imports the package by name; in this repository's tests
+  // that name is ./src (test/package/consumer.test.ts runs the same files against the packed tarball).
+  resolve: {
+    alias: [
+      { find: /^banksync\/(sqlite|postgres|sandbox)$/, replacement: src('entries/$1.ts') },
+      { find: /^banksync$/, replacement: src('index.ts') },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,

@@ -101,7 +101,7 @@ const ConfigFile = z
         z.object({ postgres: z.object({ url: Secret, schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional() }).strict() }).strict(),
       ])
       .optional(),
-    webhooks: z.object({ secrets: z.record(z.enum(PROVIDER_FAMILIES), Secret).optional() }).strict().optional(),
+    webhooks: z.object({ secrets: z.partialRecord(z.enum(PROVIDER_FAMILIES), Secret).optional() }).strict().optional(),
     policy: Policy.optional(),
   })
   .strict();

@@ -4,4 +4,4 @@
  */
 export { PostgresStore, POSTGRES_MIGRATIONS, type PostgresStoreOptions, type PostgresMigration } from '../stores/postgres.js';
 export { startWorker, createDispatchingEngine, type WorkerOptions, type BanksyncWorker } from '../dispatch/worker.js';
-export { GraphileDispatch, ACTIVATE_TASK, AUTOSYNC_TASK } from '../dispatch/graphile.js';
+export { ACTIVATE_TASK, AUTOSYNC_TASK } from '../dispatch/graphile.js';

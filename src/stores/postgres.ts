@@ -212,6 +212,7 @@ export interface PostgresStoreOptions {
 
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
+  /** @internal The pool the worker and dispatch share; not part of the public API. */
   readonly pool: pg.Pool;
   readonly schema: string;
 

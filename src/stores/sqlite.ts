@@ -276,6 +276,7 @@ export class SqliteStore implements Store {
   }
 
   /** The underlying connection, for diagnostics and tests. Do not write through it. */
+  /** @internal The driver's connection (tests, migrations); not part of the public API. */
   readonly db: Database.Database;
 
   private constructor(db: Database.Database) {

@@ -103,40 +103,49 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult[]> 
       if (c) options.onProgress?.(c, view, n);
     });
 
-    const results = await Promise.all(
-      cases.map(async (c): Promise<DemoResult> => {
-        const started = Date.now();
-        const expected = describe(c.expect.status, c.expect.errorCode, c.expect.outcome);
-        try {
-          const connectionId = await c.prepare();
-          const terminal = new Promise<SyncView>((resolve) => {
-            const off = [
-              running.events.on('sync.completed', (v) => v.connectionId === connectionId && (off.forEach((f) => f()), resolve(v))),
-              running.events.on('sync.failed', (v) => v.connectionId === connectionId && (off.forEach((f) => f()), resolve(v))),
-            ];
-          });
-          const view = await running.requestSync({ connectionId, provider: c.provider, ...(c.options ? { options: c.options } : {}) });
-          answersFor.set(view.syncId, [...c.answers]);
-          caseOf.set(view.syncId, c);
-          const final = await terminal;
-          const actual = describe(final.status, final.error?.code, final.result?.outcome);
-          return {
-            provider: c.provider,
-            scenario: c.scenario,
-            expected,
-            actual,
-            transitions: (await running.history(final.syncId)).length,
-            ms: Date.now() - started,
-            ok:
-              final.status === c.expect.status &&
-              (c.expect.errorCode === undefined || final.error?.code === c.expect.errorCode) &&
-              (c.expect.outcome === undefined || final.result?.outcome === c.expect.outcome),
-          };
-        } catch (error) {
-          return { provider: c.provider, scenario: c.scenario, expected, actual: `ERROR ${(error as Error).message}`, transitions: 0, ms: Date.now() - started, ok: false };
-        }
-      }),
-    );
+    const runCase = async (c: DemoCase): Promise<DemoResult> => {
+      const started = Date.now();
+      const expected = describe(c.expect.status, c.expect.errorCode, c.expect.outcome);
+      try {
+        const connectionId = await c.prepare();
+        const terminal = new Promise<SyncView>((resolve) => {
+          const off = [
+            running.events.on('sync.completed', (v) => v.connectionId === connectionId && (off.forEach((f) => f()), resolve(v))),
+            running.events.on('sync.failed', (v) => v.connectionId === connectionId && (off.forEach((f) => f()), resolve(v))),
+          ];
+        });
+        const view = await running.requestSync({ connectionId, provider: c.provider, ...(c.options ? { options: c.options } : {}) });
+        answersFor.set(view.syncId, [...c.answers]);
+        caseOf.set(view.syncId, c);
+        const final = await terminal;
+        const actual = describe(final.status, final.error?.code, final.result?.outcome);
+        return {
+          provider: c.provider,
+          scenario: c.scenario,
+          expected,
+          actual,
+          transitions: (await running.history(final.syncId)).length,
+          ms: Date.now() - started,
+          ok:
+            final.status === c.expect.status &&
+            (c.expect.errorCode === undefined || final.error?.code === c.expect.errorCode) &&
+            (c.expect.outcome === undefined || final.result?.outcome === c.expect.outcome),
+        };
+      } catch (error) {
+        return { provider: c.provider, scenario: c.scenario, expected, actual: `ERROR ${(error as Error).message}`, transitions: 0, ms: Date.now() - started, ok: false };
+      }
+    };
+    // A bounded number of syncs at once: engine and sandbox share this process, and on a loaded machine 80
+    // simultaneous syncs polling every 40 ms starve each other's HTTP calls past their timeouts.
+    const results: DemoResult[] = new Array(cases.length);
+    let next = 0;
+    const lane = async () => {
+      while (next < cases.length) {
+        const index = next++;
+        results[index] = await runCase(cases[index]!);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DEMO_CONCURRENCY, cases.length) }, lane));
     stopUser();
     stopProgress();
     return results;
@@ -148,6 +157,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult[]> 
     await store.close();
   }
 }
+
+/** Syncs the demo runs at once. */
+export const DEMO_CONCURRENCY = 16;
 
 export function formatTable(results: DemoResult[]): string {
   const header = ['provider', 'scenario', 'final state', 'expected', 'transitions', 'time', 'ok'];

@@ -1,0 +1,187 @@
+/**
+ * Every CLI command's default invocation, run as a process (`node --import tsx src/cli/main.ts ...`; the
+ * compiled bin is run from an installed tarball by test/package/consumer.test.ts). Long-running commands are
+ * waited on until they say they are ready, then stopped with SIGTERM and must exit 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFinxAdapter } from '../../src/providers/finx/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
+import { DATABASE_URL, postgresAvailable, throwawaySchema } from '../support/postgres.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = join(ROOT, 'src/cli/main.ts');
+/** tsx's loader by absolute path: commands run in temporary folders with no node_modules of their own. */
+const TSX = pathToFileURL(join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function start(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Running {
+  const child = spawn(process.execPath, ['--import', TSX, MAIN, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, output: () => text, exited };
+}
+
+async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; out: string }> {
+  const running = start(args, options);
+  const code = await running.exited;
+  return { code, out: running.output() };
+}
+
+/** Resolves with the first match of `pattern` in the process's output; rejects if it exits first. */
+function ready(running: Running, pattern: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const match = running.output().match(pattern);
+      if (match) {
+        clearInterval(timer);
+        resolve(match);
+      }
+    };
+    const timer = setInterval(check, 50);
+    void running.exited.then((code) => {
+      clearInterval(timer);
+      const match = running.output().match(pattern);
+      if (match) resolve(match);
+      else reject(new Error(`exited with ${code} before ${pattern}:\n${running.output()}`));
+    });
+  });
+}
+
+async function stop(running: Running): Promise<number | null> {
+  running.child.kill('SIGTERM');
+  return running.exited;
+}
+
+let sandbox: Sandbox;
+beforeAll(async () => {
+  sandbox = await startSandbox();
+});
+afterAll(async () => sandbox?.close());
+
+const finxAccess = async (scenario: string) =>
+  (await createFinxAdapter({ baseUrl: `${sandbox.url}/finx`, token: 'fixture' }).createAccess({ providerId: 'bank', accessMethodId: 'FINTS', credentials: { pin: '1' }, scenario })).id;
+
+describe('banksync CLI, default invocations', () => {
+  it('--version prints the package version; help never shows a token from the environment', async () => {
+    const version = await cli(['--version']);
+    expect(version).toMatchObject({ code: 0, out: '0.2.0\n' });
+    for (const command of ['sync', 'worker', 'status', 'serve']) {
+      const help = await cli([command, '--help'], { env: { BANKSYNC_TOKEN: 'env-token-DO-NOT-SHOW', DATABASE_URL: 'postgres://u:db-password-DO-NOT-SHOW@h/d' } });
+      expect(help.code).toBe(0);
+      expect(help.out).not.toContain('DO-NOT-SHOW');
+    }
+  });
+
+  it('demo: every scenario ends as scripted', async () => {
+    const { code, out } = await cli(['demo']);
+    expect(code).toBe(0);
+    expect(out).toMatch(/(\d+)\/\1 scenarios ended as scripted/);
+  });
+
+  it('sandbox: listens, serves its scenarios, stops on SIGTERM', async () => {
+    const running = start(['sandbox']);
+    const [, url] = await ready(running, /sandbox listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const scenarios = (await (await fetch(`${url}/_sandbox/scenarios`)).json()) as Record<string, unknown[]>;
+    expect(Object.keys(scenarios).sort()).toEqual(['finapi', 'finx', 'wealthapi', 'xs2a']);
+    expect(await stop(running)).toBe(0);
+  });
+
+  it('sync --sandbox-url: one sync, the final view as JSON, exit 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'banksync-cli-'));
+    const { code, out } = await cli(['sync', '--provider', 'finx', '--connection', await finxAccess('success'), '--sandbox-url', sandbox.url], { cwd: dir });
+    expect(code).toBe(0);
+    expect(JSON.parse(out.slice(out.indexOf('{')))).toMatchObject({ status: 'COMPLETED' });
+  });
+
+  it('sync --config --json: providers and OAuth client credentials from the file; JSON alone on stdout', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'banksync-cli-'));
+    const config = join(dir, 'banksync.config.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        providers: {
+          finx: {
+            baseUrl: `${sandbox.url}/finx`,
+            auth: { type: 'clientCredentials', tokenUrl: `${sandbox.url}/finx/oauth/token`, clientId: 'sandbox-client', clientSecret: { env: 'FINX_CLIENT_SECRET' } },
+          },
+        },
+        store: { sqlite: join(dir, 'store.sqlite') },
+        policy: { pollBaseMs: 50, pollMaxMs: 200, authPollMs: 50 },
+      }),
+    );
+    const grants = sandbox.auth.grants.client_credentials ?? 0;
+    const running = start(['sync', '--provider', 'finx', '--connection', await finxAccess('success'), '--config', config, '--json'], { cwd: dir, env: { FINX_CLIENT_SECRET: 'sandbox-secret' } });
+    let stdout = '';
+    running.child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    expect(await running.exited).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ status: 'COMPLETED' });
+    expect(sandbox.auth.grants.client_credentials).toBe(grants + 1);
+    expect(running.output()).not.toContain('sandbox-secret');
+  });
+
+  it('sync with a bad config names the field and exits 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'banksync-cli-'));
+    const config = join(dir, 'banksync.config.json');
+    writeFileSync(config, JSON.stringify({ providers: { finx: { baseUrl: 'https://x.example', auth: { type: 'bearer', token: 'inline-token' } } } }));
+    const { code, out } = await cli(['sync', '--provider', 'finx', '--connection', 'a', '--config', config]);
+    expect(code).toBe(2);
+    expect(out).toContain('providers.finx.auth.token');
+    expect(out).not.toContain('inline-token');
+    expect(await cli(['sync', '--provider', 'finx', '--connection', 'a'])).toMatchObject({ code: 2 });
+  });
+
+  it('status: reports on the default SQLite file; --json is JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'banksync-cli-'));
+    expect(await cli(['status'], { cwd: dir })).toMatchObject({ code: 0, out: expect.stringContaining('no syncs') });
+    const json = await cli(['status', '--json'], { cwd: dir });
+    expect(JSON.parse(json.out)).toMatchObject({ counts: {}, oldestActive: null, stale: [] });
+  });
+
+  it('viz --check: the committed diagrams are current', async () => {
+    expect(await cli(['viz', '--check'])).toMatchObject({ code: 0, out: expect.stringMatching(/up to date/) });
+  });
+
+  it('serve: the viewer answers at the printed URL; SIGTERM stops it', async () => {
+    const running = start(['serve']);
+    const [, url] = await ready(running, /banksync viewer: (http:\/\/\S+)/);
+    expect((await fetch(url!)).status).toBe(200);
+    expect(await stop(running)).toBe(0);
+  });
+
+  describe.runIf(postgresAvailable)('worker (PostgreSQL)', () => {
+    it('worker with default options (autosync on) starts, registers the autosync crontab, stays up, stops on SIGTERM', async () => {
+      const schema = throwawaySchema('cli');
+      const running = start(['worker', '--sandbox-url', sandbox.url, '--schema', schema], { env: { DATABASE_URL } });
+      await ready(running, /worker started/);
+      // graphile-worker records the crontab's task once its cron runs; before the fix the parser rejected it at start.
+      const client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+      try {
+        await expect
+          .poll(async () => (await client.query("SELECT count(*)::int AS n FROM graphile_worker._private_known_crontabs WHERE identifier LIKE 'banksync:autosync%'")).rows[0].n, { timeout: 30_000 })
+          .toBeGreaterThan(0);
+      } finally {
+        await client.end();
+      }
+      expect(running.child.exitCode).toBeNull();
+      expect(await stop(running)).toBe(0);
+    });
+  });
+});
