@@ -165,6 +165,18 @@ describe('banksync CLI, default invocations', () => {
     expect(await stop(running)).toBe(0);
   });
 
+  it('serve --config: attaches to the configured store and lists the connections it knows', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'banksync-cli-'));
+    const config = join(dir, 'banksync.config.json');
+    writeFileSync(config, JSON.stringify({ providers: { finx: { baseUrl: `${sandbox.url}/finx`, auth: { type: 'bearer', token: { env: 'FINX_TOKEN' } } } }, store: { sqlite: join(dir, 'store.sqlite') }, policy: { pollBaseMs: 50, pollMaxMs: 200 } }));
+    const connection = await finxAccess('success');
+    expect(await cli(['sync', '--provider', 'finx', '--connection', connection, '--config', config], { env: { FINX_TOKEN: 't' } })).toMatchObject({ code: 0 });
+    const running = start(['serve', '--config', config, '--port', '4611'], { env: { FINX_TOKEN: 't' } });
+    await ready(running, /banksync viewer: (http:\/\/\S+)/);
+    expect(running.output()).toContain(`finx ${connection}`);
+    expect(await stop(running)).toBe(0);
+  });
+
   describe.runIf(postgresAvailable)('worker (PostgreSQL)', () => {
     it('worker with default options (autosync on) starts, registers the autosync crontab, stays up, stops on SIGTERM', async () => {
       const schema = throwawaySchema('cli');

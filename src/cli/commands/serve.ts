@@ -14,8 +14,8 @@ import { createEngine, type SyncEngine } from '../../engine/engine.js';
 import { createLogger } from '../../engine/logger.js';
 import { createFinxAdapter } from '../../providers/finx/index.js';
 import { FINX_SCENARIOS, isFinxScenario } from '../../sandbox/finx.js';
-import type { Store } from '../../stores/types.js';
 import type { ViewerConnection } from '../../viewer/index.js';
+import type { StatelyInspector } from '../../engine/inspect.js';
 import { port } from '../options.js';
 import { openInspector } from '../inspect.js';
 import { loadFor, openStore } from '../peers.js';
@@ -66,52 +66,14 @@ export function registerServe(program: Command): void {
     .option('--scenarios <names>', 'comma-separated finX sandbox scenarios to create accesses for', scenarioList, [...SERVE_DEFAULT_SCENARIOS])
     .action(async (opts: ServeOptions) => {
       const { startViewer } = await loadFor('serve', () => import('../../viewer/index.js'));
-      if (opts.config) {
-        const config = await loadConfig(opts.config);
-        const store = await openStore('serve', opts.db, config.store);
-        const engine = createEngine({ store, providers: adaptersFromConfig(config), policy: config.policy, webhookSecrets: config.webhookSecrets, logger: createLogger({ level: 'warn', destination: process.stderr }) });
-        await serveUntilStopped(engine, store, opts, await storedConnections(store), startViewer);
-        return;
-      }
-      const { startSandbox } = await loadFor('serve', () => import('../../sandbox/server.js'));
-      const { SqliteStore } = await loadFor('serve', () => import('../../stores/sqlite.js'));
-      const tempDir = opts.db ? null : mkdtempSync(join(tmpdir(), 'banksync-serve-'));
-      const dbPath = opts.db ?? join(tempDir!, 'serve.sqlite');
-      if (opts.db) mkdirSync(dirname(opts.db), { recursive: true });
-      const store = SqliteStore.open(dbPath);
-      const sandbox = await startSandbox();
-      const adapter = createFinxAdapter({ baseUrl: `${sandbox.url}/finx`, token: SANDBOX_TOKEN });
       const inspector = await openInspector(opts.inspect);
-      const engine = createEngine({
-        store,
-        providers: { finx: adapter },
-        policy: SERVE_POLICY,
-        logger: createLogger({ level: 'warn', destination: process.stderr }),
-        ...(inspector ? { inspect: inspector.inspect } : {}),
-      });
+      const hosting = opts.config ? await configuredHosting(opts.config, opts.db, inspector) : await sandboxHosting(opts, inspector);
       let viewer: Awaited<ReturnType<typeof startViewer>> | null = null;
       try {
-        await engine.start();
-        const connections: ViewerConnection[] = [];
-        for (const name of opts.scenarios) {
-          const info = FINX_SCENARIOS.find((s) => s.name === name)!;
-          const access = await adapter.createAccess({
-            providerId: 'sandbox-bank',
-            accessMethodId: 'FINTS',
-            credentials: { login: 'viewer-user', pin: 'viewer-pin' },
-            scenario: name,
-          });
-          connections.push({
-            connectionId: access.id,
-            provider: 'finx',
-            label: `finX ${name}`,
-            description: `${info.description}${info.answers.length > 0 ? ` (TAN: ${info.answers.join(', ')})` : ''}`,
-          });
-        }
-        viewer = await startViewer({ engine, port: opts.port, host: opts.host, connections });
-        process.stdout.write(`banksync viewer: ${viewer.url}\n`);
-        process.stdout.write(`  store: ${dbPath}${tempDir ? ' (temporary)' : ''}\n  sandbox: ${sandbox.url}\n`);
-        for (const c of connections) process.stdout.write(`  ${c.label}: ${c.connectionId}\n`);
+        await hosting.engine.start();
+        viewer = await startViewer({ engine: hosting.engine, port: opts.port, host: opts.host, connections: hosting.connections });
+        process.stdout.write(`banksync viewer: ${viewer.url}\n${hosting.about.map((line) => `  ${line}\n`).join('')}`);
+        for (const c of hosting.connections) process.stdout.write(`  ${c.label}: ${c.connectionId}\n`);
         process.stdout.write('press Ctrl+C to stop\n');
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
@@ -119,44 +81,75 @@ export function registerServe(program: Command): void {
         });
       } finally {
         await viewer?.close();
-        await engine.stop();
+        await hosting.engine.stop();
         await inspector?.stop();
-        await sandbox.close();
-        await store.close();
-        if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+        await hosting.close();
       }
     });
 }
 
-/** The connections a configured store knows (registered or synced before), as the viewer lists them. */
-async function storedConnections(store: Store): Promise<ViewerConnection[]> {
-  return (await store.listConnections()).map((c) => ({
+/** What the viewer shows: an engine, the connections to offer, lines about where things are, and cleanup. */
+interface Hosting {
+  engine: SyncEngine;
+  connections: ViewerConnection[];
+  about: string[];
+  close(): Promise<void>;
+}
+
+const inspectOption = (inspector: StatelyInspector | null) => (inspector ? { inspect: inspector.inspect } : {});
+
+/** `--config`: the configured store and providers; the connections the store already knows. */
+async function configuredHosting(file: string, db: string | undefined, inspector: StatelyInspector | null): Promise<Hosting> {
+  const config = await loadConfig(file);
+  const store = await openStore('serve', db, config.store);
+  const engine = createEngine({
+    store,
+    providers: adaptersFromConfig(config),
+    policy: config.policy,
+    webhookSecrets: config.webhookSecrets,
+    logger: createLogger({ level: 'warn', destination: process.stderr }),
+    ...inspectOption(inspector),
+  });
+  const connections = (await store.listConnections()).map((c) => ({
     connectionId: c.connectionId,
     provider: c.provider,
     label: `${c.provider} ${c.connectionId}`,
     description: `tenant ${c.tenantId}, ${c.state}`,
   }));
+  return { engine, connections, about: [`config: ${file}`], close: () => store.close() };
 }
 
-async function serveUntilStopped(
-  engine: SyncEngine,
-  store: Store,
-  opts: ServeOptions,
-  connections: ViewerConnection[],
-  startViewer: typeof import('../../viewer/index.js').startViewer,
-): Promise<void> {
-  let viewer: Awaited<ReturnType<typeof startViewer>> | null = null;
-  try {
-    await engine.start();
-    viewer = await startViewer({ engine, port: opts.port, host: opts.host, connections });
-    process.stdout.write(`banksync viewer: ${viewer.url}\n  config: ${opts.config}\n  connections: ${connections.length}\npress Ctrl+C to stop\n`);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
-  } finally {
-    await viewer?.close();
-    await engine.stop();
+/** No config: a sandbox, a SQLite file (temporary unless --db) and one finX access per scenario. */
+async function sandboxHosting(opts: ServeOptions, inspector: StatelyInspector | null): Promise<Hosting> {
+  const { startSandbox } = await loadFor('serve', () => import('../../sandbox/server.js'));
+  const { SqliteStore } = await loadFor('serve', () => import('../../stores/sqlite.js'));
+  const tempDir = opts.db ? null : mkdtempSync(join(tmpdir(), 'banksync-serve-'));
+  const dbPath = opts.db ?? join(tempDir!, 'serve.sqlite');
+  if (opts.db) mkdirSync(dirname(opts.db), { recursive: true });
+  const store = SqliteStore.open(dbPath);
+  const sandbox = await startSandbox();
+  const close = async () => {
+    await sandbox.close();
     await store.close();
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  };
+  try {
+    const adapter = createFinxAdapter({ baseUrl: `${sandbox.url}/finx`, token: SANDBOX_TOKEN });
+    const engine = createEngine({ store, providers: { finx: adapter }, policy: SERVE_POLICY, logger: createLogger({ level: 'warn', destination: process.stderr }), ...inspectOption(inspector) });
+    const connections: ViewerConnection[] = [];
+    for (const name of opts.scenarios) {
+      const info = FINX_SCENARIOS.find((s) => s.name === name)!;
+      const access = await adapter.createAccess({ providerId: 'sandbox-bank', accessMethodId: 'FINTS', credentials: { login: 'viewer-user', pin: 'viewer-pin' }, scenario: name });
+      connections.push({
+        connectionId: access.id,
+        provider: 'finx',
+        label: `finX ${name}`,
+        description: `${info.description}${info.answers.length > 0 ? ` (TAN: ${info.answers.join(', ')})` : ''}`,
+      });
+    }
+    return { engine, connections, about: [`store: ${dbPath}${tempDir ? ' (temporary)' : ''}`, `sandbox: ${sandbox.url}`], close };
+  } catch (error) {
+    await close();
+    throw error;
   }
 }
