@@ -11,7 +11,7 @@
  *   disables at 3: banksync stops at 2) or at BREAKER_THRESHOLD when the provider states none. The stop is
  *   NEEDS_USER (FAILURE_LIMIT): autosync stops, a person can always retry attended.
  * - DISABLED only when the provider itself disabled the connection; it must be deleted and recreated (RECREATED).
- * - Transient, busy and rate-limited failures never count: the connection cools down until `nextAttemptAt`
+ * - Transient, busy and rate-limited failures never count: the connection cools down until `cooldownUntil`
  *   (Retry-After or a jittered exponential backoff, up to a ceiling); attended syncs ignore the cooldown.
  * - Never lock the user's bank account: credential, 2FA and other user-action failures stop unattended
  *   syncs (NEEDS_USER) until the user is present; they are never retried automatically.
@@ -63,7 +63,7 @@ export interface ConnectionContext {
   /** Transient failures in a row (outage, busy, rate limit, timeout): they drive the cooldown, never a stop. */
   transientFailures: number;
   /** Unattended syncs wait until then (cooldown after a transient failure or Retry-After); null: no cooldown. */
-  nextAttemptAt: number | null;
+  cooldownUntil: number | null;
   needsUser: { reason: NeedsUserReason; message: string; at: number } | null;
   /** Start times of unattended syncs within the last 24 h (PSD2 limit). */
   unattendedAccesses: number[];
@@ -123,7 +123,7 @@ export function unattendedRefusal(context: ConnectionContext, at: number): Refus
   const expiry = consentExpiry(context);
   if (expiry === null || at >= expiry) return 'CONSENT_EXPIRED';
   if (context.needsUser) return 'USER_REQUIRED';
-  if (context.nextAttemptAt != null && at < context.nextAttemptAt) return 'COOLING_DOWN';
+  if (context.cooldownUntil != null && at < context.cooldownUntil) return 'COOLING_DOWN';
   const recent = context.unattendedAccesses.filter((t) => at - t < UNATTENDED_WINDOW_MS);
   if (recent.length >= UNATTENDED_MAX_PER_WINDOW) return 'UNATTENDED_LIMIT';
   return null;
@@ -140,7 +140,7 @@ export function nextUnattendedAt(state: ConnectionState, context: ConnectionCont
   const recent = context.unattendedAccesses.filter((t) => at - t < UNATTENDED_WINDOW_MS).sort((a, b) => a - b);
   // The budget frees up when enough of the recent accesses have left the window.
   const budgetAt = recent.length >= UNATTENDED_MAX_PER_WINDOW ? recent[recent.length - UNATTENDED_MAX_PER_WINDOW]! + UNATTENDED_WINDOW_MS : at;
-  const next = Math.max(budgetAt, context.nextAttemptAt ?? at);
+  const next = Math.max(budgetAt, context.cooldownUntil ?? at);
   // Past the consent's end nothing passes with time.
   const expiry = consentExpiry(context);
   return expiry !== null && next >= expiry ? null : next;
@@ -224,7 +224,7 @@ export const connectionMachine = setup({
         activeSyncId: null,
         consecutiveFailures: 0,
         transientFailures: 0,
-        nextAttemptAt: null,
+        cooldownUntil: null,
         needsUser: null,
         lastSync: { syncId: event.syncId, status: 'COMPLETED' as const, outcome: event.result?.outcome ?? null, errorCode: null, at: event.at },
       };
@@ -244,7 +244,7 @@ export const connectionMachine = setup({
       const ceiling = event.cooldownCeilingMs ?? DEFAULT_COOLDOWN_CEILING_MS;
       const backoff = withJitter(COOLDOWN_BASE_MS * 2 ** (transientFailures - 1), COOLDOWN_JITTER_RATIO, `${event.syncId}:cooldown`);
       const wait = Math.min(ceiling, Math.max(event.error?.retryAfterMs ?? 0, backoff));
-      return { transientFailures, nextAttemptAt: event.at + wait };
+      return { transientFailures, cooldownUntil: event.at + wait };
     }),
     requireUser: assign({
       needsUser: ({ event }) => {
@@ -294,7 +294,7 @@ export const connectionMachine = setup({
     }),
     recordConsentWarning: assign({ consentWarnedAt: ({ event }) => event.at }),
     // Recreating the connection does not reset the bank's count of accesses (PSD2): unattendedAccesses stay.
-    resetForRecreation: assign({ consecutiveFailures: 0, transientFailures: 0, nextAttemptAt: null, needsUser: null, activeSyncId: null }),
+    resetForRecreation: assign({ consecutiveFailures: 0, transientFailures: 0, cooldownUntil: null, needsUser: null, activeSyncId: null }),
   },
 }).createMachine({
   id: 'connection',
@@ -311,7 +311,7 @@ export const connectionMachine = setup({
     activeSyncId: null,
     consecutiveFailures: 0,
     transientFailures: 0,
-    nextAttemptAt: null,
+    cooldownUntil: null,
     needsUser: null,
     unattendedAccesses: [],
     accessMethodId: null,

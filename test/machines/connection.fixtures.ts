@@ -228,7 +228,7 @@ export function specEligible(ctx: ConnectionContext, at: number): boolean {
     consentEnd !== null &&
     at < consentEnd &&
     ctx.needsUser === null &&
-    (ctx.nextAttemptAt === null || at >= ctx.nextAttemptAt) &&
+    (ctx.cooldownUntil === null || at >= ctx.cooldownUntil) &&
     recentAccesses(ctx.unattendedAccesses, at).length < SPEC.unattendedMaxPerWindow
   );
 }
@@ -268,7 +268,7 @@ export function referenceStep(
           ...ctx,
           consecutiveFailures: 0,
           transientFailures: 0,
-          nextAttemptAt: null,
+          cooldownUntil: null,
           needsUser: null,
           activeSyncId: null,
           unattendedAccesses: KNOWN_BUGS.recreatedForgetsUnattendedAccesses ? [] : ctx.unattendedAccesses,
@@ -297,7 +297,7 @@ export function referenceStep(
             ...released,
             consecutiveFailures: 0,
             transientFailures: 0,
-            nextAttemptAt: null,
+            cooldownUntil: null,
             needsUser: null,
             lastSync: { syncId: event.syncId, status: 'COMPLETED', outcome: event.result?.outcome ?? null, errorCode: null, at: event.at },
           },
@@ -331,7 +331,7 @@ export function referenceStep(
         // passing trouble (or a failure without an error): cool down, never stop
         const transient = ctx.transientFailures + 1;
         next.transientFailures = transient;
-        next.nextAttemptAt = event.at + specCooldown(event.syncId, transient, error?.retryAfterMs, event.cooldownCeilingMs);
+        next.cooldownUntil = event.at + specCooldown(event.syncId, transient, error?.retryAfterMs, event.cooldownCeilingMs);
       }
       return { state: disabled ? 'DISABLED' : stopped || mustAct ? 'NEEDS_USER' : 'IDLE', ctx: next };
     }

@@ -203,8 +203,8 @@ function instant(x: World, when: When): number | null {
     }
     case 'cooldown-1':
     case 'cooldown': {
-      if (c.nextAttemptAt === null) return null;
-      const t = c.nextAttemptAt - (when === 'cooldown-1' ? 1 : 0);
+      if (c.cooldownUntil === null) return null;
+      const t = c.cooldownUntil - (when === 'cooldown-1' ? 1 : 0);
       const safe = consentAge === null || consentAge >= SPEC.consentMaxAgeMs || consentAge + (t - x.now) < JUMP_HORIZON_MS;
       return safe && t > x.now ? t : null;
     }
@@ -287,7 +287,7 @@ function abstractState(x: World): string {
     Math.min(c.consecutiveFailures, SPEC.breakerThreshold),
     c.needsUser !== null,
     Math.min(c.transientFailures, 1),
-    c.nextAttemptAt === null || c.nextAttemptAt <= x.now ? 'free' : c.nextAttemptAt - x.now,
+    c.cooldownUntil === null || c.cooldownUntil <= x.now ? 'free' : c.cooldownUntil - x.now,
     // A cooldown's jitter depends on the finishing sync's id, while one may still come (see eventsFor).
     x.seq <= 1 ? [x.seq, c.activeSyncId] : null,
     c.storedCredentials,
@@ -334,7 +334,7 @@ function eventsFor(s: WorldSnapshot): ModelEvent[] {
   const x = w(s);
   const c = x.snap.context;
   const settingsOk = c.storedCredentials && !c.hasWebScraping && c.consentGrantedAt !== null;
-  const cooling = c.nextAttemptAt !== null && c.nextAttemptAt > x.now;
+  const cooling = c.cooldownUntil !== null && c.cooldownUntil > x.now;
   const clean = x.snap.value === 'IDLE' && c.consecutiveFailures === 0 && c.needsUser === null && !cooling;
   // One passing failure shows the cooldown (the doubling is unit-tested), and only for a path's first sync:
   // each sync id jitters the cooldown differently, so later ones would only add vertices without end.
@@ -489,7 +489,7 @@ function boundariesOf(before: ConnectionSnapshot, event: ConnectionEvent, after:
   if (c.consentGrantedAt !== null) out.push(`consent age ${event.at - c.consentGrantedAt}: ${result}`);
   const lastDay = c.unattendedAccesses.filter((t) => event.at - t <= SPEC.unattendedWindowMs);
   if (lastDay.length >= SPEC.unattendedMaxPerWindow) out.push(`oldest of 4 accesses ${event.at - Math.min(...lastDay)} ms old: ${result}`);
-  if (c.nextAttemptAt !== null && Math.abs(event.at - c.nextAttemptAt) <= 1) out.push(`cooldown ${event.at - c.nextAttemptAt} ms: ${result}`);
+  if (c.cooldownUntil !== null && Math.abs(event.at - c.cooldownUntil) <= 1) out.push(`cooldown ${event.at - c.cooldownUntil} ms: ${result}`);
   return out;
 }
 
@@ -741,7 +741,7 @@ describe('connection machine model (xstate/graph)', () => {
     });
   });
 
-  it('the replayed paths hit the cooldown edge: 1 ms before is refused, at nextAttemptAt autosync starts', () => {
+  it('the replayed paths hit the cooldown edge: 1 ms before is refused, at cooldownUntil autosync starts', () => {
     const seen = new Set(replayed.flatMap((r) => r.boundaries));
     expect(seen).toContain('cooldown -1 ms: COOLING_DOWN');
     expect(seen).toContain('cooldown 0 ms: started');

@@ -84,7 +84,7 @@ describe('constants match the spec', () => {
       activeSyncId: null,
       consecutiveFailures: 0,
       transientFailures: 0,
-      nextAttemptAt: null,
+      cooldownUntil: null,
       needsUser: null,
       unattendedAccesses: [],
       accessMethodId: null,
@@ -172,10 +172,10 @@ describe('success', () => {
     let s = sync(initial(), 's1', T0, syncError('BANK_REJECTED', { retryable: true }));
     s = sync(s, 's2', T0 + HOUR, syncError('PROVIDER_UNAVAILABLE'));
     expect(s.context).toMatchObject({ consecutiveFailures: 1, transientFailures: 2 });
-    expect(s.context.nextAttemptAt).not.toBeNull();
+    expect(s.context.cooldownUntil).not.toBeNull();
     s = sync(s, 's3', T0 + 2 * HOUR, 'ok');
     expect(stateOf(s)).toBe('IDLE');
-    expect(s.context).toMatchObject({ consecutiveFailures: 0, transientFailures: 0, nextAttemptAt: null });
+    expect(s.context).toMatchObject({ consecutiveFailures: 0, transientFailures: 0, cooldownUntil: null });
     expect(s.context.lastSync).toEqual({ syncId: 's3', status: 'COMPLETED', outcome: 'COMPLETE', errorCode: null, at: T0 + 2 * HOUR + MINUTE });
   });
 
@@ -273,7 +273,7 @@ describe('breaker: only failures the bank or provider counts, stopping before th
       for (let i = 0; i < 10; i++) s = sync(s, `s${i}`, T0 + i * DAY, syncError(code));
       expect(stateOf(s)).toBe('IDLE');
       expect(s.context).toMatchObject({ consecutiveFailures: 0, transientFailures: 10, needsUser: null });
-      expect(s.context.nextAttemptAt).toBeGreaterThan(T0 + 9 * DAY);
+      expect(s.context.cooldownUntil).toBeGreaterThan(T0 + 9 * DAY);
     },
   );
 
@@ -360,14 +360,14 @@ describe('cooldown after passing trouble', () => {
     for (let i = 0; i < 9; i++) {
       const at = T0 + i * 2 * DAY;
       s = sync(s, `s${i}`, at, syncError('PROVIDER_UNAVAILABLE'));
-      waits.push(s.context.nextAttemptAt! - (at + MINUTE));
+      waits.push(s.context.cooldownUntil! - (at + MINUTE));
     }
     waits.forEach((wait, i) => {
       const full = Math.min(DAY, 15 * MINUTE * 2 ** i);
       expect(wait, `failure ${i + 1}`).toBeGreaterThanOrEqual(Math.min(DAY, full * 0.75));
       expect(wait, `failure ${i + 1}`).toBeLessThanOrEqual(full);
     });
-    const last = s.context.nextAttemptAt!;
+    const last = s.context.cooldownUntil!;
     expect(refusalReason('IDLE', s.context, true, last - 1)).toBe('COOLING_DOWN');
     expect(refusalReason('IDLE', s.context, true, last)).toBeNull();
     expect(refusalReason('IDLE', s.context, false, last - 1)).toBeNull();
@@ -375,13 +375,13 @@ describe('cooldown after passing trouble', () => {
 
   it('honours a Retry-After longer than the backoff, up to the configured ceiling', () => {
     const hour = step(step(initial(), ev.attended('s1', T0)), ev.failed('s1', T0, syncError('RATE_LIMITED', { retryAfterMs: HOUR })));
-    expect(hour.context.nextAttemptAt).toBe(T0 + HOUR);
+    expect(hour.context.cooldownUntil).toBe(T0 + HOUR);
     const week = step(step(initial(), ev.attended('s1', T0)), ev.failed('s1', T0, syncError('RATE_LIMITED', { retryAfterMs: 7 * DAY }), { cooldownCeilingMs: 2 * DAY }));
-    expect(week.context.nextAttemptAt).toBe(T0 + 2 * DAY);
+    expect(week.context.cooldownUntil).toBe(T0 + 2 * DAY);
   });
 
   it('jitter spreads connections that failed in the same outage', () => {
-    const nexts = Array.from({ length: 30 }, (_, i) => sync(initial(), `outage-${i}`, T0, syncError('PROVIDER_UNAVAILABLE')).context.nextAttemptAt);
+    const nexts = Array.from({ length: 30 }, (_, i) => sync(initial(), `outage-${i}`, T0, syncError('PROVIDER_UNAVAILABLE')).context.cooldownUntil);
     expect(new Set(nexts).size).toBeGreaterThan(25);
   });
 });
@@ -428,8 +428,8 @@ describe('needs-user stop: credential, 2FA and other user-action failures', () =
     expect(stateOf(s)).toBe('IDLE');
     expect(s.context.needsUser).toBeNull();
     expect(s.context.consecutiveFailures).toBe(0);
-    expect(stateOf(step(s, ev.unattended('s2', s.context.nextAttemptAt! - 1)))).toBe('IDLE');
-    expect(stateOf(step(s, ev.unattended('s2', s.context.nextAttemptAt!)))).toBe('SYNCING');
+    expect(stateOf(step(s, ev.unattended('s2', s.context.cooldownUntil! - 1)))).toBe('IDLE');
+    expect(stateOf(step(s, ev.unattended('s2', s.context.cooldownUntil!)))).toBe('SYNCING');
   });
 
   it('a failure without an error object is transient (before the breaker)', () => {
