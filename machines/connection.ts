@@ -146,6 +146,15 @@ export function nextUnattendedAt(state: ConnectionState, context: ConnectionCont
   return expiry !== null && next >= expiry ? null : next;
 }
 
+/**
+ * An access upgrade moved every account this connection held to other accesses (or the new access method
+ * dropped them): nothing is left to sync here. The moved accounts live on as the connections in linkedAccessIds.
+ */
+export function isRetired(context: Pick<ConnectionContext, 'connectionId' | 'accounts' | 'linkedAccessIds'>): boolean {
+  const accounts = Object.values(context.accounts ?? {});
+  return context.linkedAccessIds.length > 0 && accounts.length > 0 && accounts.every((a) => a.accessId !== context.connectionId || !a.supported);
+}
+
 /** Counted failures in a row after this failure: the provider's counter when published, else ours. */
 function countAfter(context: ConnectionContext, error: SyncError | null): number {
   if (error?.failureCount !== undefined) return error.failureCount;

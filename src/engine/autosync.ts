@@ -9,7 +9,7 @@
  * (the engine's clock) in embedded mode. Each tick also warns of consents about to run out.
  */
 import { createHash } from 'node:crypto';
-import { nextUnattendedAt, type ConnectionContext, type ConnectionState } from '../../machines/connection.js';
+import { isRetired, nextUnattendedAt, type ConnectionContext, type ConnectionState } from '../../machines/connection.js';
 import type { Store } from '../stores/types.js';
 import type { Clock } from './clock.js';
 import type { SyncEngine } from './engine.js';
@@ -44,7 +44,12 @@ function retryDue(context: ConnectionContext, now: number): boolean {
   return !context.unattendedAccesses.some((at) => at >= until);
 }
 
+/** Consent warnings are days ahead: scanning every connection once an hour is plenty. */
+const CONSENT_SCAN_EVERY_MS = 60 * 60_000;
+
 export class AutosyncScheduler {
+  private lastConsentScanAt = Number.NEGATIVE_INFINITY;
+
   constructor(
     private readonly engine: SyncEngine,
     private readonly store: Store,
@@ -54,6 +59,8 @@ export class AutosyncScheduler {
     const report: AutosyncReport = { considered: 0, started: 0, refused: {}, scheduled: 0, consentWarnings: 0 };
     for (const connection of await this.store.listConnections({ state: 'IDLE' })) {
       const context = connection.context as ConnectionContext;
+      // Its accounts moved to the accesses an upgrade created; those are autosynced instead.
+      if (isRetired(context)) continue;
       const slotAt = lastSlotAt(slotOf(connection.tenantId, connection.connectionId), now);
       // The first slot comes after registration; one unattended sync per slot, plus a retry after a cooldown.
       const slotDue = slotAt >= (context.registeredAt ?? 0) && !context.unattendedAccesses.some((at) => at >= slotAt);
@@ -73,7 +80,10 @@ export class AutosyncScheduler {
         report.refused[reason] = (report.refused[reason] ?? 0) + 1;
       }
     }
-    report.consentWarnings = await this.engine.warnExpiringConsents();
+    if (now - this.lastConsentScanAt >= CONSENT_SCAN_EVERY_MS) {
+      this.lastConsentScanAt = now;
+      report.consentWarnings = await this.engine.warnExpiringConsents();
+    }
     return report;
   }
 }

@@ -8,6 +8,7 @@ import { CONSENT_WARNING_MS } from './consent.js';
 import {
   connectionMachine,
   consentExpiry,
+  isRetired,
   nextUnattendedAt,
   refusalReason,
   type ConnectionContext,
@@ -34,6 +35,8 @@ export interface ConnectionView extends ConnectionContext {
   consentExpiresAt: number | null;
   /** The consent runs out within 7 days: the app should ask the user to renew it. */
   consentExpiresSoon: boolean;
+  /** An access upgrade moved all its accounts to the connections in linkedAccessIds: autosync skips it. */
+  retired: boolean;
 }
 
 const MAX_RETRIES = 8;
@@ -64,6 +67,7 @@ export class ConnectionService {
       nextAttemptAt: nextUnattendedAt(state, snapshot.context, now),
       consentExpiresAt: expiry,
       consentExpiresSoon: expiry !== null && expiry > now && expiry - now <= CONSENT_WARNING_MS,
+      retired: isRetired(snapshot.context),
     };
   }
 

@@ -31,8 +31,8 @@ import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
-import { nextUnattendedAt, refusalReason } from '../../machines/connection.js';
-import { consentExpiresAt } from './consent.js';
+import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
+import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
 
 export interface EngineOptions {
   store: Store;
@@ -326,9 +326,11 @@ export class SyncEngine {
    */
   async warnExpiringConsents(): Promise<number> {
     let warned = 0;
+    const now = this.clock.now();
     for (const record of await this.store.listConnections()) {
-      const view = await this.connections.get(record.tenantId, record.connectionId);
-      if (!view?.consentExpiresSoon || view.consentWarnedAt != null) continue;
+      const context = record.context as ConnectionContext;
+      const expiry = consentExpiry(context);
+      if (expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || context.consentWarnedAt != null) continue;
       const { view: updated } = await this.connections.apply(
         { tenantId: record.tenantId, connectionId: record.connectionId, provider: record.provider },
         { type: 'CONSENT.WARNED', at: this.clock.now() },

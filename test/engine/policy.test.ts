@@ -244,6 +244,41 @@ describe('#13.6 access upgrades', () => {
     const moved = await engine.getConnection('access-new');
     expect(moved).toMatchObject({ tenantId: 'default', provider: 'fake', state: 'IDLE', storedCredentials: true, consentGrantedAt: old.consentGrantedAt, autosyncRefusal: null });
     expect(upgrades).toEqual([['c', 'access-new']]);
+    // the savings account stayed: the old connection lives on
+    expect(old.retired).toBe(false);
+  });
+
+  it('an old access left without accounts is retired visibly and never autosynced again; the new one is', async () => {
+    const upgrade: Observation = {
+      status: 'FAILED',
+      error: {
+        code: 'ACCESS_UPGRADE',
+        retryable: false,
+        userActionRequired: true,
+        message: 'multi-access upgrade',
+        providerCode: '40002',
+        upgrade: { kind: 'MULTI_ACCESS', newAccessMethodId: 'PSD2_API', accounts: [{ accountId: 'giro', accessId: 'access-new', supported: true }] },
+      },
+    };
+    const { clock, engine, store, finish, eligible } = setup({ poll: [upgrade, completed] });
+    await eligible();
+    await finish('c');
+    expect(await engine.getConnection('c')).toMatchObject({ retired: true, linkedAccessIds: ['access-new'] });
+    // even after the user syncs it once more (IDLE again), autosync leaves it alone
+    await finish('c');
+    const scheduler = new AutosyncScheduler(engine, store);
+    const started: string[] = [];
+    engine.events.on('connection.updated', (view) => {
+      if (view.state === 'SYNCING') started.push(view.connectionId);
+    });
+    const end = clock.now() + 2 * DAY;
+    for (let t = clock.now() + HOUR; t < end; t += HOUR) {
+      clock.set(t);
+      await scheduler.tick(t);
+      await settle();
+    }
+    expect(started).not.toContain('c');
+    expect(started).toContain('access-new');
   });
 });
 
