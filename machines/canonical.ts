@@ -47,6 +47,8 @@ export const SyncErrorCode = z.enum([
   'PREFLIGHT_REFUSED',
   'TIMEOUT',
   'CANCELLED',
+  /** An unattended sync met SCA: without the user present nobody may answer it (PSD2); the user must sync. */
+  'NEEDS_USER',
 ]);
 export type SyncErrorCode = z.infer<typeof SyncErrorCode>;
 
@@ -73,6 +75,10 @@ export const SyncError = z.object({
   message: z.string(),
   providerCode: z.string().optional(),
   upgrade: AccessUpgrade.optional(),
+  /** The provider's own count of failed syncs in a row, this one included (xs2a sync_fail_counter), when it publishes one. */
+  failureCount: z.number().int().nonnegative().optional(),
+  /** The provider asked us to come back no sooner than this (Retry-After), in ms from when the sync failed. */
+  retryAfterMs: z.number().nonnegative().optional(),
 });
 export type SyncError = z.infer<typeof SyncError>;
 
@@ -143,6 +149,17 @@ export type EffectFailure = z.infer<typeof EffectFailure>;
  * adapter claims, and they always need the user.
  */
 export const NEVER_RETRY_CODES: readonly SyncErrorCode[] = ['INVALID_CREDENTIALS', 'SCA_FAILED'];
+
+/**
+ * Failures the bank or provider counts against the connection (xs2a disables after 3 in a row; banks lock
+ * after repeated wrong credentials or 2FA). Only these move a connection toward the breaker's stop; outages,
+ * busy answers, rate limits, timeouts and invalid input are ours or passing and never count.
+ */
+export const COUNTED_FAILURE_CODES: readonly SyncErrorCode[] = ['INVALID_CREDENTIALS', 'SCA_FAILED', 'BANK_REJECTED'];
+
+export function countsAgainstConnection(code: SyncErrorCode): boolean {
+  return COUNTED_FAILURE_CODES.includes(code);
+}
 
 export function mayRetryAutomatically(failure: { code: SyncErrorCode; retryable: boolean }): boolean {
   return failure.retryable && !NEVER_RETRY_CODES.includes(failure.code);

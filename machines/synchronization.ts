@@ -8,6 +8,7 @@
  */
 import { and, assign, fromPromise, setup, stateIn, type DoneActorEvent, type ErrorActorEvent } from 'xstate';
 import { mayRetryAutomatically, NEVER_RETRY_CODES } from './canonical.js';
+import { withJitter } from './jitter.js';
 import type {
   Challenge,
   EffectFailure,
@@ -23,14 +24,23 @@ export interface SyncPolicy {
   pollMaxMs: number;
   /** Poll interval while waiting for the user (decoupled and redirect challenges finish provider-side). */
   authPollMs: number;
-  /** Backoff for transient provider failures (5xx, 429, network), capped; Retry-After wins within the cap. */
+  /**
+   * Backoff for transient provider failures (5xx, 429, network), capped. Retry-After wins within the cap; a
+   * longer Retry-After ends the sync (RATE_LIMITED with retryAfterMs) and the connection schedules the next
+   * attempt then, rather than retrying early.
+   */
   retryBaseMs: number;
   retryMaxMs: number;
+  /** Share of each poll and retry delay taken off at random (deterministic per sync), so retries after an outage spread out. */
+  jitterRatio: number;
   maxTriggerAttempts: number;
   maxConsecutivePollErrors: number;
   /** Used when a provider challenge carries no deadline of its own. */
   defaultChallengeTtlMs: number;
-  /** Whole-sync deadline: a sync that neither completes nor fails by then fails with TIMEOUT. */
+  /**
+   * Deadline of each stretch of provider work (QUEUED, RUNNING): one that neither completes nor fails by then
+   * fails with TIMEOUT. It does not run while the user is waited for: the challenge's own deadline bounds that.
+   */
   syncDeadlineMs: number;
 }
 
@@ -40,6 +50,7 @@ export const defaultSyncPolicy: SyncPolicy = {
   authPollMs: 5_000,
   retryBaseMs: 1_000,
   retryMaxMs: 60_000,
+  jitterRatio: 0.3,
   maxTriggerAttempts: 5,
   maxConsecutivePollErrors: 6,
   defaultChallengeTtlMs: 10 * 60_000,
@@ -145,21 +156,38 @@ function failureOf(event: ProviderEvent): EffectFailure {
   // Anything the engine did not classify is treated as a hard, non-retryable provider error.
   return { code: 'PROVIDER_ERROR', retryable: false, userActionRequired: false, message: 'unclassified effect failure' };
 }
-function backoff(policy: SyncPolicy, attempt: number, retryAfterMs?: number): number {
-  const exponential = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, attempt - 1));
-  if (retryAfterMs === undefined || !Number.isFinite(retryAfterMs) || retryAfterMs < 0) return exponential;
-  // Honour Retry-After, but never beyond our cap (absurd values) and never faster than the base.
-  return Math.min(policy.retryMaxMs, Math.max(policy.retryBaseMs, retryAfterMs));
+function validRetryAfter(failure: EffectFailure): number | undefined {
+  const ms = failure.retryAfterMs;
+  return ms === undefined || !Number.isFinite(ms) || ms < 0 ? undefined : ms;
+}
+function backoff(policy: SyncPolicy, attempt: number, jitterKey: string, retryAfterMs?: number): number {
+  if (retryAfterMs === undefined) {
+    const exponential = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, attempt - 1));
+    return withJitter(exponential, policy.jitterRatio, jitterKey);
+  }
+  // The provider named its time: never earlier, never faster than the base (longer waits end the sync, see guards).
+  return Math.max(policy.retryBaseMs, retryAfterMs);
+}
+function pollDelay(context: SyncContext, round: number): number {
+  const delay = Math.min(context.policy.pollMaxMs, context.policy.pollBaseMs * 2 ** round);
+  return withJitter(delay, context.policy.jitterRatio, `${context.syncId}:poll:${context.effectSeq}`);
 }
 function failureToError(failure: EffectFailure): SyncError {
   const neverRetry = NEVER_RETRY_CODES.includes(failure.code);
+  const retryAfterMs = validRetryAfter(failure);
   return {
     code: failure.code,
     retryable: failure.retryable && !neverRetry,
     userActionRequired: failure.userActionRequired || neverRetry,
     message: failure.message,
     ...(failure.providerCode ? { providerCode: failure.providerCode } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
   };
+}
+/** The provider asks us to wait longer than a sync waits in place: end it and let the connection schedule the next. */
+function waitsTooLong(policy: SyncPolicy, failure: EffectFailure): boolean {
+  const ms = validRetryAfter(failure);
+  return ms !== undefined && ms > policy.retryMaxMs;
 }
 function effectInput(context: SyncContext, name: string): EffectInput {
   return {
@@ -236,9 +264,15 @@ export const synchronizationMachine = setup({
       return o?.status === 'AWAIT_AUTH' && o.challenge.id === context.challenge?.id;
     },
     canRetryTrigger: ({ context, event }) =>
-      mayRetryAutomatically(failureOf(event)) && context.triggerAttempts < context.policy.maxTriggerAttempts,
+      mayRetryAutomatically(failureOf(event)) &&
+      !waitsTooLong(context.policy, failureOf(event)) &&
+      context.triggerAttempts < context.policy.maxTriggerAttempts,
     canRetryPoll: ({ context, event }) =>
-      mayRetryAutomatically(failureOf(event)) && context.consecutivePollErrors + 1 < context.policy.maxConsecutivePollErrors,
+      mayRetryAutomatically(failureOf(event)) &&
+      !waitsTooLong(context.policy, failureOf(event)) &&
+      context.consecutivePollErrors + 1 < context.policy.maxConsecutivePollErrors,
+    /** Started without the user (autosync): nobody may answer a challenge (PSD2: no SCA without the user). */
+    unattended: ({ context }) => context.unattended,
     answerFailedHard: ({ event }) => NEVER_RETRY_CODES.includes(failureOf(event).code),
     answersCurrentEmbeddedChallenge: ({ context, event }) =>
       event.type === 'CHALLENGE.ANSWER' &&
@@ -261,7 +295,7 @@ export const synchronizationMachine = setup({
       providerRef: ({ event }) => (envelopeOf(event) as TriggerEnvelope).providerRef,
     }),
     startPolling: assign({
-      nextDelayMs: ({ context }) => context.policy.pollBaseMs,
+      nextDelayMs: ({ context }) => pollDelay(context, 0),
       consecutivePollErrors: 0,
       pollRound: 0,
       challenge: null,
@@ -271,16 +305,18 @@ export const synchronizationMachine = setup({
       polls: context.polls + 1,
       pollRound: context.pollRound + 1,
       consecutivePollErrors: 0,
-      nextDelayMs: Math.min(context.policy.pollMaxMs, context.policy.pollBaseMs * 2 ** (context.pollRound + 1)),
+      nextDelayMs: pollDelay(context, context.pollRound + 1),
     })),
     scheduleTriggerRetry: assign(({ context, event }) => {
       const failure = failureOf(event);
-      return { lastFailure: failure, nextDelayMs: backoff(context.policy, context.triggerAttempts, failure.retryAfterMs) };
+      const key = `${context.syncId}:trigger:${context.triggerAttempts}`;
+      return { lastFailure: failure, nextDelayMs: backoff(context.policy, context.triggerAttempts, key, validRetryAfter(failure)) };
     }),
     schedulePollRetry: assign(({ context, event }) => {
       const failure = failureOf(event);
       const errors = context.consecutivePollErrors + 1;
-      return { lastFailure: failure, consecutivePollErrors: errors, nextDelayMs: backoff(context.policy, errors, failure.retryAfterMs) };
+      const key = `${context.syncId}:poll-error:${context.effectSeq}`;
+      return { lastFailure: failure, consecutivePollErrors: errors, nextDelayMs: backoff(context.policy, errors, key, validRetryAfter(failure)) };
     }),
     recordTransientFailure: assign({ lastFailure: ({ event }) => failureOf(event) }),
     recordChallenge: assign(({ context, event }) => {
@@ -323,12 +359,22 @@ export const synchronizationMachine = setup({
       challenge: null,
       pendingResponseRef: null,
     }),
+    recordUserNeeded: assign({
+      error: ({ context }) => ({
+        code: 'NEEDS_USER' as const,
+        retryable: false,
+        userActionRequired: true,
+        message: `the bank asks for the user (${context.challenge?.kind ?? 'unknown'} challenge) during an unattended sync; the user must start the sync`,
+      }),
+      challenge: null,
+      pendingResponseRef: null,
+    }),
     recordTimeout: assign({
       error: ({ context }) => ({
         code: 'TIMEOUT' as const,
         retryable: true,
         userActionRequired: false,
-        message: `sync did not finish within ${context.policy.syncDeadlineMs} ms`,
+        message: `the provider did not finish its work within ${context.policy.syncDeadlineMs} ms`,
       }),
       challenge: null,
       pendingResponseRef: null,
@@ -371,9 +417,6 @@ export const synchronizationMachine = setup({
     error: null,
   }),
   initial: 'QUEUED',
-  after: {
-    syncDeadline: { target: '.FAILED', actions: 'recordTimeout' },
-  },
   output: ({ context }) => ({
     status: context.error ? 'FAILED' : 'COMPLETED',
     result: context.result,
@@ -382,6 +425,7 @@ export const synchronizationMachine = setup({
   states: {
     QUEUED: {
       initial: 'Triggering',
+      after: { syncDeadline: { target: '#sync.FAILED', actions: 'recordTimeout' } },
       on: { ...cancel },
       states: {
         Triggering: {
@@ -410,6 +454,7 @@ export const synchronizationMachine = setup({
     RUNNING: {
       initial: 'Waiting',
       entry: 'startPolling',
+      after: { syncDeadline: { target: '#sync.FAILED', actions: 'recordTimeout' } },
       on: {
         ...cancel,
         'PROVIDER.OBSERVED': [
@@ -445,6 +490,8 @@ export const synchronizationMachine = setup({
     },
     AWAIT_AUTH: {
       initial: 'AwaitingUser',
+      // Nobody is there to answer: stop at once rather than wait for the challenge to expire.
+      always: { guard: 'unattended', target: 'FAILED', actions: 'recordUserNeeded' },
       after: {
         challengeExpiry: { target: 'FAILED', actions: 'recordChallengeExpired' },
       },

@@ -4,8 +4,12 @@
  * are fenced by version and retried on a concurrent update (another request or process moved it).
  */
 import { getInitialSnapshot, getNextSnapshot } from 'xstate';
+import { CONSENT_WARNING_MS } from './consent.js';
 import {
   connectionMachine,
+  consentExpiry,
+  isRetired,
+  nextUnattendedAt,
   refusalReason,
   type ConnectionContext,
   type ConnectionEvent,
@@ -22,6 +26,17 @@ export interface ConnectionView extends ConnectionContext {
   version: number;
   /** Why an unattended (background) sync would be refused now, or null when autosync may run. */
   autosyncRefusal: RefusalReason | null;
+  /**
+   * When autosync may run again, for refusals that pass with time (cooldown, Retry-After, the PSD2 budget);
+   * null when it may run now or only the user can unblock it.
+   */
+  nextAttemptAt: number | null;
+  /** When the consent runs out (calendar term in the provider's zone), or null without a consent. */
+  consentExpiresAt: number | null;
+  /** The consent runs out within 7 days: the app should ask the user to renew it. */
+  consentExpiresSoon: boolean;
+  /** An access upgrade moved all its accounts to the connections in linkedAccessIds: autosync skips it. */
+  retired: boolean;
 }
 
 const MAX_RETRIES = 8;
@@ -42,7 +57,18 @@ export class ConnectionService {
 
   toView(snapshot: ConnectionSnapshot, version: number): ConnectionView {
     const state = snapshot.value as ConnectionState;
-    return { ...snapshot.context, state, version, autosyncRefusal: refusalReason(state, snapshot.context, true, this.now()) };
+    const now = this.now();
+    const expiry = consentExpiry(snapshot.context);
+    return {
+      ...snapshot.context,
+      state,
+      version,
+      autosyncRefusal: refusalReason(state, snapshot.context, true, now),
+      nextAttemptAt: nextUnattendedAt(state, snapshot.context, now),
+      consentExpiresAt: expiry,
+      consentExpiresSoon: expiry !== null && expiry > now && expiry - now <= CONSENT_WARNING_MS,
+      retired: isRetired(snapshot.context),
+    };
   }
 
   async get(tenantId: string, connectionId: string): Promise<ConnectionView | null> {

@@ -31,7 +31,8 @@ import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
-import { refusalReason } from '../../machines/connection.js';
+import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
+import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
 
 export interface EngineOptions {
   store: Store;
@@ -49,6 +50,8 @@ export interface EngineOptions {
   webhookSecrets?: Record<string, string>;
   /** Scale-out: no resident actors; work arrives as jobs (see src/engine/dispatch.ts). */
   dispatch?: Dispatch;
+  /** Longest cooldown after passing trouble, and longest Retry-After honoured, in ms. Default 24 h. */
+  cooldownCeilingMs?: number;
 }
 
 /** Actors of a dispatched engine never fire timers themselves: due timers arrive as jobs. */
@@ -166,6 +169,7 @@ export class SyncEngine {
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
   private readonly webhookSecrets: Record<string, string>;
   private readonly dispatch: Dispatch | undefined;
+  private readonly cooldownCeilingMs: number | undefined;
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
@@ -189,6 +193,7 @@ export class SyncEngine {
     this.inspect = options.inspect;
     this.webhookSecrets = options.webhookSecrets ?? {};
     this.dispatch = options.dispatch;
+    this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
@@ -236,11 +241,51 @@ export class SyncEngine {
   private async finishConnection(sync: SyncRecord): Promise<void> {
     const view = toView(sync);
     if (view.status !== 'COMPLETED' && view.status !== 'FAILED') return;
+    const failureLimit = this.providers[sync.provider]?.failureLimit;
+    const at = this.clock.now();
+    const previous = await this.connections.get(sync.tenantId, sync.connectionId);
     const { view: connection, changed } = await this.connections.apply(
       { tenantId: sync.tenantId, connectionId: sync.connectionId, provider: sync.provider },
-      { type: 'SYNC.FINISHED', syncId: sync.syncId, status: view.status, result: view.result, error: view.error, at: this.clock.now() },
+      {
+        type: 'SYNC.FINISHED',
+        syncId: sync.syncId,
+        status: view.status,
+        result: view.result,
+        error: view.error,
+        at,
+        ...(failureLimit !== undefined ? { providerFailureLimit: failureLimit } : {}),
+        ...(this.cooldownCeilingMs !== undefined ? { cooldownCeilingMs: this.cooldownCeilingMs } : {}),
+      },
     );
     if (changed) this.events.emit('connection.updated', connection);
+    // Tell the app whenever automatic syncs stop for the user (PSD2: no SCA without the user present).
+    if (connection.needsUser?.at === at && connection.state === 'NEEDS_USER') this.events.emit('connection.needsUser', connection);
+    const known = new Set(previous?.linkedAccessIds ?? []);
+    const created = connection.linkedAccessIds.filter((id) => !known.has(id));
+    if (created.length > 0) await this.adoptUpgradedAccesses(connection, created);
+  }
+
+  /**
+   * An access upgrade (finX 40002/40003) moved accounts to accesses the provider created: each becomes a
+   * connection of the same tenant with the old one's settings, so autosync keeps the moved accounts fresh.
+   */
+  private async adoptUpgradedAccesses(from: ConnectionView, accessIds: string[]): Promise<void> {
+    const views: ConnectionView[] = [];
+    for (const connectionId of accessIds) {
+      const { view } = await this.connections.apply(
+        { tenantId: from.tenantId, connectionId, provider: from.provider },
+        {
+          type: 'SETTINGS.UPDATE',
+          storedCredentials: from.storedCredentials,
+          hasWebScraping: from.hasWebScraping,
+          consentGrantedAt: from.consentGrantedAt,
+          consentExpiresAt: from.consentExpiresAt,
+          at: this.clock.now(),
+        },
+      );
+      views.push(view);
+    }
+    this.events.emit('connection.upgraded', { from, created: views });
   }
 
   /** Registers or updates what autosync eligibility depends on (stored credentials, consent, interfaces). */
@@ -249,7 +294,10 @@ export class SyncEngine {
     const parsed = ConnectionSettingsInput.safeParse(settings);
     if (!parsed.success) throw invalidRequest('connection settings', parsed.error);
     const { tenantId, connectionId, provider, ...rest } = parsed.data;
-    if (!this.providers[provider]) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    const adapter = this.providers[provider];
+    if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    // The consent's end is a calendar term in the provider's zone (90 days, wealthAPI 3 months), not n x 24 h.
+    const consentEnd = rest.consentGrantedAt === undefined ? undefined : rest.consentGrantedAt === null ? null : consentExpiresAt(rest.consentGrantedAt, adapter.consentTerm);
     const { view } = await this.connections.apply(
       { tenantId, connectionId, provider },
       {
@@ -257,7 +305,7 @@ export class SyncEngine {
         at: this.clock.now(),
         ...(rest.storedCredentials !== undefined ? { storedCredentials: rest.storedCredentials } : {}),
         ...(rest.hasWebScraping !== undefined ? { hasWebScraping: rest.hasWebScraping } : {}),
-        ...(rest.consentGrantedAt !== undefined ? { consentGrantedAt: rest.consentGrantedAt } : {}),
+        ...(rest.consentGrantedAt !== undefined ? { consentGrantedAt: rest.consentGrantedAt, consentExpiresAt: consentEnd ?? null } : {}),
       },
     );
     return view;
@@ -270,6 +318,27 @@ export class SyncEngine {
     const view = await this.connections.get(tenantId, connectionId);
     if (!view) throw new BanksyncError('CONNECTION_NOT_FOUND', `connection ${connectionId} not found`);
     return view;
+  }
+
+  /**
+   * Emits `connection.consentExpiring` once per consent for every connection whose consent runs out within
+   * CONSENT_WARNING_MS (driven by the autosync tick). Returns how many were warned.
+   */
+  async warnExpiringConsents(): Promise<number> {
+    let warned = 0;
+    const now = this.clock.now();
+    for (const record of await this.store.listConnections()) {
+      const context = record.context as ConnectionContext;
+      const expiry = consentExpiry(context);
+      if (expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || context.consentWarnedAt != null) continue;
+      const { view: updated } = await this.connections.apply(
+        { tenantId: record.tenantId, connectionId: record.connectionId, provider: record.provider },
+        { type: 'CONSENT.WARNED', at: this.clock.now() },
+      );
+      this.events.emit('connection.consentExpiring', updated);
+      warned++;
+    }
+    return warned;
   }
 
   /** After a disabled connection was deleted and recreated at the provider: start counting afresh. */
@@ -297,8 +366,16 @@ export class SyncEngine {
     const parsed = RequestSyncInput.safeParse(request);
     if (!parsed.success) throw invalidRequest('sync request', parsed.error);
     const { tenantId, connectionId, provider, scope, options, unattended } = parsed.data;
-    if (!this.providers[provider]) {
+    const adapter = this.providers[provider];
+    if (!adapter) {
       throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
+    }
+    // Input the provider could never accept fails here: no sync, no lock, nothing counted.
+    try {
+      adapter.validateRequest?.({ connectionId, scope, ...(options ? { options } : {}) });
+    } catch (error) {
+      if (!(error instanceof ProviderInputError)) throw error;
+      throw new BanksyncError('INVALID_REQUEST', `invalid sync request: ${error.message}`, error.issues);
     }
     const active = await this.store.findActiveSync(tenantId, connectionId);
     if (active) {
@@ -313,9 +390,13 @@ export class SyncEngine {
       if (stale && !stale.active) await this.finishConnection(stale);
       connection = await this.connections.peek(connectionInput);
     }
-    const refusal = refusalReason(connection.state, connection, unattended, this.clock.now());
+    const now = this.clock.now();
+    const refusal = refusalReason(connection.state, connection, unattended, now);
     if (refusal) {
-      throw new BanksyncError('SYNC_REFUSED', `sync of connection ${connectionId} refused: ${refusal}`, [refusal]);
+      // A refusal that passes with time says when: the caller (autosync) schedules the attempt then.
+      const nextAttemptAt = unattended ? nextUnattendedAt(connection.state, connection, now) : null;
+      const when = nextAttemptAt !== null ? `; next attempt at ${new Date(nextAttemptAt).toISOString()}` : '';
+      throw new BanksyncError('SYNC_REFUSED', `sync of connection ${connectionId} refused: ${refusal}${when}`, [refusal], nextAttemptAt);
     }
     const { sync, created } = await this.store.createSync({
       syncId: `sync_${randomUUID()}`,

@@ -21,11 +21,13 @@ export class BanksyncError extends Error {
     readonly code: BanksyncErrorCode,
     message: string,
     readonly issues: string[] = [],
+    /** For a refusal that passes with time (cooldown, the PSD2 budget): when the sync may start (epoch ms). */
+    readonly nextAttemptAt: number | null = null,
   ) {
     super(message);
   }
-  toJSON(): { code: BanksyncErrorCode; message: string; issues: string[] } {
-    return { code: this.code, message: this.message, issues: this.issues };
+  toJSON(): { code: BanksyncErrorCode; message: string; issues: string[]; nextAttemptAt?: number } {
+    return { code: this.code, message: this.message, issues: this.issues, ...(this.nextAttemptAt !== null ? { nextAttemptAt: this.nextAttemptAt } : {}) };
   }
 }
 

@@ -10,6 +10,12 @@ export interface EngineEvents {
   'sync.failed': SyncView;
   /** The connection machine moved (lock taken/released, needs the user, disabled, accounts remapped). */
   'connection.updated': ConnectionView;
+  /** Automatic syncs stopped until the user is present (SCA met unattended, credentials, the breaker's stop...). */
+  'connection.needsUser': ConnectionView;
+  /** The consent runs out within CONSENT_WARNING_MS: the user should renew it (sent once per consent). */
+  'connection.consentExpiring': ConnectionView;
+  /** An access upgrade moved accounts to new provider accesses; each became a connection (see `created`). */
+  'connection.upgraded': { from: ConnectionView; created: ConnectionView[] };
 }
 export type EngineEventName = keyof EngineEvents;
 

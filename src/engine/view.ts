@@ -19,6 +19,8 @@ export interface SyncView {
   lastFailure: EffectFailure | null;
   result: SyncResult | null;
   error: SyncError | null;
+  /** The provider asked us to come back no sooner than this (Retry-After beyond what a sync waits in place). */
+  nextAttemptAt: number | null;
   version: number;
   createdAt: number;
   updatedAt: number;
@@ -55,6 +57,7 @@ export function toView(record: SyncRecord): SyncView {
     lastFailure: context.lastFailure ?? null,
     result: context.result ?? null,
     error: context.error ?? null,
+    nextAttemptAt: !record.active && context.error?.retryAfterMs !== undefined ? record.updatedAt + context.error.retryAfterMs : null,
     version: record.version,
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,

@@ -35,6 +35,16 @@ export interface WebhookRequest {
   body: string;
 }
 
+/** What a provider must accept for a sync to be created (see ProviderAdapter.validateRequest). */
+export type SyncRequestInput = Pick<TriggerRequest, 'connectionId' | 'scope' | 'options'>;
+
+/** How long a user's consent lasts, counted in calendar days or months in the provider's time zone. */
+export interface ConsentTerm {
+  zone: string;
+  days?: number;
+  months?: number;
+}
+
 export interface ProviderAdapter {
   readonly name: string;
   trigger(request: TriggerRequest): Promise<TriggerOutput>;
@@ -48,4 +58,13 @@ export interface ProviderAdapter {
   answerChallenge(ref: SyncRef, challengeId: string, response: string): Promise<Observation>;
   /** Parses a webhook/callback body; throws ProviderInputError when it is not a valid delivery. */
   parseWebhook(request: WebhookRequest): WebhookDelivery;
+  /**
+   * Rejects, with ProviderInputError, a request this provider could never accept (id format, options, callback
+   * URLs), before the engine creates a sync. Optional: providers without such rules omit it.
+   */
+  validateRequest?(request: SyncRequestInput): void;
+  /** The provider disables a connection after this many failed syncs in a row (xs2a: 3); banksync stops one before. */
+  readonly failureLimit?: number;
+  /** The provider's consent term, when it differs from PSD2's 90 days in Europe/Berlin (wealthAPI: 3 months). */
+  readonly consentTerm?: ConsentTerm;
 }

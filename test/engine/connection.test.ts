@@ -37,9 +37,22 @@ const failed = (code: 'BANK_REJECTED' | 'INVALID_CREDENTIALS', retryable: boolea
 });
 
 describe('connection machine in the engine', () => {
-  it('disables a connection after 3 failed syncs in a row and refuses further syncs without calling the provider', async () => {
-    const { engine, adapter, finish } = setup({ poll: [failed('BANK_REJECTED', true)] });
+  it('stops autosync after 3 bank rejections in a row without calling the provider; a person can still sync', async () => {
+    const { engine, adapter, finish, clock } = setup({ poll: [failed('BANK_REJECTED', true), failed('BANK_REJECTED', true), failed('BANK_REJECTED', true), completed] });
+    await engine.registerConnection({ connectionId: 'c', provider: 'fake', storedCredentials: true, consentGrantedAt: clock.now() });
     for (let i = 0; i < 3; i++) expect((await finish('c')).status).toBe('FAILED');
+    expect(await engine.getConnection('c')).toMatchObject({ state: 'NEEDS_USER', needsUser: { reason: 'FAILURE_LIMIT' }, autosyncRefusal: 'USER_REQUIRED' });
+    const triggers = adapter.calls.trigger;
+    expect(await refusal(engine.requestSync({ connectionId: 'c', provider: 'fake', unattended: true }))).toBe('USER_REQUIRED');
+    expect(adapter.calls.trigger).toBe(triggers);
+    expect((await finish('c', false)).status).toBe('COMPLETED');
+    expect((await engine.getConnection('c')).state).toBe('IDLE');
+  });
+
+  it('a provider-disabled connection refuses every sync until recreated', async () => {
+    const disabled: Observation = { status: 'FAILED', error: { code: 'CONNECTION_DISABLED', retryable: false, userActionRequired: true, message: 'disabled' } };
+    const { engine, adapter, finish } = setup({ poll: [disabled] });
+    expect((await finish('c')).status).toBe('FAILED');
     expect((await engine.getConnection('c')).state).toBe('DISABLED');
     const triggers = adapter.calls.trigger;
     expect(await refusal(engine.requestSync({ connectionId: 'c', provider: 'fake' }))).toBe('CONNECTION_DISABLED');
@@ -56,6 +69,7 @@ describe('connection machine in the engine', () => {
 
   it('a success in between resets the failure count', async () => {
     const { engine, finish } = setup({ poll: [failed('BANK_REJECTED', true), failed('BANK_REJECTED', true), completed, failed('BANK_REJECTED', true), failed('BANK_REJECTED', true)] });
+    // each failure here is counted (a bank rejection); two in a row stay below the stop
     for (let i = 0; i < 5; i++) await finish('c');
     const connection = await engine.getConnection('c');
     expect(connection.state).toBe('IDLE');
@@ -150,11 +164,15 @@ describe('connection machine in the engine', () => {
     expect((await second.engine.getConnection('c')).state).toBe('IDLE');
   });
 
-  it('a transient failure does not need the user: the connection stays eligible', async () => {
+  it('a transient failure does not need the user and is not counted: the connection cools down, then may autosync', async () => {
     const unavailable = new ProviderError('503', { code: 'PROVIDER_UNAVAILABLE', retryable: true });
     const { engine, finish, clock } = setup({ trigger: [unavailable] });
     await engine.registerConnection({ connectionId: 'c', provider: 'fake', storedCredentials: true, consentGrantedAt: clock.now() });
     expect((await finish('c', true)).error?.code).toBe('PROVIDER_UNAVAILABLE');
-    expect(await engine.getConnection('c')).toMatchObject({ state: 'IDLE', consecutiveFailures: 1, autosyncRefusal: null });
+    const cooling = await engine.getConnection('c');
+    expect(cooling).toMatchObject({ state: 'IDLE', consecutiveFailures: 0, autosyncRefusal: 'COOLING_DOWN' });
+    expect(cooling.nextAttemptAt).toBeGreaterThan(clock.now());
+    clock.set(cooling.nextAttemptAt!);
+    expect((await engine.getConnection('c')).autosyncRefusal).toBeNull();
   });
 });

@@ -7,7 +7,7 @@ import { MemoryStore } from '../../src/stores/memory.js';
 import type { Store } from '../../src/stores/types.js';
 import { completed, embedded, FakeAdapter, running, settle, type FakeAdapterScript } from '../support/fake-adapter.js';
 
-const policy = { pollBaseMs: 1_000, pollMaxMs: 4_000, authPollMs: 5_000, retryBaseMs: 1_000, retryMaxMs: 8_000 };
+const policy = { pollBaseMs: 1_000, pollMaxMs: 4_000, authPollMs: 5_000, retryBaseMs: 1_000, retryMaxMs: 8_000, jitterRatio: 0 };
 
 function setup(script: FakeAdapterScript, store: Store = new MemoryStore(), clock = new SimulatedClock()) {
   const adapter = new FakeAdapter('fake', script);

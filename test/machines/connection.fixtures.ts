@@ -6,6 +6,7 @@
 import { expect } from 'vitest';
 import { getInitialSnapshot, getNextSnapshot, type SnapshotFrom } from 'xstate';
 import type { AccessUpgrade, SyncError, SyncErrorCode, SyncResult } from '../../machines/canonical.js';
+import { jitterFraction } from '../../machines/jitter.js';
 import {
   connectionMachine,
   type ConnectionContext,
@@ -25,8 +26,15 @@ export const SPEC = {
   consentMaxAgeMs: 90 * DAY,
   unattendedWindowMs: DAY,
   unattendedMaxPerWindow: 4,
+  /** banksync's own stop when the provider states no limit; with a limit L it stops at L - 1 (issue #13). */
   breakerThreshold: 3,
+  cooldownBaseMs: 15 * MINUTE,
+  cooldownCeilingMs: DAY,
+  cooldownJitterRatio: 0.25,
 } as const;
+
+/** Failures the bank or provider counts against the connection (issue #13): credentials, SCA, bank rejection. */
+export const COUNTED: readonly SyncErrorCode[] = ['INVALID_CREDENTIALS', 'SCA_FAILED', 'BANK_REJECTED'];
 
 export const T0 = Date.parse('2025-03-01T09:00:00.000Z');
 
@@ -63,6 +71,7 @@ export const ERROR_FLAGS: Record<SyncErrorCode, { retryable: boolean; userAction
   INVALID_RESPONSE: { retryable: false, userActionRequired: false },
   CONNECTION_DISABLED: { retryable: false, userActionRequired: false },
   CANCELLED: { retryable: false, userActionRequired: false },
+  NEEDS_USER: { retryable: false, userActionRequired: true },
 };
 export const ALL_CODES = Object.keys(ERROR_FLAGS) as SyncErrorCode[];
 
@@ -128,15 +137,19 @@ export const ev = {
     error: null,
     at,
   }),
-  failed: (syncId: string, at: number, error: SyncError | null): ConnectionEvent => ({
+  failed: (syncId: string, at: number, error: SyncError | null, policy: { providerFailureLimit?: number; cooldownCeilingMs?: number } = {}): ConnectionEvent => ({
     type: 'SYNC.FINISHED',
     syncId,
     status: 'FAILED',
     result: null,
     error,
     at,
+    ...policy,
   }),
-  settings: (at: number, patch: { storedCredentials?: boolean; hasWebScraping?: boolean; consentGrantedAt?: number | null }): ConnectionEvent => ({
+  settings: (
+    at: number,
+    patch: { storedCredentials?: boolean; hasWebScraping?: boolean; consentGrantedAt?: number | null; consentExpiresAt?: number | null },
+  ): ConnectionEvent => ({
     type: 'SETTINGS.UPDATE',
     ...patch,
     at,
@@ -194,6 +207,7 @@ const REASON_BY_CODE: Partial<Record<SyncErrorCode, NeedsUserReason>> = {
   SCA_FAILED: 'SCA',
   CHALLENGE_EXPIRED: 'SCA',
   ANSWER_NOT_SENT: 'SCA',
+  NEEDS_USER: 'SCA',
   ACCESS_UPGRADE: 'ACCESS_UPGRADE',
   CONSENT_EXPIRED: 'CONSENT_EXPIRED',
 };
@@ -203,15 +217,27 @@ export const expectedReason = (code: SyncErrorCode): NeedsUserReason => REASON_B
 export const recentAccesses = (accesses: readonly number[], at: number): number[] =>
   accesses.filter((t) => t > at - SPEC.unattendedWindowMs);
 
+/** The consent's end: the calendar term the engine computed, else the legacy 90 x 24 h. */
+export const specConsentEnd = (ctx: ConnectionContext): number | null =>
+  ctx.consentGrantedAt === null ? null : (ctx.consentExpiresAt ?? ctx.consentGrantedAt + SPEC.consentMaxAgeMs);
+
 export function specEligible(ctx: ConnectionContext, at: number): boolean {
+  const consentEnd = specConsentEnd(ctx);
   return (
     ctx.storedCredentials &&
     !ctx.hasWebScraping &&
-    ctx.consentGrantedAt !== null &&
-    at - ctx.consentGrantedAt < SPEC.consentMaxAgeMs &&
+    consentEnd !== null &&
+    at < consentEnd &&
     ctx.needsUser === null &&
+    (ctx.cooldownUntil === null || at >= ctx.cooldownUntil) &&
     recentAccesses(ctx.unattendedAccesses, at).length < SPEC.unattendedMaxPerWindow
   );
+}
+
+/** The cooldown after the n-th transient failure in a row: max(Retry-After, base x 2^(n-1) less up to 25 % jitter), capped. */
+export function specCooldown(syncId: string, n: number, retryAfterMs: number | undefined, ceilingMs: number = SPEC.cooldownCeilingMs): number {
+  const backoff = Math.round(SPEC.cooldownBaseMs * 2 ** (n - 1) * (1 - SPEC.cooldownJitterRatio * jitterFraction(`${syncId}:cooldown`)));
+  return Math.min(ceilingMs, Math.max(retryAfterMs ?? 0, backoff));
 }
 
 /** The next (state, context) per the spec; the context is the full expected context. */
@@ -229,9 +255,12 @@ export function referenceStep(
           ...ctx,
           ...(event.storedCredentials !== undefined ? { storedCredentials: event.storedCredentials } : {}),
           ...(event.hasWebScraping !== undefined ? { hasWebScraping: event.hasWebScraping } : {}),
-          ...(event.consentGrantedAt !== undefined ? { consentGrantedAt: event.consentGrantedAt } : {}),
+          ...(event.consentGrantedAt !== undefined ? { consentGrantedAt: event.consentGrantedAt, consentWarnedAt: null } : {}),
+          ...(event.consentExpiresAt !== undefined ? { consentExpiresAt: event.consentExpiresAt } : {}),
         },
       };
+    case 'CONSENT.WARNED':
+      return { state, ctx: { ...ctx, consentWarnedAt: event.at } };
     case 'RECREATED':
       if (state !== 'DISABLED') return same;
       return {
@@ -239,6 +268,8 @@ export function referenceStep(
         ctx: {
           ...ctx,
           consecutiveFailures: 0,
+          transientFailures: 0,
+          cooldownUntil: null,
           needsUser: null,
           activeSyncId: null,
           unattendedAccesses: KNOWN_BUGS.recreatedForgetsUnattendedAccesses ? [] : ctx.unattendedAccesses,
@@ -266,6 +297,8 @@ export function referenceStep(
           ctx: {
             ...released,
             consecutiveFailures: 0,
+            transientFailures: 0,
+            cooldownUntil: null,
             needsUser: null,
             lastSync: { syncId: event.syncId, status: 'COMPLETED', outcome: event.result?.outcome ?? null, errorCode: null, at: event.at },
           },
@@ -282,18 +315,26 @@ export function referenceStep(
           ctx: { ...released, lastSync, needsUser: { reason: expectedReason(error.code), message: error.message, at: event.at } },
         };
       }
-      const failures = ctx.consecutiveFailures + 1;
-      const disabled = error?.code === 'CONNECTION_DISABLED' || failures >= SPEC.breakerThreshold;
+      // The provider's counter when it publishes one; else only failures the bank or provider counts.
+      const failures = error?.failureCount ?? (error && COUNTED.includes(error.code) ? ctx.consecutiveFailures + 1 : ctx.consecutiveFailures);
+      const stopAt = event.providerFailureLimit !== undefined ? Math.max(1, event.providerFailureLimit - 1) : SPEC.breakerThreshold;
+      // DISABLED only when the provider itself disabled the connection.
+      const disabled = error?.code === 'CONNECTION_DISABLED';
+      const stopped = !disabled && failures > ctx.consecutiveFailures && failures >= stopAt;
       const mustAct = error !== null && (error.code === 'ACCESS_UPGRADE' || error.userActionRequired || !error.retryable);
       const next: ConnectionContext = { ...released, lastSync, consecutiveFailures: failures };
       if (error?.upgrade && !(disabled && KNOWN_BUGS.upgradeDroppedWhenDisabled)) Object.assign(next, remap(ctx, error.upgrade));
-      if (disabled || mustAct) {
-        // without an error object (only reachable once the crash is fixed): any message will do
-        next.needsUser = error
-          ? { reason: expectedReason(error.code), message: error.message, at: event.at }
-          : { reason: 'PROVIDER', message: expect.any(String) as string, at: event.at };
+      if (stopped) {
+        next.needsUser = { reason: 'FAILURE_LIMIT', message: expect.stringContaining(`${failures} failed syncs in a row`) as string, at: event.at };
+      } else if (disabled || mustAct) {
+        next.needsUser = { reason: expectedReason(error!.code), message: error!.message, at: event.at };
+      } else {
+        // passing trouble (or a failure without an error): cool down, never stop
+        const transient = ctx.transientFailures + 1;
+        next.transientFailures = transient;
+        next.cooldownUntil = event.at + specCooldown(event.syncId, transient, error?.retryAfterMs, event.cooldownCeilingMs);
       }
-      return { state: disabled ? 'DISABLED' : mustAct ? 'NEEDS_USER' : 'IDLE', ctx: next };
+      return { state: disabled ? 'DISABLED' : stopped || mustAct ? 'NEEDS_USER' : 'IDLE', ctx: next };
     }
   }
 }

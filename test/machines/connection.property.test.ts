@@ -9,6 +9,7 @@ import type { SyncError, SyncErrorCode } from '../../machines/canonical.js';
 import { connectionMachine, refusalReason, type ConnectionEvent, type ConnectionInput, type ConnectionState } from '../../machines/connection.js';
 import {
   ALL_CODES,
+  COUNTED,
   CREDENTIAL_OR_SCA,
   DAY,
   directUpgrade,
@@ -23,6 +24,7 @@ import {
   referenceStep,
   RESULT,
   SPEC,
+  TRANSIENT,
   stateOf,
   step,
   syncError,
@@ -68,6 +70,8 @@ const errorArb: fc.Arbitrary<SyncError | null> = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom(...upgrades) },
   { weight: 1, arbitrary: fc.constant(syncError('PREFLIGHT_REFUSED', { userActionRequired: false })) },
   { weight: 1, arbitrary: fc.constant(null) },
+  // xs2a publishes its own counter (sync_fail_counter)
+  { weight: 1, arbitrary: fc.record({ code: fc.constantFrom<SyncErrorCode>('BANK_REJECTED', 'INVALID_CREDENTIALS', 'PROVIDER_UNAVAILABLE'), n: fc.integer({ min: 0, max: 3 }) }).map(({ code, n }) => syncError(code, { failureCount: n })) },
 );
 const outcomeArb: fc.Arbitrary<Outcome> = fc.oneof(
   { weight: 5, arbitrary: fc.constant({ status: 'COMPLETED' as const }) },
@@ -170,7 +174,8 @@ function toEvent(cmd: Primitive, s: ConnectionSnapshot, now: number, seq: number
       // known bug (connection.test.ts): an error-less failure that trips the breaker crashes the machine
       const trips = s.value === 'SYNCING' && syncId === c.activeSyncId && c.consecutiveFailures + 1 >= SPEC.breakerThreshold;
       if (error === null && trips && KNOWN_BUGS.errorlessFailureCrashesAtBreaker) error = syncError('PROVIDER_UNAVAILABLE');
-      return { type: 'SYNC.FINISHED', syncId, status: 'FAILED', result: null, error, at };
+      // a provider that publishes its counter also states its limit (xs2a: 3)
+      return { type: 'SYNC.FINISHED', syncId, status: 'FAILED', result: null, error, at, ...(error?.failureCount !== undefined ? { providerFailureLimit: 3 } : {}) };
     }
     case 'settings': {
       const at = now + cmd.dt;
@@ -268,7 +273,7 @@ describe('connection machine properties', () => {
   });
 
   test.prop([scenarioArb], { numRuns: NUM_RUNS })(
-    '(d) DISABLED exactly when 3 failed syncs in a row (or the provider said CONNECTION_DISABLED); left only via RECREATED',
+    '(d) DISABLED exactly when the provider said CONNECTION_DISABLED; the breaker stops (NEEDS_USER) exactly at the counted limit; left only via RECREATED',
     ([input, commands]) => {
       let failures = 0;
       let providerSaid = false;
@@ -276,10 +281,14 @@ describe('connection machine properties', () => {
         const e = x.event;
         const ended = e.type === 'SYNC.FINISHED' && x.before.value === 'SYNCING' && e.syncId === x.before.context.activeSyncId;
         if (ended && e.status === 'COMPLETED') failures = 0;
-        // cancelled syncs and preflight refusals (nothing happened at the bank) do not count
-        if (ended && e.status === 'FAILED' && e.error?.code !== 'CANCELLED' && e.error?.code !== 'PREFLIGHT_REFUSED') {
-          failures++;
+        let stops = false;
+        // only failures the bank or provider counts (the provider's counter when it publishes one)
+        if (ended && e.status === 'FAILED') {
+          const next = e.error?.failureCount ?? (e.error && COUNTED.includes(e.error.code) ? failures + 1 : failures);
+          const limit = e.providerFailureLimit !== undefined ? e.providerFailureLimit - 1 : SPEC.breakerThreshold;
           if (e.error?.code === 'CONNECTION_DISABLED') providerSaid = true;
+          else stops = next > failures && next >= limit;
+          failures = next;
         }
         if (incarnationEnds(x)) {
           failures = 0;
@@ -287,7 +296,12 @@ describe('connection machine properties', () => {
         }
         const where = `${e.type} at ${e.at - T0}: failures ${failures}, provider said disabled ${providerSaid}`;
         expect(x.after.context.consecutiveFailures, where).toBe(failures);
-        expect(x.after.value === 'DISABLED', where).toBe(failures >= SPEC.breakerThreshold || providerSaid);
+        expect(x.after.value === 'DISABLED', where).toBe(providerSaid);
+        if (stops) expect([x.after.value, x.after.context.needsUser?.reason], where).toEqual(['NEEDS_USER', 'FAILURE_LIMIT']);
+        // passing trouble never stops anything
+        if (ended && e.status === 'FAILED' && e.error && TRANSIENT.includes(e.error.code) && e.error.failureCount === undefined) {
+          expect(x.after.value, where).toBe(e.error.userActionRequired ? 'NEEDS_USER' : 'IDLE');
+        }
         if (x.before.value === 'DISABLED' && x.after.value !== 'DISABLED') {
           expect(e.type, where).toBe('RECREATED');
           expect(x.after.value).toBe('IDLE');
@@ -360,6 +374,7 @@ describe('generator coverage (over a fixed-seed sample)', () => {
       'CONSENT_EXPIRED',
       'NO_STORED_CREDENTIALS',
       'WEB_SCRAPING_INTERFACE',
+      'COOLING_DOWN',
       'window edge: started',
       'window edge -1: UNATTENDED_LIMIT',
       'consent edge: CONSENT_EXPIRED',

@@ -14,6 +14,8 @@ const POLICY: SyncPolicy = {
   authPollMs: 5_000,
   retryBaseMs: 1_000,
   retryMaxMs: 10_000,
+  // Exact delays are asserted here; jitter has its own tests.
+  jitterRatio: 0,
   maxTriggerAttempts: 3,
   maxConsecutivePollErrors: 3,
   defaultChallengeTtlMs: 60_000,

@@ -13,6 +13,8 @@ const POLICY: SyncPolicy = {
   authPollMs: 5_000,
   retryBaseMs: 1_000,
   retryMaxMs: 20_000,
+  // Exact delays are asserted here; jitter has its own tests.
+  jitterRatio: 0,
   maxTriggerAttempts: 3,
   maxConsecutivePollErrors: 3,
   defaultChallengeTtlMs: 120_000,
@@ -545,7 +547,7 @@ describe('trigger failures', () => {
 
   it.each([
     ['honoured', 7_000, 7_000],
-    ['capped at retryMaxMs', 10 * 60_000, 20_000],
+    ['honoured up to retryMaxMs', 20_000, 20_000],
     ['never faster than retryBaseMs', 10, 1_000],
     ['ignored when negative', -5_000, 1_000],
     ['ignored when not finite', Number.NaN, 1_000],
@@ -557,6 +559,25 @@ describe('trigger failures', () => {
     expect(h.calls('trigger')).toHaveLength(1);
     await h.advance(1);
     expect(h.calls('trigger')).toHaveLength(2);
+  });
+
+  // Issue #13: `Retry-After: 3600` used to be retried at +60 s and +120 s. A wait longer than a sync waits in place
+  // ends the sync with the provider's time, so the connection schedules the next attempt then (never earlier).
+  it('a Retry-After longer than retryMaxMs ends the sync with retryAfterMs and never triggers early', async () => {
+    const h = start({ retryBaseMs: 1_000, retryMaxMs: 60_000 });
+    await h.reject('trigger', failure('RATE_LIMITED', true, { retryAfterMs: 3_600_000 }));
+    expect(h.value()).toBe('FAILED');
+    expect(h.snapshot().output?.error).toMatchObject({ code: 'RATE_LIMITED', retryable: true, retryAfterMs: 3_600_000 });
+    await h.advance(2 * 3_600_000);
+    expect(h.calls('trigger')).toHaveLength(1);
+  });
+
+  it('a Retry-After longer than retryMaxMs on a poll ends the sync the same way', async () => {
+    const h = start({ retryMaxMs: 60_000 });
+    await running(h);
+    await h.advance(h.context().nextDelayMs);
+    await h.reject('poll', failure('RATE_LIMITED', true, { retryAfterMs: 600_000 }));
+    expect(h.snapshot().output?.error).toMatchObject({ code: 'RATE_LIMITED', retryAfterMs: 600_000 });
   });
 
   it('a non-retryable failure fails immediately, keeping the classification', async () => {
@@ -632,28 +653,124 @@ describe('poll failures', () => {
 });
 
 describe('sync deadline', () => {
-  it('fails with TIMEOUT when the whole sync does not finish in time (measured from the start)', async () => {
+  it('fails with TIMEOUT when the provider does not finish its work in time (measured from entering RUNNING)', async () => {
     const h = start({ syncDeadlineMs: 60_000, pollBaseMs: 5_000, pollMaxMs: 5_000 });
     await h.advance(10_000);
     await h.resolve('trigger', obs.running());
-    while (h.clock.now() - T0 < 55_000) await poll(h, obs.running());
+    const runningSince = h.clock.now();
+    while (h.clock.now() - runningSince < 55_000) await poll(h, obs.running());
     expect(h.status()).toBe('RUNNING');
-    await h.advance(T0 + 60_000 - h.clock.now() - 1);
+    await h.advance(runningSince + 60_000 - h.clock.now() - 1);
     expect(h.status()).toBe('RUNNING');
     await h.advance(1);
     expect(h.value()).toBe('FAILED');
     expect(h.snapshot().output?.error).toMatchObject({ code: 'TIMEOUT', retryable: true, userActionRequired: false });
   });
 
-  it('applies while the trigger hangs and while waiting for the user', async () => {
+  it('applies while the trigger hangs', async () => {
     const hung = start({ syncDeadlineMs: 30_000 });
     await hung.advance(30_000);
     expect(hung.snapshot().output?.error?.code).toBe('TIMEOUT');
+  });
 
-    const waiting = start({ syncDeadlineMs: 30_000, authPollMs: 1_000_000 });
-    await waiting.resolve('trigger', obs.awaitAuth(tan(waiting, 'tan-1', 3_600_000)));
-    await waiting.advance(30_000);
-    expect(waiting.snapshot().output?.error?.code).toBe('TIMEOUT');
+  // Issue #13: a REDIRECT challenge with a provider deadline 4 h away, finished by the user at +2 h, used to end
+  // FAILED TIMEOUT at +60 min. The wait for the user is bounded by the challenge's own deadline only.
+  it('does not run while the user is waited for: a 4 h redirect challenge solved at +2 h completes', async () => {
+    const h = start({ syncDeadlineMs: 60 * 60_000, authPollMs: 5 * 60_000 });
+    const redirect = challenge('consent-1', 'REDIRECT', h.clock.now() + 4 * 3_600_000);
+    await h.resolve('trigger', obs.awaitAuth(redirect));
+    for (let waited = 0; waited < 2 * 3_600_000; waited += 5 * 60_000) {
+      await h.advance(5 * 60_000);
+      expect(h.status(), `at +${waited / 60_000 + 5} min`).toBe('AWAIT_AUTH');
+      await h.resolve('check', obs.awaitAuth(redirect));
+    }
+    await h.advance(5 * 60_000);
+    await h.resolve('check', obs.running());
+    expect(h.status()).toBe('RUNNING');
+    await poll(h, obs.completed());
+    expect(h.value()).toBe('COMPLETED');
+  });
+
+  it('the challenge deadline still bounds the wait, and cancel works until the sync is terminal', async () => {
+    const expired = start({ syncDeadlineMs: 60 * 60_000, authPollMs: 10 * 3_600_000 });
+    await expired.resolve('trigger', obs.awaitAuth(challenge('consent-1', 'REDIRECT', expired.clock.now() + 4 * 3_600_000)));
+    await expired.advance(4 * 3_600_000 - 1);
+    expect(expired.status()).toBe('AWAIT_AUTH');
+    await expired.advance(1);
+    expect(expired.snapshot().output?.error?.code).toBe('CHALLENGE_EXPIRED');
+
+    const cancelled = start({ syncDeadlineMs: 60 * 60_000, authPollMs: 10 * 3_600_000 });
+    await cancelled.resolve('trigger', obs.awaitAuth(challenge('consent-1', 'REDIRECT', cancelled.clock.now() + 4 * 3_600_000)));
+    await cancelled.advance(3 * 3_600_000);
+    cancelled.actor.send({ type: 'CANCEL', reason: 'user gave up' });
+    expect(cancelled.snapshot().output?.error?.code).toBe('CANCELLED');
+  });
+});
+
+// Issue #13: an unattended sync that met SCA used to wait until the challenge expired. PSD2: no SCA without the user.
+describe('unattended sync meeting SCA', () => {
+  it.each(['EMBEDDED', 'DECOUPLED', 'REDIRECT', 'WEB_FORM'] as const)('%s challenge: FAILED NEEDS_USER at once, nothing polled or answered', async (kind) => {
+    const h = createHarness({ policy: POLICY, input: { unattended: true } });
+    await h.resolve('trigger', obs.running());
+    await poll(h, obs.awaitAuth(challenge('c-1', kind, h.clock.now() + 3_600_000)));
+    expect(h.value()).toBe('FAILED');
+    expect(h.snapshot().output?.error).toMatchObject({ code: 'NEEDS_USER', retryable: false, userActionRequired: true });
+    expect(h.context().challenge).toBeNull();
+    const polls = h.calls('poll').length;
+    await h.advance(3_600_000);
+    expect(h.calls('poll')).toHaveLength(polls);
+    expect(h.calls('answer')).toHaveLength(0);
+  });
+
+  it('a challenge in the trigger response or a push ends it the same way; attended syncs still wait', async () => {
+    const fromTrigger = createHarness({ policy: POLICY, input: { unattended: true } });
+    await fromTrigger.resolve('trigger', obs.awaitAuth(tan(fromTrigger)));
+    expect(fromTrigger.snapshot().output?.error?.code).toBe('NEEDS_USER');
+
+    const pushed = createHarness({ policy: POLICY, input: { unattended: true } });
+    await pushed.resolve('trigger', obs.running());
+    pushed.actor.send({ type: 'PROVIDER.OBSERVED', observation: obs.awaitAuth(tan(pushed)), observedAt: pushed.clock.now() });
+    expect(pushed.snapshot().output?.error?.code).toBe('NEEDS_USER');
+
+    const attended = createHarness({ policy: POLICY });
+    await attended.resolve('trigger', obs.awaitAuth(tan(attended)));
+    expect(attended.status()).toBe('AWAIT_AUTH');
+  });
+});
+
+// Issue #13: poll and retry delays had no jitter, so retries of many syncs after one outage lined up.
+describe('jitter', () => {
+  const firstRetryDelay = async (syncId: string, jitterRatio: number) => {
+    const h = createHarness({ policy: { ...POLICY, jitterRatio, retryBaseMs: 10_000, retryMaxMs: 60_000 }, input: { syncId } });
+    await h.reject('trigger', failure('PROVIDER_UNAVAILABLE', true));
+    return h.timers().find((t) => t.type.includes('nextDelay'))!.delay;
+  };
+
+  it('spreads the retries of syncs that failed together, never beyond the unjittered delay', async () => {
+    const delays = await Promise.all(Array.from({ length: 40 }, (_, i) => firstRetryDelay(`sync-${i}`, 0.5)));
+    for (const d of delays) {
+      expect(d).toBeGreaterThanOrEqual(5_000);
+      expect(d).toBeLessThanOrEqual(10_000);
+    }
+    expect(new Set(delays).size).toBeGreaterThan(30);
+  });
+
+  it('is deterministic per sync (a replay after a restart waits the same) and off with jitterRatio 0', async () => {
+    expect(await firstRetryDelay('sync-a', 0.5)).toBe(await firstRetryDelay('sync-a', 0.5));
+    expect(await firstRetryDelay('sync-a', 0)).toBe(10_000);
+  });
+
+  it('also spreads poll intervals', async () => {
+    const delays = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const h = createHarness({ policy: { ...POLICY, jitterRatio: 0.5, pollBaseMs: 8_000 }, input: { syncId: `sync-${i}` } });
+        await h.resolve('trigger', obs.running());
+        return h.context().nextDelayMs;
+      }),
+    );
+    expect(Math.min(...delays)).toBeGreaterThanOrEqual(4_000);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(8_000);
+    expect(new Set(delays).size).toBeGreaterThan(15);
   });
 });
 
@@ -810,7 +927,7 @@ describe('rejected answers and duplicate readings', () => {
   });
 
   it('restarts the poll backoff when RUNNING is entered again after a challenge', async () => {
-    const h = createHarness({ policy: { pollBaseMs: 1_000, pollMaxMs: 30_000 } });
+    const h = createHarness({ policy: { pollBaseMs: 1_000, pollMaxMs: 30_000, jitterRatio: 0 } });
     await h.resolve('trigger', obs.running());
     for (let i = 0; i < 4; i++) {
       await h.advance(h.context().nextDelayMs);

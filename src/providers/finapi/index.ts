@@ -21,7 +21,7 @@ import { forConnection } from '../client-base.js';
 import type { Observation, TriggerOutput } from '../../../machines/canonical.js';
 import { FINAPI_WEB_FORM_TTL_MS } from '../../../machines/finapiTask.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError, zodIssues } from '../errors.js';
-import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
+import type { ProviderAdapter, SyncRef, SyncRequestInput, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
 import { FINAPI, FinapiClient, type FinapiClientConfig } from './client.js';
 import { FinapiReading, accountsEvent, callbackEvent, connectionEvent, taskEvent, webFormEvent } from './mapping.js';
 import { FinapiTaskCallback, FinapiTriggerOptions, type FinapiBackgroundUpdateRequest, type FinapiTask } from './schemas.js';
@@ -89,7 +89,7 @@ export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter 
   const observeTask = (task: FinapiTask, operation: string): Observation =>
     new FinapiReading(input).apply(taskEvent(task, operation)).observation(operation, now(), ttl);
 
-  function requestBody(request: TriggerRequest): FinapiBackgroundUpdateRequest {
+  function requestBody(request: SyncRequestInput): FinapiBackgroundUpdateRequest {
     const parsed = FinapiTriggerOptions.safeParse(request.options ?? {});
     if (!parsed.success) {
       // Field paths only: option values are never echoed.
@@ -138,6 +138,16 @@ export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter 
   return forConnection({
     name: 'finapi',
     client,
+
+    // The same checks as trigger(), before a sync exists: an id finAPI cannot take, a misspelt option, an http callback.
+    validateRequest(request: SyncRequestInput) {
+      try {
+        requestBody(request);
+      } catch (error) {
+        if (!(error instanceof ProviderError)) throw error;
+        throw new ProviderInputError(FINAPI, error.message, error instanceof InvalidFinapiOptionsError ? error.fields : ['connectionId: must be an integer']);
+      }
+    },
 
     async trigger(request: TriggerRequest): Promise<TriggerOutput> {
       const body = requestBody(request);

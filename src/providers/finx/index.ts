@@ -9,7 +9,7 @@
 import { forConnection, type ClientAuthConfig } from '../client-base.js';
 import { Observation } from '../../../machines/canonical.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError, zodIssues } from '../errors.js';
-import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
+import type { ProviderAdapter, SyncRef, SyncRequestInput, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
 import { FINX, FinxClient, type FinxClientConfig } from './client.js';
 import { isTerminalFinxStatus, mapSync } from './mapping.js';
 import { FinxWebhook, type FinxSync } from './schemas.js';
@@ -113,7 +113,12 @@ export function createFinxAdapter(config: FinxAdapterConfig): FinxAdapter {
 
     createAccess: (input) => createAccess(client, input),
 
-    // Provider-specific `options`: finX v2.11 has none for synchronizations; they are ignored.
+    // finX v2.11 synchronizations take no options: a misspelt one is refused before a sync exists.
+    validateRequest(request: SyncRequestInput) {
+      const keys = Object.keys(request.options ?? {});
+      if (keys.length > 0) throw new ProviderInputError(FINX, 'synchronizations take no options', keys.map((k) => `options.${k}: unknown option`));
+    },
+
     async trigger(request: TriggerRequest) {
       const { data } = await client.triggerSync(request.connectionId, { scope: request.scope }, request.idempotencyKey);
       checkBelongs(data, request.connectionId, 'trigger');

@@ -20,7 +20,7 @@ import { forConnection, type ClientAuthConfig } from '../client-base.js';
 import type { Observation } from '../../../machines/canonical.js';
 import { wealthPreflight, wealthProcessReading } from '../../../machines/wealthUpdate.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError } from '../errors.js';
-import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookDelivery } from '../types.js';
+import type { ProviderAdapter, SyncRef, SyncRequestInput, TriggerRequest, WebhookDelivery } from '../types.js';
 import { WEALTHAPI, WealthClient } from './client.js';
 import { busyError, isTerminalProcessStatus, mapProcess, preflightFacts, refusalError } from './mapping.js';
 import type { WealthBankConnection } from './schemas.js';
@@ -81,6 +81,14 @@ export function createWealthAdapter(config: WealthAdapterConfig): WealthAdapter 
   return forConnection({
     name: 'wealthapi',
     client,
+    // Seed 000: background updates need "an ongoing consent; i.e. the last update is less than three month away".
+    consentTerm: { zone: 'Europe/Berlin', months: 3 },
+
+    // wealthAPI background updates take no options: a misspelt one is refused before a sync exists.
+    validateRequest(request: SyncRequestInput) {
+      const keys = Object.keys(request.options ?? {});
+      if (keys.length > 0) throw new ProviderInputError(WEALTHAPI, 'background updates take no options', keys.map((k) => `options.${k}: unknown option`));
+    },
 
     async createConnection(input = {}) {
       const c = await client.createConnection({

@@ -17,9 +17,10 @@
 import { forConnection, type ClientAuthConfig } from '../client-base.js';
 import { transition } from 'xstate';
 import type { Observation, TriggerOutput } from '../../../machines/canonical.js';
-import { xs2aConnectionMachine, xs2aReading, xs2aSyncDecision } from '../../../machines/xs2aConnection.js';
+import { XS2A_MAX_FAILURES, xs2aConnectionMachine, xs2aReading, xs2aSyncDecision } from '../../../machines/xs2aConnection.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError, zodIssues } from '../errors.js';
-import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
+import { z } from 'zod';
+import type { ProviderAdapter, SyncRef, SyncRequestInput, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
 import { XS2A, Xs2aClient } from './client.js';
 import {
   connectionSnapshot,
@@ -100,6 +101,8 @@ function checkBelongs(connection: Xs2aBankConnection, connectionId: string, oper
     throw new InvalidProviderResponseError(XS2A, operation, ['id: does not match the requested bank connection']);
   }
 }
+
+const Xs2aSyncOptions = z.object({ force: z.boolean().optional() }).strict();
 
 function header(headers: WebhookRequest['headers'], name: string): string | undefined {
   const value = headers[name] ?? headers[name.toLowerCase()];
@@ -190,7 +193,15 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
 
     deleteConnection: (connectionId) => client.deleteConnection(connectionId),
 
-    // Options: `force` (boolean) only; anything else is ignored. force is sent only when options.force === true.
+    failureLimit: XS2A_MAX_FAILURES,
+
+    // Options: `force` (boolean) only; a misspelt option is refused before a sync exists.
+    validateRequest(request: SyncRequestInput) {
+      const parsed = Xs2aSyncOptions.safeParse(request.options ?? {});
+      if (!parsed.success) throw new ProviderInputError(XS2A, 'invalid sync options', zodIssues(parsed.error));
+    },
+
+    // force is sent only when options.force === true.
     async trigger(request: TriggerRequest) {
       const force = request.options?.force === true;
       const connection = await read(request.connectionId, 'trigger');

@@ -14,6 +14,7 @@
  * sync needs `force`, which banksync only sends on explicit request). The third failure in a row disables the
  * connection for good: CONNECTION_DISABLED, the user must delete and recreate it.
  */
+import { DateTime } from 'luxon';
 import type { StateValue } from 'xstate';
 import { Observation, computeOutcome, type AccountOutcome, type Challenge, type SyncError } from '../../../machines/canonical.js';
 import {
@@ -53,8 +54,11 @@ export function parseXs2aRef(providerRef: string): { connectionId: string; attem
   return { connectionId: providerRef.slice(0, at), attempt };
 }
 
+/** xs2a is German: consent_valid_until is a date in Berlin, so "today" is Berlin's (not UTC's: 00:00-02:00 differ). */
+export const XS2A_ZONE = 'Europe/Berlin';
+
 export function todayOf(now: number): string {
-  return new Date(now).toISOString().slice(0, 10);
+  return DateTime.fromMillis(now, { zone: XS2A_ZONE }).toISODate()!;
 }
 
 /** Provider free text is kept short in canonical errors (they are persisted in snapshots). */
@@ -175,7 +179,8 @@ export function mapFailure(connection: Xs2aBankConnection, attempt: Xs2aLastSync
   if (isDisabled(connection)) return disabledError(connection, providerCode);
   const code = (providerCode ?? '').toUpperCase();
   const what = clip(connection.sync_message || providerCode || 'sync failed');
-  const base = { retryable: false, userActionRequired: true, ...(providerCode ? { providerCode } : {}) } as const;
+  // failureCount: xs2a's own count (its automatic syncs included), so banksync can stop before xs2a disables.
+  const base = { retryable: false, userActionRequired: true, failureCount: connection.sync_fail_counter, ...(providerCode ? { providerCode } : {}) } as const;
   if (code === 'WIZARD_EXPIRED') {
     return { ...base, code: 'CHALLENGE_EXPIRED', message: 'the xs2a wizard session expired before the user completed it' };
   }
