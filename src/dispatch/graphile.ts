@@ -33,7 +33,8 @@ export const timerJobKey = (syncId: string, timerId: string): string => `timer:$
 export class GraphileDispatch implements Dispatch {
   constructor(
     private readonly utils: WorkerUtils,
-    private readonly pool: pg.Pool,
+    /** Holds the advisory locks only: a connection per lock holder, used for nothing else. */
+    private readonly lockPool: pg.Pool,
     /** graphile-worker's schema (default `graphile_worker`). */
     private readonly graphileSchema = 'graphile_worker',
   ) {}
@@ -65,12 +66,14 @@ export class GraphileDispatch implements Dispatch {
     }
     const removed = previous.filter((t) => !still.has(t.timerId)).map((t) => timerJobKey(sync.syncId, t.timerId));
     if (removed.length > 0) {
-      await this.pool.query(`SELECT ${this.graphileSchema}.remove_job(k) FROM UNNEST($1::text[]) AS k`, [removed]);
+      // graphile-worker's own pool, never the lock pool: the caller holds a lock connection, and with every
+      // lock connection held by a caller waiting here nobody could ever proceed (issue 12, point 1).
+      await this.utils.withPgClient((client) => client.query(`SELECT ${this.graphileSchema}.remove_job(k) FROM UNNEST($1::text[]) AS k`, [removed]));
     }
   }
 
   async withSyncLock<T>(syncId: string, work: () => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.lockPool.connect();
     try {
       await client.query('SELECT pg_advisory_lock(hashtext($1))', [`banksync-sync:${syncId}`]);
       try {
