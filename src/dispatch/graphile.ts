@@ -47,6 +47,8 @@ export class GraphileDispatch implements Dispatch {
       // A start is queued once per sync; a resume is deduplicated while one is waiting.
       ...(activation.kind === 'start' ? { jobKey: `start:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
       ...(activation.kind === 'resume' ? { jobKey: `resume:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
+      // Unauthenticated webhooks: a flood of them merges into the one hint job waiting.
+      ...(activation.kind === 'hint' ? { jobKey: `hint:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
     });
   }
 

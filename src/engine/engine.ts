@@ -45,6 +45,8 @@ export interface EngineOptions {
   /**
    * Shared webhook secrets by provider. A provider listed here has every delivery verified (HMAC-SHA256,
    * constant-time compare, timestamp window); unverified deliveries are rejected, recorded and never applied.
+   * A provider without a secret cannot prove a delivery is its own: its deliveries are only a hint to poll
+   * the sync now; what they claim is never applied.
    */
   webhookSecrets?: Record<string, string>;
   /** Scale-out: no resident actors; work arrives as jobs (see src/engine/dispatch.ts). */
@@ -56,7 +58,8 @@ const PARKED_CLOCK = { setTimeout: () => 0, clearTimeout: () => {} };
 
 export interface RejectedWebhook {
   provider: string;
-  reason: VerificationFailure;
+  /** CONNECTION_MISMATCH: authentic, but it names another connection than the sync its provider id belongs to. */
+  reason: VerificationFailure | 'CONNECTION_MISMATCH';
   at: number;
 }
 
@@ -126,6 +129,8 @@ class SyncRuntime {
   /** Replaying a restored snapshot re-emits it; nothing changed, so nothing is committed. */
   restoring = false;
   closed = false;
+  /** When an unauthenticated webhook last made this sync read the provider early (see SyncEngine.readNow). */
+  lastHintAt = Number.NEGATIVE_INFINITY;
   readonly dueAt = new WeakMap<object, number>();
   /** Timers as last committed, so a dispatcher learns only of changes. */
   lastTimers: TimerRecord[] = [];
@@ -176,7 +181,8 @@ export class SyncEngine {
    * Callbacks that arrived before the provider told us its id for the sync (a callback can beat the trigger
    * response). Held briefly in memory and applied once the id is known; polling finishes the job regardless.
    */
-  private readonly early = new Map<string, { observation: Observation; until: number }[]>();
+  private readonly early = new Map<string, { observation: Observation; until: number; bytes: number }[]>();
+  private earlyBytes = 0;
   private readonly machine;
   private stopped = false;
 
@@ -418,6 +424,7 @@ export class SyncEngine {
       const runtime = this.runtimes.get(syncId) ?? this.host(record, start?.options, timers, start?.unattended ?? false);
       try {
         if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
+        if (activation.kind === 'hint') await this.readNow(runtime);
         if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
         // A resume follows a lost job or a crash between a commit and its timer jobs: hand every timer back.
         if (activation.kind === 'resume') await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
@@ -508,20 +515,18 @@ export class SyncEngine {
 
   /**
    * Applies a provider webhook/callback. Invalid bodies throw INVALID_WEBHOOK and change nothing; a
-   * delivery for an unknown or finished sync is acknowledged and ignored.
+   * delivery for an unknown or finished sync is acknowledged and ignored. Only an authenticated delivery
+   * (the provider has a webhook secret) is applied as provider state; any other is a hint (`verified: false`,
+   * `applied: false`): the sync reads the provider now, through its own poll.
    */
-  async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null }> {
+  async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null; verified: boolean }> {
     const adapter = this.providers[provider];
     if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
     const secret = this.webhookSecrets[provider];
+    const verified = secret !== undefined;
     if (secret !== undefined) {
       const failure = verifyWebhook(secret, request, this.clock.now());
-      if (failure) {
-        this.rejected.push({ provider, reason: failure, at: this.clock.now() });
-        if (this.rejected.length > REJECTED_WEBHOOKS_KEPT) this.rejected.shift();
-        this.logger.warn({ provider, reason: failure }, 'unverified webhook rejected');
-        throw new BanksyncError('WEBHOOK_UNAUTHORIZED', `${provider} webhook rejected: ${failure}`);
-      }
+      if (failure) this.rejectWebhook(provider, failure);
     }
     let delivery;
     try {
@@ -533,23 +538,56 @@ export class SyncEngine {
     }
     const record = await this.store.findSyncByProviderRef(provider, delivery.providerRef);
     if (!record) {
-      this.holdEarly(provider, delivery.providerRef, delivery.observation);
-      this.logger.info({ provider }, 'webhook for an unknown provider id held until a trigger reports it');
-      return { applied: false, syncId: null };
+      // A hint for an id nobody knows yet needs no holding: the trigger's answer starts polling anyway.
+      if (verified) this.holdEarly(provider, delivery.providerRef, delivery.observation, request.body.length);
+      this.logger.info({ provider }, verified ? 'webhook for an unknown provider id held until a trigger reports it' : 'unverified webhook for an unknown provider id ignored');
+      return { applied: false, syncId: null, verified };
+    }
+    if (verified && delivery.connectionId !== undefined && delivery.connectionId !== record.connectionId) {
+      this.rejectWebhook(provider, 'CONNECTION_MISMATCH');
     }
     if (!record.active) {
       this.logger.info({ provider }, 'webhook for a finished sync ignored');
-      return { applied: false, syncId: record.syncId };
+      return { applied: false, syncId: record.syncId, verified };
     }
     if (this.dispatch) {
-      await this.dispatch.enqueue(record, { kind: 'observe', observation: delivery.observation });
-      return { applied: true, syncId: record.syncId };
+      await this.dispatch.enqueue(record, verified ? { kind: 'observe', observation: delivery.observation } : { kind: 'hint' });
+      return { applied: verified, syncId: record.syncId, verified };
     }
     const runtime = await this.resident(record.syncId);
-    if (!runtime) return { applied: false, syncId: record.syncId };
+    if (!runtime) return { applied: false, syncId: record.syncId, verified };
+    if (!verified) {
+      await this.readNow(runtime);
+      return { applied: false, syncId: record.syncId, verified };
+    }
     this.deliver(runtime, delivery.observation);
     await runtime.committed();
-    return { applied: true, syncId: record.syncId };
+    return { applied: true, syncId: record.syncId, verified };
+  }
+
+  private rejectWebhook(provider: string, reason: RejectedWebhook['reason']): never {
+    this.rejected.push({ provider, reason, at: this.clock.now() });
+    if (this.rejected.length > REJECTED_WEBHOOKS_KEPT) this.rejected.shift();
+    this.logger.warn({ provider, reason }, 'webhook rejected');
+    throw new BanksyncError('WEBHOOK_UNAUTHORIZED', `${provider} webhook rejected: ${reason}`);
+  }
+
+  /**
+   * Has the sync read the provider now: fires its pending poll (or challenge check) timer early, so the read
+   * runs as the machine's own effect with its own error handling (an unknown status still fails the sync).
+   * At most one early read per sync per HINT_MIN_INTERVAL_MS, so a flood of hints cannot hammer the provider.
+   */
+  private async readNow(runtime: SyncRuntime): Promise<boolean> {
+    const now = this.clock.now();
+    if (runtime.closed || now - runtime.lastHintAt < HINT_MIN_INTERVAL_MS) return false;
+    const timer = this.pendingTimers(runtime).find((t) => READ_TIMERS.has(t.eventType));
+    if (!timer) return false; // a read is under way already, or the sync is not polling (trigger, backoff)
+    runtime.lastHintAt = now;
+    const { actor } = runtime;
+    actor.system.scheduler.cancel(actor, timer.timerId);
+    actor.send({ type: timer.eventType } as never);
+    await runtime.committed();
+    return true;
   }
 
   /** The most recent unverified webhook deliveries (kept for inspection; never applied). */
@@ -775,16 +813,34 @@ export class SyncEngine {
     if (runtime.actor.getSnapshot().status === 'active') runtime.actor.stop();
   }
 
-  private holdEarly(provider: string, providerRef: string, observation: Observation): void {
+  private holdEarly(provider: string, providerRef: string, observation: Observation, bytes: number): void {
     const now = this.clock.now();
     for (const [key, held] of this.early) {
       const fresh = held.filter((h) => h.until > now);
+      for (const h of held) if (h.until <= now) this.earlyBytes -= h.bytes;
       if (fresh.length) this.early.set(key, fresh);
       else this.early.delete(key);
     }
-    if (this.early.size >= EARLY_CALLBACKS_MAX) return;
     const key = `${provider}\u0000${providerRef}`;
-    this.early.set(key, [...(this.early.get(key) ?? []), { observation, until: now + EARLY_CALLBACK_TTL_MS }]);
+    const held = this.early.get(key) ?? [];
+    // Bounded by ids, deliveries per id and bytes: a flood of early deliveries must not exhaust memory.
+    if (
+      (!held.length && this.early.size >= EARLY_CALLBACK_IDS_MAX) ||
+      held.length >= EARLY_CALLBACKS_PER_ID ||
+      this.earlyBytes + bytes > EARLY_CALLBACK_BYTES_MAX
+    ) {
+      this.logger.warn({ provider }, 'early webhook dropped: the holding area is full (polling still finishes the sync)');
+      return;
+    }
+    this.early.set(key, [...held, { observation, until: now + EARLY_CALLBACK_TTL_MS, bytes }]);
+    this.earlyBytes += bytes;
+  }
+
+  /** Early deliveries held until a trigger reports their provider id: how many, and their body bytes. */
+  heldWebhooks(): { ids: number; deliveries: number; bytes: number } {
+    let deliveries = 0;
+    for (const held of this.early.values()) deliveries += held.length;
+    return { ids: this.early.size, deliveries, bytes: this.earlyBytes };
   }
 
   private releaseEarly(runtime: SyncRuntime, providerRef: string): void {
@@ -792,6 +848,7 @@ export class SyncEngine {
     const held = this.early.get(key);
     if (!held) return;
     this.early.delete(key);
+    for (const h of held) this.earlyBytes -= h.bytes;
     const now = this.clock.now();
     for (const h of held) if (h.until > now && !runtime.closed) this.deliver(runtime, h.observation);
   }
@@ -896,7 +953,13 @@ function sameTimers(a: readonly TimerRecord[], b: readonly TimerRecord[]): boole
   return a.length === b.length && a.every((t, i) => t.timerId === b[i]!.timerId && t.dueAt === b[i]!.dueAt);
 }
 const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
-const EARLY_CALLBACKS_MAX = 10_000;
+const EARLY_CALLBACK_IDS_MAX = 10_000;
+/** An unauthenticated webhook makes a sync read the provider at most this often. */
+const HINT_MIN_INTERVAL_MS = 1_000;
+/** The machine's timers that start a read of the provider (see machines/synchronization.ts). */
+const READ_TIMERS = new Set(['xstate.after.nextDelay.sync.RUNNING.Waiting', 'xstate.after.authPollInterval.sync.AWAIT_AUTH.AwaitingUser']);
+const EARLY_CALLBACKS_PER_ID = 8;
+export const EARLY_CALLBACK_BYTES_MAX = 16 * 1024 * 1024;
 
 class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError';
