@@ -26,7 +26,7 @@ import { EffectRunner, toEffectFailure } from './effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
 import { EngineEventStream } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
-import { SecretVault } from './secrets.js';
+import { scrubFailure, scrubObservation, SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
@@ -854,7 +854,8 @@ export class SyncEngine {
   }
 
   private deliver(runtime: SyncRuntime, observation: Observation): void {
-    runtime.actor.send({ type: 'PROVIDER.OBSERVED', observation, observedAt: this.clock.now() });
+    const scrubbed = scrubObservation(observation, this.vault.known(runtime.record.syncId));
+    runtime.actor.send({ type: 'PROVIDER.OBSERVED', observation: scrubbed, observedAt: this.clock.now() });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -874,6 +875,15 @@ export class SyncEngine {
     return runtime;
   }
 
+  /** Runs a provider call; a failure leaves it typed and scrubbed of secrets, before the journal stores it. */
+  private async scrubbed<T>(syncId: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw scrubFailure(toEffectFailure(error), this.vault.known(syncId));
+    }
+  }
+
   private async runTrigger(input: EffectInput): Promise<TriggerEnvelope> {
     const runtime = await this.runtimeFor(input.syncId);
     const adapter = this.adapter(input.provider);
@@ -886,13 +896,18 @@ export class SyncEngine {
       options: input.options,
     };
     const reconcileThenTrigger = async () => (await adapter.findTriggered(request)) ?? adapter.trigger(request);
+    const scrubbed = (call: () => Promise<TriggerEnvelope | Omit<TriggerEnvelope, 'observedAt'>>) =>
+      this.scrubbed(input.syncId, async () => {
+        const output = await call();
+        return { ...output, observation: scrubObservation(output.observation, this.vault.known(input.syncId)) };
+      });
     const output = await this.effects.run({
       effectKey: input.effectKey,
       syncId: input.syncId,
       kind: 'trigger',
       // A retry may follow an attempt whose outcome we never saw (timeout, garbled body): look before triggering.
-      exec: input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request),
-      recover: reconcileThenTrigger,
+      exec: () => scrubbed(input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request)),
+      recover: () => scrubbed(reconcileThenTrigger),
     });
     return { ...output, observedAt: this.clock.now() };
   }
@@ -906,9 +921,9 @@ export class SyncEngine {
     const adapter = this.adapter(input.provider);
     try {
       const observation = await adapter.poll({ connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
-      return { observation, observedAt: this.clock.now() };
+      return { observation: scrubObservation(observation, this.vault.known(input.syncId)), observedAt: this.clock.now() };
     } catch (error) {
-      const failure = toEffectFailure(error);
+      const failure = scrubFailure(toEffectFailure(error), this.vault.known(input.syncId));
       this.logger.warn({ effectKey: input.effectKey, kind: 'poll', code: failure.code, retryable: failure.retryable }, failure.message);
       throw failure;
     }
@@ -922,7 +937,7 @@ export class SyncEngine {
       effectKey: input.effectKey,
       syncId: input.syncId,
       kind: 'answer',
-      exec: async () => {
+      exec: () => this.scrubbed(input.syncId, async () => {
         const response = this.vault.take(input.responseRef);
         if (response === undefined) {
           throw {
@@ -932,10 +947,10 @@ export class SyncEngine {
             message: 'the answer was not sent (the engine restarted before sending it); ask the user again',
           };
         }
-        return adapter.answerChallenge(ref, input.challengeId, response);
-      },
+        return scrubObservation(await adapter.answerChallenge(ref, input.challengeId, response), this.vault.known(input.syncId));
+      }),
       // We may or may not have sent the answer before dying: read the state, never send it again.
-      recover: () => adapter.poll(ref),
+      recover: () => this.scrubbed(input.syncId, async () => scrubObservation(await adapter.poll(ref), this.vault.known(input.syncId))),
     });
     return { observation, observedAt: this.clock.now() };
   }
