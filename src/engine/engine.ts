@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createActor, fromPromise, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
 import { z } from 'zod';
-import { SyncScope, type Observation } from '../../machines/canonical.js';
+import { SyncScope, type EffectFailure, type Observation } from '../../machines/canonical.js';
 import {
   statusOf,
   synchronizationMachine,
@@ -949,8 +949,23 @@ export class SyncEngine {
         }
         return scrubObservation(await adapter.answerChallenge(ref, input.challengeId, response), this.vault.known(input.syncId));
       }),
-      // We may or may not have sent the answer before dying: read the state, never send it again.
-      recover: () => this.scrubbed(input.syncId, async () => scrubObservation(await adapter.poll(ref), this.vault.known(input.syncId))),
+      // We may or may not have sent the answer before dying: read the state, never send it again. The same
+      // challenge still open (and not marked as wrongly answered) means the answer never took effect: ask the
+      // user again now, with the reason, instead of waiting silently until the challenge expires.
+      recover: () =>
+        this.scrubbed(input.syncId, async () => {
+          const observation = scrubObservation(await adapter.poll(ref), this.vault.known(input.syncId));
+          const stillOpen = observation.status === 'AWAIT_AUTH' && observation.challenge.id === input.challengeId && !observation.challenge.previousAttemptFailed;
+          if (stillOpen) {
+            throw {
+              code: 'ANSWER_NOT_SENT',
+              retryable: false,
+              userActionRequired: true,
+              message: 'the answer did not reach the provider before the engine restarted; the challenge is still open: ask the user again',
+            } satisfies EffectFailure;
+          }
+          return observation;
+        }),
     });
     return { observation, observedAt: this.clock.now() };
   }

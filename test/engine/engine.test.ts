@@ -151,6 +151,8 @@ describe('engine', () => {
     expect(first.adapter.answers).toEqual(['TAN-918273']);
     expect(await dumpStore(store, sync.syncId)).not.toContain('918273');
     const second = setup({ poll: [embedded('ch-1', 600_000)] }, store, clock);
+    const asked: string[] = [];
+    second.engine.events.on('sync.awaitingUser', (v) => asked.push(v.challenge!.id));
     await second.engine.start();
     await settle();
     // Recovery reads the provider state and goes back to the user; it does not send the TAN again.
@@ -158,6 +160,27 @@ describe('engine', () => {
     expect(second.adapter.calls.poll).toBe(1);
     const view = await second.engine.get(sync.syncId);
     expect(view.state).toBe('AWAIT_AUTH.AwaitingUser');
+    // The challenge is still open at the provider: the answer was lost, so the user is asked again at once, with why.
+    expect(asked).toEqual(['ch-1']);
+    expect(view.lastFailure).toMatchObject({ code: 'ANSWER_NOT_SENT', userActionRequired: true, retryable: false });
+  });
+
+  it('after a crash mid-answer, a provider that moved on (answer arrived) is followed without asking again', async () => {
+    const store = new MemoryStore();
+    const clock = new SimulatedClock();
+    const first = setup({ poll: [embedded('ch-1', 600_000)], answer: ['hang'] }, store, clock);
+    const sync = await first.engine.requestSync({ connectionId: 'c', provider: 'fake' });
+    await settle();
+    await first.advance(1_000);
+    await first.engine.submitChallengeResponse(sync.syncId, { challengeId: 'ch-1', response: 'TAN-555' });
+    await settle();
+    const second = setup({ poll: [completed] }, store, clock);
+    const asked: string[] = [];
+    second.engine.events.on('sync.awaitingUser', (v) => asked.push(v.challenge!.id));
+    await second.engine.start();
+    await settle();
+    expect((await second.engine.get(sync.syncId)).status).toBe('COMPLETED');
+    expect(asked).toEqual([]);
   });
 
   it('asks the user again (event + lastFailure) when an answer could not be delivered, without resending it', async () => {
