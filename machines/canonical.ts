@@ -45,6 +45,8 @@ export const SyncErrorCode = z.enum([
   'PREFLIGHT_REFUSED',
   'TIMEOUT',
   'CANCELLED',
+  /** The engine could not host the sync (a stored snapshot it cannot restore, its machine failed). */
+  'ENGINE_ERROR',
 ]);
 export type SyncErrorCode = z.infer<typeof SyncErrorCode>;
 

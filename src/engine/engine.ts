@@ -24,9 +24,9 @@ import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type Tim
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
-import { EngineEventStream } from './events.js';
+import { EngineEventStream, type EngineErrorCode } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
-import { scrubFailure, scrubObservation, SecretVault } from './secrets.js';
+import { scrubFailure, scrubObservation, scrubText, SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
@@ -51,6 +51,27 @@ export interface EngineOptions {
   webhookSecrets?: Record<string, string>;
   /** Scale-out: no resident actors; work arrives as jobs (see src/engine/dispatch.ts). */
   dispatch?: Dispatch;
+  /**
+   * Maps a stored snapshot written by an older machine (`fromVersion` < SYNC_MACHINE_VERSION) to the current
+   * machine, after a deploy that changed its states. Without it, or if it throws, such a sync fails with
+   * ENGINE_ERROR (only that sync; the process goes on).
+   */
+  migrateSnapshot?: (snapshot: PersistedSyncSnapshot, fromVersion: number) => PersistedSyncSnapshot;
+}
+
+/**
+ * Version of the synchronization machine's states and context, stored with every snapshot. Bump it when a
+ * change would make an older snapshot unrestorable (a state renamed or removed), and supply migrateSnapshot.
+ */
+export const SYNC_MACHINE_VERSION = 1;
+
+/** A stored snapshot: XState's persisted snapshot plus the machine version that wrote it. */
+export interface PersistedSyncSnapshot {
+  value: unknown;
+  context: SyncContext;
+  status: string;
+  machineVersion?: number;
+  [key: string]: unknown;
 }
 
 /** Actors of a dispatched engine never fire timers themselves: due timers arrive as jobs. */
@@ -129,6 +150,8 @@ class SyncRuntime {
   /** Replaying a restored snapshot re-emits it; nothing changed, so nothing is committed. */
   restoring = false;
   closed = false;
+  /** Set when the actor could not be restored or failed: the sync is being failed with ENGINE_ERROR. */
+  failure: Promise<void> | null = null;
   /** When an unauthenticated webhook last made this sync read the provider early (see SyncEngine.readNow). */
   lastHintAt = Number.NEGATIVE_INFINITY;
   readonly dueAt = new WeakMap<object, number>();
@@ -171,6 +194,7 @@ export class SyncEngine {
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
   private readonly webhookSecrets: Record<string, string>;
   private readonly dispatch: Dispatch | undefined;
+  private readonly migrateSnapshot: EngineOptions['migrateSnapshot'];
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
@@ -195,6 +219,7 @@ export class SyncEngine {
     this.inspect = options.inspect;
     this.webhookSecrets = options.webhookSecrets ?? {};
     this.dispatch = options.dispatch;
+    this.migrateSnapshot = options.migrateSnapshot;
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
@@ -422,6 +447,10 @@ export class SyncEngine {
       const timers = await this.store.listTimers(syncId);
       const start = activation.kind === 'start' ? activation : undefined;
       const runtime = this.runtimes.get(syncId) ?? this.host(record, start?.options, timers, start?.unattended ?? false);
+      if (runtime.closed) {
+        await runtime.failure;
+        return;
+      }
       try {
         if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
         if (activation.kind === 'hint') await this.readNow(runtime);
@@ -649,7 +678,10 @@ export class SyncEngine {
         const record = await this.store.getSync(syncId);
         if (!record?.active || this.stopped) return null;
         const timers = await this.store.listTimers(syncId);
-        return this.runtimes.get(syncId) ?? this.host(record, undefined, timers);
+        const runtime = this.runtimes.get(syncId) ?? this.host(record, undefined, timers);
+        if (!runtime.closed) return runtime;
+        await runtime.failure;
+        return null;
       })().finally(() => this.loading.delete(syncId));
       this.loading.set(syncId, pending);
     }
@@ -676,18 +708,89 @@ export class SyncEngine {
       policy: this.policy,
     };
     if (record.snapshot) {
+      const restorable = this.restorable(record);
+      if ('problem' in restorable) {
+        runtime.closed = true;
+        this.runtimes.delete(record.syncId);
+        runtime.failure = restorable.fail ? this.failSync(record.syncId, restorable.problem) : Promise.resolve(this.reportError(record.syncId, restorable.problem));
+        return runtime;
+      }
       // Restored: XState ignores `input` when given a snapshot.
       runtime.restoring = true;
-      runtime.lastChallengeId = (record.snapshot as { context: SyncContext }).context.challenge?.id ?? null;
-      runtime.actor = createActor(this.machine, { input, snapshot: record.snapshot as Snapshot<unknown>, clock, inspect });
+      runtime.lastChallengeId = restorable.snapshot.context.challenge?.id ?? null;
+      runtime.actor = createActor(this.machine, { input, snapshot: restorable.snapshot as unknown as Snapshot<unknown>, clock, inspect });
+      // An observer with an error handler: an actor error (e.g. a snapshot naming a state that no longer
+      // exists) reaches onActorError instead of XState's unhandled-error report, which kills the process.
+      runtime.actor.subscribe({ error: (error) => this.onActorError(runtime, error) });
       runtime.actor.start();
-      this.rearm(runtime, timers);
+      if (!runtime.closed) this.rearm(runtime, timers);
       runtime.restoring = false;
     } else {
       runtime.actor = createActor(this.machine, { input, clock, inspect });
+      runtime.actor.subscribe({ error: (error) => this.onActorError(runtime, error) });
       runtime.actor.start();
     }
     return runtime;
+  }
+
+  /** The record's snapshot as the current machine can restore it, or why not (and whether to fail the sync). */
+  private restorable(record: SyncRecord): { snapshot: PersistedSyncSnapshot } | { problem: string; fail: boolean } {
+    const stored = record.snapshot as PersistedSyncSnapshot;
+    const { machineVersion = 1, ...snapshot } = stored;
+    if (machineVersion > SYNC_MACHINE_VERSION) {
+      // Written by a newer deploy (a rolling update, or a rollback): leave it to the processes that know it.
+      return { problem: `snapshot written by machine version ${machineVersion}; this process runs version ${SYNC_MACHINE_VERSION}`, fail: false };
+    }
+    if (machineVersion === SYNC_MACHINE_VERSION) return { snapshot };
+    if (!this.migrateSnapshot) return { problem: `snapshot of machine version ${machineVersion} and no migrateSnapshot for it (current version ${SYNC_MACHINE_VERSION})`, fail: true };
+    try {
+      return { snapshot: this.migrateSnapshot(snapshot as PersistedSyncSnapshot, machineVersion) };
+    } catch (error) {
+      return { problem: `migrating the snapshot from machine version ${machineVersion} failed: ${(error as Error)?.message ?? String(error)}`, fail: true };
+    }
+  }
+
+  private onActorError(runtime: SyncRuntime, error: unknown): void {
+    if (runtime.failure) return;
+    const message = `the sync's state machine failed: ${error instanceof Error ? error.message : String(error)}`;
+    this.close(runtime);
+    // After the commits already queued (they are skipped once closed) so the failure is the last write.
+    runtime.failure = runtime.chain.then(() => this.failSync(runtime.record.syncId, message));
+  }
+
+  private reportError(syncId: string | null, message: string, code: EngineErrorCode = 'ENGINE_ERROR'): void {
+    this.logger.error({ syncId, code }, message);
+    this.events.emit('engine.error', { syncId, code, message: scrubText(message) });
+  }
+
+  /** Fails one sync that cannot be hosted (unrestorable snapshot, actor error) with ENGINE_ERROR; never throws. */
+  private async failSync(syncId: string, problem: string): Promise<void> {
+    this.reportError(syncId, problem);
+    try {
+      const record = await this.store.getSync(syncId);
+      if (!record?.active) return;
+      const stored = (record.snapshot ?? {}) as Partial<PersistedSyncSnapshot>;
+      const error = { code: 'ENGINE_ERROR' as const, retryable: false, userActionRequired: false, message: scrubText(problem) };
+      const snapshot = { ...stored, status: 'done', value: 'FAILED', children: {}, context: { ...(stored.context ?? {}), error }, machineVersion: SYNC_MACHINE_VERSION };
+      const at = this.clock.now();
+      const version = await this.store.commit({
+        syncId,
+        expectedVersion: record.version,
+        status: 'FAILED',
+        active: false,
+        providerRef: record.providerRef,
+        snapshot,
+        timers: [],
+        transitions: [{ from: stored.value === undefined ? null : stateName(stored.value), to: 'FAILED', event: 'engine.error', at }],
+        pendingEffects: [],
+        at,
+      });
+      const failed = { ...record, status: 'FAILED' as const, active: false, snapshot, version, updatedAt: at };
+      this.events.emit('sync.failed', toView(failed));
+      await this.finishConnection(failed);
+    } catch (error) {
+      this.reportError(syncId, `could not record the failure of sync ${syncId}: ${(error as Error)?.message ?? String(error)}`, 'STORAGE_ERROR');
+    }
   }
 
   /** XState forgets delayed events on restore; schedule them again under their own ids so exits still cancel them. */
@@ -729,7 +832,7 @@ export class SyncEngine {
     const status = statusOf(snapshot.value);
     const finished = snapshot.status === 'done';
     const context = snapshot.context;
-    const persisted = runtime.actor.getPersistedSnapshot();
+    const persisted = { ...(runtime.actor.getPersistedSnapshot() as object), machineVersion: SYNC_MACHINE_VERSION };
     const timers = finished ? [] : this.pendingTimers(runtime);
     const pendingEffects = Object.values(snapshot.children).flatMap((child) => {
       const input = (child?.getSnapshot() as { input?: EffectInput } | undefined)?.input;

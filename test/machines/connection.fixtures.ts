@@ -62,6 +62,7 @@ export const ERROR_FLAGS: Record<SyncErrorCode, { retryable: boolean; userAction
   INVALID_RESPONSE: { retryable: false, userActionRequired: false },
   CONNECTION_DISABLED: { retryable: false, userActionRequired: false },
   CANCELLED: { retryable: false, userActionRequired: false },
+  ENGINE_ERROR: { retryable: false, userActionRequired: false },
 };
 export const ALL_CODES = Object.keys(ERROR_FLAGS) as SyncErrorCode[];
 
