@@ -20,6 +20,7 @@ import {
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
 import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
+import { toStorageError } from '../stores/errors.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
@@ -150,6 +151,8 @@ class SyncRuntime {
   /** Replaying a restored snapshot re-emits it; nothing changed, so nothing is committed. */
   restoring = false;
   closed = false;
+  /** The store error that made this runtime stop (a failed commit). */
+  commitError: unknown = null;
   /** Set when the actor could not be restored or failed: the sync is being failed with ENGINE_ERROR. */
   failure: Promise<void> | null = null;
   /** When an unauthenticated webhook last made this sync read the provider early (see SyncEngine.readNow). */
@@ -356,21 +359,29 @@ export class SyncEngine {
       scope,
       createdAt: this.clock.now(),
     });
-    if (this.dispatch) {
+    // The sync is committed: from here on the caller must learn of it, whatever else fails (a failed step is
+    // reported as engine.error and repaired: start() reconciles the connection, the stale sweep or the
+    // hosting retry resumes the sync).
+    let runtime: SyncRuntime | null = null;
+    try {
+      if (!this.dispatch) runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
       if (created) {
         const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
         this.events.emit('connection.updated', view);
-        await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
+        if (this.dispatch) await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
       }
-      return this.get(sync.syncId, { tenantId });
+      if (runtime) await runtime.committed();
+    } catch (error) {
+      this.reportError(sync.syncId, `sync ${sync.syncId} was created, but a step after it failed: ${describeError(error)}`, 'STORAGE_ERROR');
     }
-    const runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
-    if (created) {
-      const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
-      this.events.emit('connection.updated', view);
+    try {
+      return await this.get(sync.syncId, { tenantId });
+    } catch (error) {
+      throw new BanksyncError(
+        'STORAGE_UNAVAILABLE',
+        `sync ${sync.syncId} was created but could not be read back (${describeError(error)}); look it up by connection once the store is back`,
+      );
     }
-    if (runtime) await runtime.committed();
-    return this.get(sync.syncId, { tenantId });
   }
 
   async get(syncId: string, options?: TenantOption): Promise<SyncView> {
@@ -420,6 +431,7 @@ export class SyncEngine {
       if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
       work(runtime);
       await runtime.committed();
+      throwIfNotCommitted(runtime);
       return;
     }
     await this.dispatch.withSyncLock(syncId, async () => {
@@ -428,6 +440,7 @@ export class SyncEngine {
       try {
         work(runtime);
         await this.quiescent(runtime);
+        throwIfNotCommitted(runtime);
       } finally {
         this.close(runtime);
       }
@@ -458,6 +471,8 @@ export class SyncEngine {
         // A resume follows a lost job or a crash between a commit and its timer jobs: hand every timer back.
         if (activation.kind === 'resume') await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
         await this.quiescent(runtime);
+        // A lost commit fails the job: graphile-worker runs it again (with backoff) from the committed state.
+        if (runtime.commitError) throw runtime.commitError;
       } finally {
         this.close(runtime);
       }
@@ -900,12 +915,34 @@ export class SyncEngine {
 
   private onCommitFailure(runtime: SyncRuntime, error: unknown): void {
     // Without a durable commit no further effect may run: stop hosting; the last committed state resumes later.
+    const syncId = runtime.record.syncId;
     if (error instanceof StaleWriteError) {
-      this.logger.warn({ syncId: runtime.record.syncId }, 'sync is owned by a newer writer; stopped hosting it');
-    } else {
-      this.logger.error({ syncId: runtime.record.syncId, err: (error as Error)?.message }, 'commit failed; stopped hosting sync');
+      this.logger.warn({ syncId }, 'sync is owned by a newer writer; stopped hosting it');
+      this.close(runtime);
+      return;
     }
+    runtime.commitError = error;
     this.close(runtime);
+    this.reportError(syncId, `commit of sync ${syncId} failed; it resumes from its last committed state: ${describeError(error)}`, 'STORAGE_ERROR');
+    // Dispatched: the job fails and graphile-worker retries it. Resident: retry hosting with backoff.
+    if (!this.dispatch) this.retryHosting(syncId, 0);
+  }
+
+  /** Re-hosts a sync whose commit failed, from the store, with backoff until the store takes writes again. */
+  private retryHosting(syncId: string, attempt: number): void {
+    const delay = Math.min(STORAGE_RETRY_MAX_MS, STORAGE_RETRY_BASE_MS * 2 ** attempt);
+    this.clock.setTimeout(() => {
+      if (this.stopped || this.runtimes.has(syncId)) return;
+      this.resident(syncId).then(
+        (runtime) => {
+          if (runtime) this.logger.info({ syncId, attempt }, 'sync hosted again after a storage fault');
+        },
+        (error: unknown) => {
+          this.logger.warn({ syncId, attempt, err: describeError(error) }, 'store still failing; retrying');
+          this.retryHosting(syncId, attempt + 1);
+        },
+      );
+    }, delay);
   }
 
   private close(runtime: SyncRuntime): void {
@@ -1087,6 +1124,20 @@ function sameTimers(a: readonly TimerRecord[], b: readonly TimerRecord[]): boole
 }
 const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
 const EARLY_CALLBACK_IDS_MAX = 10_000;
+const STORAGE_RETRY_BASE_MS = 1_000;
+const STORAGE_RETRY_MAX_MS = 60_000;
+
+function describeError(error: unknown): string {
+  const storage = toStorageError(error, 'store');
+  return storage instanceof Error ? storage.message : String(storage);
+}
+
+/** The caller's step was not made durable: say so, instead of returning the old state as if it had worked. */
+function throwIfNotCommitted(runtime: SyncRuntime): void {
+  if (runtime.commitError) {
+    throw new BanksyncError('STORAGE_UNAVAILABLE', `sync ${runtime.record.syncId}: the change could not be stored (${describeError(runtime.commitError)}); the sync stays at its last stored state`);
+  }
+}
 /** An unauthenticated webhook makes a sync read the provider at most this often. */
 const HINT_MIN_INTERVAL_MS = 1_000;
 /** The machine's timers that start a read of the provider (see machines/synchronization.ts). */

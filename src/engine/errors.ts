@@ -11,7 +11,9 @@ export type BanksyncErrorCode =
   | 'WEBHOOK_UNAUTHORIZED'
   | 'SYNC_REFUSED'
   | 'CONNECTION_NOT_FOUND'
-  | 'ENGINE_STOPPED';
+  | 'ENGINE_STOPPED'
+  /** The store did not take a write (disk full, database down): the step did not happen; try again. */
+  | 'STORAGE_UNAVAILABLE';
 
 export class BanksyncError extends Error {
   override readonly name: string = 'BanksyncError';
