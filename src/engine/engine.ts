@@ -506,6 +506,11 @@ export class SyncEngine {
       return;
     }
     const { actor } = runtime;
+    // This job is the timer's job. Its key must not be removed by the commit that follows (the timer is gone
+    // from the snapshot): graphile-worker's remove_job on a locked job sets attempts = max_attempts, so if
+    // this worker died mid-job the unlocked job would never run again (issue 12, point 3). The job is
+    // deleted when it completes; if it runs again, the timer is no longer pending and it does nothing.
+    runtime.lastTimers = runtime.lastTimers.filter((t) => t.timerId !== timerId);
     actor.system.scheduler.cancel(actor, timerId);
     // An `after` event is internal to XState and not part of SyncEvent: delivered as the scheduler would.
     actor.send({ type: timer.eventType } as never);
