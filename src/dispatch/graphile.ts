@@ -75,16 +75,31 @@ export class GraphileDispatch implements Dispatch {
   }
 
   async withSyncLock<T>(syncId: string, work: () => Promise<T>): Promise<T> {
+    const key = `banksync-sync:${syncId}`;
     const client = await this.lockPool.connect();
+    // A checked-out client has no pool error handler: without ours, a server restart or a terminated
+    // backend ('57P01') is an unhandled 'error' event that kills the process. The session's advisory lock
+    // is gone with it; the work may go on, since commits are fenced by version and effects journaled.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost = error;
+    };
+    client.on('error', onError);
     try {
-      await client.query('SELECT pg_advisory_lock(hashtext($1))', [`banksync-sync:${syncId}`]);
+      await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
       try {
         return await work();
       } finally {
-        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`banksync-sync:${syncId}`]);
+        if (!lost) {
+          await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch((error: Error) => {
+            lost = error;
+          });
+        }
       }
     } finally {
-      client.release();
+      client.off('error', onError);
+      // A broken connection is destroyed, not returned to the pool.
+      client.release(lost);
     }
   }
 }

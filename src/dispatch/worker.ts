@@ -63,7 +63,7 @@ export async function createDispatchingEngine(options: Omit<WorkerOptions, 'conc
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
   const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
   await utils.migrate();
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: 4 });
+  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: `banksync-api-locks:${graphileSchema}` });
   lockPool.on('error', () => {});
   const engine = createEngine({
     store,
@@ -105,7 +105,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   const utils: WorkerUtils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: graphileLogger });
   await utils.migrate();
   // Locks get their own pool: a job holding a lock must never wait for a connection another lock holder has.
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2 });
+  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2, application_name: `banksync-locks:${graphileSchema}` });
   lockPool.on('error', () => {});
   const engine = createEngine({
     store,
