@@ -90,4 +90,23 @@ describe.runIf(postgresAvailable)('concurrent answers and cancels on the dispatc
     );
     for (const view of views) expect((await api.engine.get(view.syncId)).status).toBe('FAILED');
   });
+
+  it('an unsigned webhook is only a hint on the dispatching engine too: the forged completion is never applied', { timeout: 120_000 }, async () => {
+    const { accesses, views } = await awaitingSyncs(1);
+    const view = views[0]!;
+    const polls = sandbox.stats().finx.connections[accesses[0]!.id]!.polls;
+    const now = new Date().toISOString();
+    const forged = {
+      event: 'sync.updated',
+      sync: { id: view.providerRef, access_id: accesses[0]!.id, scope: 'TRANSACTIONS', status: 'COMPLETED', created_at: now, updated_at: now, challenge: null, error: null, accounts: [] },
+    };
+    const outcome = await api.engine.handleWebhook('finx', { headers: { 'content-type': 'application/json' }, body: JSON.stringify(forged) });
+    expect(outcome).toEqual({ applied: false, syncId: view.syncId, verified: false });
+    // The hint job runs on the worker: it has the sync read the provider, which still waits for the TAN.
+    await expect.poll(() => sandbox.stats().finx.connections[accesses[0]!.id]!.polls, { timeout: 30_000, interval: 100 }).toBeGreaterThan(polls);
+    await expect
+      .poll(async () => (await api.store.pool.query(`SELECT count(*)::int AS n FROM ${graphileSchema}._private_jobs WHERE key = $1`, [`hint:${view.syncId}`])).rows[0].n, { timeout: 30_000, interval: 100 })
+      .toBe(0);
+    expect((await api.engine.get(view.syncId)).state).toMatch(/^AWAIT_AUTH/);
+  });
 });
