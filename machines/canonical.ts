@@ -49,6 +49,8 @@ export const SyncErrorCode = z.enum([
   'CANCELLED',
   /** An unattended sync met SCA: without the user present nobody may answer it (PSD2); the user must sync. */
   'NEEDS_USER',
+  /** The engine could not host the sync (a stored snapshot it cannot restore, its machine failed). */
+  'ENGINE_ERROR',
 ]);
 export type SyncErrorCode = z.infer<typeof SyncErrorCode>;
 

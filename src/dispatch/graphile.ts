@@ -34,7 +34,8 @@ export const timerJobKey = (syncId: string, timerId: string): string => `timer:$
 export class GraphileDispatch implements Dispatch {
   constructor(
     private readonly utils: WorkerUtils,
-    private readonly pool: pg.Pool,
+    /** Holds the advisory locks only: a connection per lock holder, used for nothing else. */
+    private readonly lockPool: pg.Pool,
     /** graphile-worker's schema (default `graphile_worker`). */
     private readonly graphileSchema = 'graphile_worker',
   ) {}
@@ -47,6 +48,8 @@ export class GraphileDispatch implements Dispatch {
       // A start is queued once per sync; a resume is deduplicated while one is waiting.
       ...(activation.kind === 'start' ? { jobKey: `start:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
       ...(activation.kind === 'resume' ? { jobKey: `resume:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
+      // Unauthenticated webhooks: a flood of them merges into the one hint job waiting.
+      ...(activation.kind === 'hint' ? { jobKey: `hint:${sync.syncId}`, jobKeyMode: 'preserve_run_at' as const } : {}),
     });
   }
 
@@ -66,21 +69,38 @@ export class GraphileDispatch implements Dispatch {
     }
     const removed = previous.filter((t) => !still.has(t.timerId)).map((t) => timerJobKey(sync.syncId, t.timerId));
     if (removed.length > 0) {
-      await this.pool.query(`SELECT ${this.graphileSchema}.remove_job(k) FROM UNNEST($1::text[]) AS k`, [removed]);
+      // graphile-worker's own pool, never the lock pool: the caller holds a lock connection, and with every
+      // lock connection held by a caller waiting here nobody could ever proceed (issue 12, point 1).
+      await this.utils.withPgClient((client) => client.query(`SELECT ${this.graphileSchema}.remove_job(k) FROM UNNEST($1::text[]) AS k`, [removed]));
     }
   }
 
   async withSyncLock<T>(syncId: string, work: () => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const key = `banksync-sync:${syncId}`;
+    const client = await this.lockPool.connect();
+    // A checked-out client has no pool error handler: without ours, a server restart or a terminated
+    // backend ('57P01') is an unhandled 'error' event that kills the process. The session's advisory lock
+    // is gone with it; the work may go on, since commits are fenced by version and effects journaled.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost = error;
+    };
+    client.on('error', onError);
     try {
-      await client.query('SELECT pg_advisory_lock(hashtext($1))', [`banksync-sync:${syncId}`]);
+      await client.query('SELECT pg_advisory_lock(hashtext($1))', [key]);
       try {
         return await work();
       } finally {
-        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`banksync-sync:${syncId}`]);
+        if (!lost) {
+          await client.query('SELECT pg_advisory_unlock(hashtext($1))', [key]).catch((error: Error) => {
+            lost = error;
+          });
+        }
       }
     } finally {
-      client.release();
+      client.off('error', onError);
+      // A broken connection is destroyed, not returned to the pool.
+      client.release(lost);
     }
   }
 }

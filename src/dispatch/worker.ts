@@ -63,7 +63,7 @@ export async function createDispatchingEngine(options: Omit<WorkerOptions, 'conc
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
   const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
   await utils.migrate();
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: 4 });
+  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: `banksync-api-locks:${graphileSchema}` });
   lockPool.on('error', () => {});
   const engine = createEngine({
     store,
@@ -105,7 +105,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   const utils: WorkerUtils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: graphileLogger });
   await utils.migrate();
   // Locks get their own pool: a job holding a lock must never wait for a connection another lock holder has.
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2 });
+  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2, application_name: `banksync-locks:${graphileSchema}` });
   lockPool.on('error', () => {});
   const engine = createEngine({
     store,
@@ -134,27 +134,58 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   };
   await heartbeat();
 
-  const runner: Runner = await run({
-    connectionString: options.databaseUrl,
-    schema: graphileSchema,
-    concurrency,
-    noHandleSignals: true,
-    pollInterval: POLL_INTERVAL_MS,
-    useNodeTime: true,
-    logger: graphileLogger,
-    events,
-    crontab: options.autosyncCron === false ? '' : `${options.autosyncCron ?? '*/15 * * * *'} ${AUTOSYNC_TASK}`,
-    taskList: {
-      [ACTIVATE_TASK]: async (payload) => {
-        const { syncId, activation } = payload as ActivatePayload;
-        await engine.activate(syncId, activation);
+  const startRunner = (): Promise<Runner> =>
+    run({
+      connectionString: options.databaseUrl,
+      schema: graphileSchema,
+      concurrency,
+      noHandleSignals: true,
+      pollInterval: POLL_INTERVAL_MS,
+      useNodeTime: true,
+      logger: graphileLogger,
+      events,
+      crontab: options.autosyncCron === false ? '' : `${options.autosyncCron ?? '*/15 * * * *'} ${AUTOSYNC_TASK}`,
+      taskList: {
+        [ACTIVATE_TASK]: async (payload) => {
+          const { syncId, activation } = payload as ActivatePayload;
+          await engine.activate(syncId, activation);
+        },
+        [AUTOSYNC_TASK]: async () => {
+          const report = await autosync.tick(Date.now());
+          logger.info({ ...report }, 'autosync tick');
+        },
       },
-      [AUTOSYNC_TASK]: async () => {
-        const report = await autosync.tick(Date.now());
-        logger.info({ ...report }, 'autosync tick');
-      },
-    },
-  });
+    });
+  let stopping = false;
+  let runner: Runner = await startRunner();
+  /**
+   * graphile-worker gives up its pool when it cannot record a job's outcome (the database went away:
+   * 57P01 in batchFailJobs) and rejects runner.promise. Unobserved, that rejection killed the process.
+   * Instead: report it, release what the dead pool still holds, and run a new pool once the database is back.
+   */
+  const supervise = (current: Runner): void => {
+    current.promise.catch(async (error: unknown) => {
+      if (stopping) return;
+      logger.error({ err: (error as Error)?.message }, 'job runner stopped on a database error; restarting it');
+      const stale = [...graphileWorkerIds];
+      for (let attempt = 0; !stopping; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
+        if (stopping) return;
+        try {
+          // This process is alive, so the reaper would never release the old pool's jobs: do it here.
+          if (stale.length > 0) await utils.forceUnlockWorkers(stale);
+          graphileWorkerIds.splice(0, graphileWorkerIds.length, ...graphileWorkerIds.filter((id) => !stale.includes(id)));
+          runner = await startRunner();
+          logger.warn({ attempt }, 'job runner restarted');
+          supervise(runner);
+          return;
+        } catch (retryError) {
+          logger.warn({ attempt, err: (retryError as Error)?.message }, 'database still unavailable; retrying');
+        }
+      }
+    });
+  };
+  supervise(runner);
   await heartbeat();
 
   const reaped: { processId: string; at: number }[] = [];
@@ -185,8 +216,9 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     store,
     reaped,
     async stop() {
+      stopping = true;
       for (const timer of timers) clearInterval(timer);
-      await runner.stop();
+      await runner.stop().catch(() => {});
       await engine.stop();
       await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});
       await utils.release();

@@ -11,6 +11,8 @@ export type Activation =
   | { kind: 'start'; options?: Record<string, unknown>; unattended: boolean }
   | { kind: 'resume' }
   | { kind: 'observe'; observation: Observation }
+  /** An unauthenticated webhook: read the sync from the provider now. */
+  | { kind: 'hint' }
   | { kind: 'timer'; timerId: string };
 
 export interface SyncKey {

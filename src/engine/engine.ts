@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createActor, fromPromise, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
 import { z } from 'zod';
-import { SyncScope, type Observation } from '../../machines/canonical.js';
+import { SyncScope, type EffectFailure, type Observation } from '../../machines/canonical.js';
 import {
   statusOf,
   synchronizationMachine,
@@ -20,13 +20,14 @@ import {
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
 import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
+import { toStorageError } from '../stores/errors.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
-import { EngineEventStream } from './events.js';
+import { EngineEventStream, type EngineErrorCode } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
-import { SecretVault } from './secrets.js';
+import { scrubFailure, scrubObservation, scrubText, SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
@@ -46,12 +47,35 @@ export interface EngineOptions {
   /**
    * Shared webhook secrets by provider. A provider listed here has every delivery verified (HMAC-SHA256,
    * constant-time compare, timestamp window); unverified deliveries are rejected, recorded and never applied.
+   * A provider without a secret cannot prove a delivery is its own: its deliveries are only a hint to poll
+   * the sync now; what they claim is never applied.
    */
   webhookSecrets?: Record<string, string>;
   /** Scale-out: no resident actors; work arrives as jobs (see src/engine/dispatch.ts). */
   dispatch?: Dispatch;
   /** Longest cooldown after passing trouble, and longest Retry-After honoured, in ms. Default 24 h. */
   cooldownCeilingMs?: number;
+  /**
+   * Maps a stored snapshot written by an older machine (`fromVersion` < SYNC_MACHINE_VERSION) to the current
+   * machine, after a deploy that changed its states. Without it, or if it throws, such a sync fails with
+   * ENGINE_ERROR (only that sync; the process goes on).
+   */
+  migrateSnapshot?: (snapshot: PersistedSyncSnapshot, fromVersion: number) => PersistedSyncSnapshot;
+}
+
+/**
+ * Version of the synchronization machine's states and context, stored with every snapshot. Bump it when a
+ * change would make an older snapshot unrestorable (a state renamed or removed), and supply migrateSnapshot.
+ */
+export const SYNC_MACHINE_VERSION = 1;
+
+/** A stored snapshot: XState's persisted snapshot plus the machine version that wrote it. */
+export interface PersistedSyncSnapshot {
+  value: unknown;
+  context: SyncContext;
+  status: string;
+  machineVersion?: number;
+  [key: string]: unknown;
 }
 
 /** Actors of a dispatched engine never fire timers themselves: due timers arrive as jobs. */
@@ -59,7 +83,8 @@ const PARKED_CLOCK = { setTimeout: () => 0, clearTimeout: () => {} };
 
 export interface RejectedWebhook {
   provider: string;
-  reason: VerificationFailure;
+  /** CONNECTION_MISMATCH: authentic, but it names another connection than the sync its provider id belongs to. */
+  reason: VerificationFailure | 'CONNECTION_MISMATCH';
   at: number;
 }
 
@@ -129,6 +154,12 @@ class SyncRuntime {
   /** Replaying a restored snapshot re-emits it; nothing changed, so nothing is committed. */
   restoring = false;
   closed = false;
+  /** The store error that made this runtime stop (a failed commit). */
+  commitError: unknown = null;
+  /** Set when the actor could not be restored or failed: the sync is being failed with ENGINE_ERROR. */
+  failure: Promise<void> | null = null;
+  /** When an unauthenticated webhook last made this sync read the provider early (see SyncEngine.readNow). */
+  lastHintAt = Number.NEGATIVE_INFINITY;
   readonly dueAt = new WeakMap<object, number>();
   /** Timers as last committed, so a dispatcher learns only of changes. */
   lastTimers: TimerRecord[] = [];
@@ -170,6 +201,7 @@ export class SyncEngine {
   private readonly webhookSecrets: Record<string, string>;
   private readonly dispatch: Dispatch | undefined;
   private readonly cooldownCeilingMs: number | undefined;
+  private readonly migrateSnapshot: EngineOptions['migrateSnapshot'];
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
@@ -180,7 +212,8 @@ export class SyncEngine {
    * Callbacks that arrived before the provider told us its id for the sync (a callback can beat the trigger
    * response). Held briefly in memory and applied once the id is known; polling finishes the job regardless.
    */
-  private readonly early = new Map<string, { observation: Observation; until: number }[]>();
+  private readonly early = new Map<string, { observation: Observation; until: number; bytes: number }[]>();
+  private earlyBytes = 0;
   private readonly machine;
   private stopped = false;
 
@@ -194,6 +227,7 @@ export class SyncEngine {
     this.webhookSecrets = options.webhookSecrets ?? {};
     this.dispatch = options.dispatch;
     this.cooldownCeilingMs = options.cooldownCeilingMs;
+    this.migrateSnapshot = options.migrateSnapshot;
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
@@ -406,21 +440,29 @@ export class SyncEngine {
       scope,
       createdAt: this.clock.now(),
     });
-    if (this.dispatch) {
+    // The sync is committed: from here on the caller must learn of it, whatever else fails (a failed step is
+    // reported as engine.error and repaired: start() reconciles the connection, the stale sweep or the
+    // hosting retry resumes the sync).
+    let runtime: SyncRuntime | null = null;
+    try {
+      if (!this.dispatch) runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
       if (created) {
         const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
         this.events.emit('connection.updated', view);
-        await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
+        if (this.dispatch) await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
       }
-      return this.get(sync.syncId, { tenantId });
+      if (runtime) await runtime.committed();
+    } catch (error) {
+      this.reportError(sync.syncId, `sync ${sync.syncId} was created, but a step after it failed: ${describeError(error)}`, 'STORAGE_ERROR');
     }
-    const runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
-    if (created) {
-      const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
-      this.events.emit('connection.updated', view);
+    try {
+      return await this.get(sync.syncId, { tenantId });
+    } catch (error) {
+      throw new BanksyncError(
+        'STORAGE_UNAVAILABLE',
+        `sync ${sync.syncId} was created but could not be read back (${describeError(error)}); look it up by connection once the store is back`,
+      );
     }
-    if (runtime) await runtime.committed();
-    return this.get(sync.syncId, { tenantId });
   }
 
   async get(syncId: string, options?: TenantOption): Promise<SyncView> {
@@ -470,6 +512,7 @@ export class SyncEngine {
       if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
       work(runtime);
       await runtime.committed();
+      throwIfNotCommitted(runtime);
       return;
     }
     await this.dispatch.withSyncLock(syncId, async () => {
@@ -478,6 +521,7 @@ export class SyncEngine {
       try {
         work(runtime);
         await this.quiescent(runtime);
+        throwIfNotCommitted(runtime);
       } finally {
         this.close(runtime);
       }
@@ -497,12 +541,19 @@ export class SyncEngine {
       const timers = await this.store.listTimers(syncId);
       const start = activation.kind === 'start' ? activation : undefined;
       const runtime = this.runtimes.get(syncId) ?? this.host(record, start?.options, timers, start?.unattended ?? false);
+      if (runtime.closed) {
+        await runtime.failure;
+        return;
+      }
       try {
         if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
+        if (activation.kind === 'hint') await this.readNow(runtime);
         if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
         // A resume follows a lost job or a crash between a commit and its timer jobs: hand every timer back.
         if (activation.kind === 'resume') await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
         await this.quiescent(runtime);
+        // A lost commit fails the job: graphile-worker runs it again (with backoff) from the committed state.
+        if (runtime.commitError) throw runtime.commitError;
       } finally {
         this.close(runtime);
       }
@@ -536,6 +587,11 @@ export class SyncEngine {
       return;
     }
     const { actor } = runtime;
+    // This job is the timer's job. Its key must not be removed by the commit that follows (the timer is gone
+    // from the snapshot): graphile-worker's remove_job on a locked job sets attempts = max_attempts, so if
+    // this worker died mid-job the unlocked job would never run again (issue 12, point 3). The job is
+    // deleted when it completes; if it runs again, the timer is no longer pending and it does nothing.
+    runtime.lastTimers = runtime.lastTimers.filter((t) => t.timerId !== timerId);
     actor.system.scheduler.cancel(actor, timerId);
     // An `after` event is internal to XState and not part of SyncEvent: delivered as the scheduler would.
     actor.send({ type: timer.eventType } as never);
@@ -589,20 +645,18 @@ export class SyncEngine {
 
   /**
    * Applies a provider webhook/callback. Invalid bodies throw INVALID_WEBHOOK and change nothing; a
-   * delivery for an unknown or finished sync is acknowledged and ignored.
+   * delivery for an unknown or finished sync is acknowledged and ignored. Only an authenticated delivery
+   * (the provider has a webhook secret) is applied as provider state; any other is a hint (`verified: false`,
+   * `applied: false`): the sync reads the provider now, through its own poll.
    */
-  async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null }> {
+  async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null; verified: boolean }> {
     const adapter = this.providers[provider];
     if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
     const secret = this.webhookSecrets[provider];
+    const verified = secret !== undefined;
     if (secret !== undefined) {
       const failure = verifyWebhook(secret, request, this.clock.now());
-      if (failure) {
-        this.rejected.push({ provider, reason: failure, at: this.clock.now() });
-        if (this.rejected.length > REJECTED_WEBHOOKS_KEPT) this.rejected.shift();
-        this.logger.warn({ provider, reason: failure }, 'unverified webhook rejected');
-        throw new BanksyncError('WEBHOOK_UNAUTHORIZED', `${provider} webhook rejected: ${failure}`);
-      }
+      if (failure) this.rejectWebhook(provider, failure);
     }
     let delivery;
     try {
@@ -614,23 +668,56 @@ export class SyncEngine {
     }
     const record = await this.store.findSyncByProviderRef(provider, delivery.providerRef);
     if (!record) {
-      this.holdEarly(provider, delivery.providerRef, delivery.observation);
-      this.logger.info({ provider }, 'webhook for an unknown provider id held until a trigger reports it');
-      return { applied: false, syncId: null };
+      // A hint for an id nobody knows yet needs no holding: the trigger's answer starts polling anyway.
+      if (verified) this.holdEarly(provider, delivery.providerRef, delivery.observation, request.body.length);
+      this.logger.info({ provider }, verified ? 'webhook for an unknown provider id held until a trigger reports it' : 'unverified webhook for an unknown provider id ignored');
+      return { applied: false, syncId: null, verified };
+    }
+    if (verified && delivery.connectionId !== undefined && delivery.connectionId !== record.connectionId) {
+      this.rejectWebhook(provider, 'CONNECTION_MISMATCH');
     }
     if (!record.active) {
       this.logger.info({ provider }, 'webhook for a finished sync ignored');
-      return { applied: false, syncId: record.syncId };
+      return { applied: false, syncId: record.syncId, verified };
     }
     if (this.dispatch) {
-      await this.dispatch.enqueue(record, { kind: 'observe', observation: delivery.observation });
-      return { applied: true, syncId: record.syncId };
+      await this.dispatch.enqueue(record, verified ? { kind: 'observe', observation: delivery.observation } : { kind: 'hint' });
+      return { applied: verified, syncId: record.syncId, verified };
     }
     const runtime = await this.resident(record.syncId);
-    if (!runtime) return { applied: false, syncId: record.syncId };
+    if (!runtime) return { applied: false, syncId: record.syncId, verified };
+    if (!verified) {
+      await this.readNow(runtime);
+      return { applied: false, syncId: record.syncId, verified };
+    }
     this.deliver(runtime, delivery.observation);
     await runtime.committed();
-    return { applied: true, syncId: record.syncId };
+    return { applied: true, syncId: record.syncId, verified };
+  }
+
+  private rejectWebhook(provider: string, reason: RejectedWebhook['reason']): never {
+    this.rejected.push({ provider, reason, at: this.clock.now() });
+    if (this.rejected.length > REJECTED_WEBHOOKS_KEPT) this.rejected.shift();
+    this.logger.warn({ provider, reason }, 'webhook rejected');
+    throw new BanksyncError('WEBHOOK_UNAUTHORIZED', `${provider} webhook rejected: ${reason}`);
+  }
+
+  /**
+   * Has the sync read the provider now: fires its pending poll (or challenge check) timer early, so the read
+   * runs as the machine's own effect with its own error handling (an unknown status still fails the sync).
+   * At most one early read per sync per HINT_MIN_INTERVAL_MS, so a flood of hints cannot hammer the provider.
+   */
+  private async readNow(runtime: SyncRuntime): Promise<boolean> {
+    const now = this.clock.now();
+    if (runtime.closed || now - runtime.lastHintAt < HINT_MIN_INTERVAL_MS) return false;
+    const timer = this.pendingTimers(runtime).find((t) => READ_TIMERS.has(t.eventType));
+    if (!timer) return false; // a read is under way already, or the sync is not polling (trigger, backoff)
+    runtime.lastHintAt = now;
+    const { actor } = runtime;
+    actor.system.scheduler.cancel(actor, timer.timerId);
+    actor.send({ type: timer.eventType } as never);
+    await runtime.committed();
+    return true;
   }
 
   /** The most recent unverified webhook deliveries (kept for inspection; never applied). */
@@ -692,7 +779,10 @@ export class SyncEngine {
         const record = await this.store.getSync(syncId);
         if (!record?.active || this.stopped) return null;
         const timers = await this.store.listTimers(syncId);
-        return this.runtimes.get(syncId) ?? this.host(record, undefined, timers);
+        const runtime = this.runtimes.get(syncId) ?? this.host(record, undefined, timers);
+        if (!runtime.closed) return runtime;
+        await runtime.failure;
+        return null;
       })().finally(() => this.loading.delete(syncId));
       this.loading.set(syncId, pending);
     }
@@ -719,18 +809,89 @@ export class SyncEngine {
       policy: this.policy,
     };
     if (record.snapshot) {
+      const restorable = this.restorable(record);
+      if ('problem' in restorable) {
+        runtime.closed = true;
+        this.runtimes.delete(record.syncId);
+        runtime.failure = restorable.fail ? this.failSync(record.syncId, restorable.problem) : Promise.resolve(this.reportError(record.syncId, restorable.problem));
+        return runtime;
+      }
       // Restored: XState ignores `input` when given a snapshot.
       runtime.restoring = true;
-      runtime.lastChallengeId = (record.snapshot as { context: SyncContext }).context.challenge?.id ?? null;
-      runtime.actor = createActor(this.machine, { input, snapshot: record.snapshot as Snapshot<unknown>, clock, inspect });
+      runtime.lastChallengeId = restorable.snapshot.context.challenge?.id ?? null;
+      runtime.actor = createActor(this.machine, { input, snapshot: restorable.snapshot as unknown as Snapshot<unknown>, clock, inspect });
+      // An observer with an error handler: an actor error (e.g. a snapshot naming a state that no longer
+      // exists) reaches onActorError instead of XState's unhandled-error report, which kills the process.
+      runtime.actor.subscribe({ error: (error) => this.onActorError(runtime, error) });
       runtime.actor.start();
-      this.rearm(runtime, timers);
+      if (!runtime.closed) this.rearm(runtime, timers);
       runtime.restoring = false;
     } else {
       runtime.actor = createActor(this.machine, { input, clock, inspect });
+      runtime.actor.subscribe({ error: (error) => this.onActorError(runtime, error) });
       runtime.actor.start();
     }
     return runtime;
+  }
+
+  /** The record's snapshot as the current machine can restore it, or why not (and whether to fail the sync). */
+  private restorable(record: SyncRecord): { snapshot: PersistedSyncSnapshot } | { problem: string; fail: boolean } {
+    const stored = record.snapshot as PersistedSyncSnapshot;
+    const { machineVersion = 1, ...snapshot } = stored;
+    if (machineVersion > SYNC_MACHINE_VERSION) {
+      // Written by a newer deploy (a rolling update, or a rollback): leave it to the processes that know it.
+      return { problem: `snapshot written by machine version ${machineVersion}; this process runs version ${SYNC_MACHINE_VERSION}`, fail: false };
+    }
+    if (machineVersion === SYNC_MACHINE_VERSION) return { snapshot };
+    if (!this.migrateSnapshot) return { problem: `snapshot of machine version ${machineVersion} and no migrateSnapshot for it (current version ${SYNC_MACHINE_VERSION})`, fail: true };
+    try {
+      return { snapshot: this.migrateSnapshot(snapshot as PersistedSyncSnapshot, machineVersion) };
+    } catch (error) {
+      return { problem: `migrating the snapshot from machine version ${machineVersion} failed: ${(error as Error)?.message ?? String(error)}`, fail: true };
+    }
+  }
+
+  private onActorError(runtime: SyncRuntime, error: unknown): void {
+    if (runtime.failure) return;
+    const message = `the sync's state machine failed: ${error instanceof Error ? error.message : String(error)}`;
+    this.close(runtime);
+    // After the commits already queued (they are skipped once closed) so the failure is the last write.
+    runtime.failure = runtime.chain.then(() => this.failSync(runtime.record.syncId, message));
+  }
+
+  private reportError(syncId: string | null, message: string, code: EngineErrorCode = 'ENGINE_ERROR'): void {
+    this.logger.error({ syncId, code }, message);
+    this.events.emit('engine.error', { syncId, code, message: scrubText(message) });
+  }
+
+  /** Fails one sync that cannot be hosted (unrestorable snapshot, actor error) with ENGINE_ERROR; never throws. */
+  private async failSync(syncId: string, problem: string): Promise<void> {
+    this.reportError(syncId, problem);
+    try {
+      const record = await this.store.getSync(syncId);
+      if (!record?.active) return;
+      const stored = (record.snapshot ?? {}) as Partial<PersistedSyncSnapshot>;
+      const error = { code: 'ENGINE_ERROR' as const, retryable: false, userActionRequired: false, message: scrubText(problem) };
+      const snapshot = { ...stored, status: 'done', value: 'FAILED', children: {}, context: { ...(stored.context ?? {}), error }, machineVersion: SYNC_MACHINE_VERSION };
+      const at = this.clock.now();
+      const version = await this.store.commit({
+        syncId,
+        expectedVersion: record.version,
+        status: 'FAILED',
+        active: false,
+        providerRef: record.providerRef,
+        snapshot,
+        timers: [],
+        transitions: [{ from: stored.value === undefined ? null : stateName(stored.value), to: 'FAILED', event: 'engine.error', at }],
+        pendingEffects: [],
+        at,
+      });
+      const failed = { ...record, status: 'FAILED' as const, active: false, snapshot, version, updatedAt: at };
+      this.events.emit('sync.failed', toView(failed));
+      await this.finishConnection(failed);
+    } catch (error) {
+      this.reportError(syncId, `could not record the failure of sync ${syncId}: ${(error as Error)?.message ?? String(error)}`, 'STORAGE_ERROR');
+    }
   }
 
   /** XState forgets delayed events on restore; schedule them again under their own ids so exits still cancel them. */
@@ -772,7 +933,7 @@ export class SyncEngine {
     const status = statusOf(snapshot.value);
     const finished = snapshot.status === 'done';
     const context = snapshot.context;
-    const persisted = runtime.actor.getPersistedSnapshot();
+    const persisted = { ...(runtime.actor.getPersistedSnapshot() as object), machineVersion: SYNC_MACHINE_VERSION };
     const timers = finished ? [] : this.pendingTimers(runtime);
     const pendingEffects = Object.values(snapshot.children).flatMap((child) => {
       const input = (child?.getSnapshot() as { input?: EffectInput } | undefined)?.input;
@@ -840,12 +1001,34 @@ export class SyncEngine {
 
   private onCommitFailure(runtime: SyncRuntime, error: unknown): void {
     // Without a durable commit no further effect may run: stop hosting; the last committed state resumes later.
+    const syncId = runtime.record.syncId;
     if (error instanceof StaleWriteError) {
-      this.logger.warn({ syncId: runtime.record.syncId }, 'sync is owned by a newer writer; stopped hosting it');
-    } else {
-      this.logger.error({ syncId: runtime.record.syncId, err: (error as Error)?.message }, 'commit failed; stopped hosting sync');
+      this.logger.warn({ syncId }, 'sync is owned by a newer writer; stopped hosting it');
+      this.close(runtime);
+      return;
     }
+    runtime.commitError = error;
     this.close(runtime);
+    this.reportError(syncId, `commit of sync ${syncId} failed; it resumes from its last committed state: ${describeError(error)}`, 'STORAGE_ERROR');
+    // Dispatched: the job fails and graphile-worker retries it. Resident: retry hosting with backoff.
+    if (!this.dispatch) this.retryHosting(syncId, 0);
+  }
+
+  /** Re-hosts a sync whose commit failed, from the store, with backoff until the store takes writes again. */
+  private retryHosting(syncId: string, attempt: number): void {
+    const delay = Math.min(STORAGE_RETRY_MAX_MS, STORAGE_RETRY_BASE_MS * 2 ** attempt);
+    this.clock.setTimeout(() => {
+      if (this.stopped || this.runtimes.has(syncId)) return;
+      this.resident(syncId).then(
+        (runtime) => {
+          if (runtime) this.logger.info({ syncId, attempt }, 'sync hosted again after a storage fault');
+        },
+        (error: unknown) => {
+          this.logger.warn({ syncId, attempt, err: describeError(error) }, 'store still failing; retrying');
+          this.retryHosting(syncId, attempt + 1);
+        },
+      );
+    }, delay);
   }
 
   private close(runtime: SyncRuntime): void {
@@ -856,16 +1039,34 @@ export class SyncEngine {
     if (runtime.actor.getSnapshot().status === 'active') runtime.actor.stop();
   }
 
-  private holdEarly(provider: string, providerRef: string, observation: Observation): void {
+  private holdEarly(provider: string, providerRef: string, observation: Observation, bytes: number): void {
     const now = this.clock.now();
     for (const [key, held] of this.early) {
       const fresh = held.filter((h) => h.until > now);
+      for (const h of held) if (h.until <= now) this.earlyBytes -= h.bytes;
       if (fresh.length) this.early.set(key, fresh);
       else this.early.delete(key);
     }
-    if (this.early.size >= EARLY_CALLBACKS_MAX) return;
     const key = `${provider}\u0000${providerRef}`;
-    this.early.set(key, [...(this.early.get(key) ?? []), { observation, until: now + EARLY_CALLBACK_TTL_MS }]);
+    const held = this.early.get(key) ?? [];
+    // Bounded by ids, deliveries per id and bytes: a flood of early deliveries must not exhaust memory.
+    if (
+      (!held.length && this.early.size >= EARLY_CALLBACK_IDS_MAX) ||
+      held.length >= EARLY_CALLBACKS_PER_ID ||
+      this.earlyBytes + bytes > EARLY_CALLBACK_BYTES_MAX
+    ) {
+      this.logger.warn({ provider }, 'early webhook dropped: the holding area is full (polling still finishes the sync)');
+      return;
+    }
+    this.early.set(key, [...held, { observation, until: now + EARLY_CALLBACK_TTL_MS, bytes }]);
+    this.earlyBytes += bytes;
+  }
+
+  /** Early deliveries held until a trigger reports their provider id: how many, and their body bytes. */
+  heldWebhooks(): { ids: number; deliveries: number; bytes: number } {
+    let deliveries = 0;
+    for (const held of this.early.values()) deliveries += held.length;
+    return { ids: this.early.size, deliveries, bytes: this.earlyBytes };
   }
 
   private releaseEarly(runtime: SyncRuntime, providerRef: string): void {
@@ -873,12 +1074,14 @@ export class SyncEngine {
     const held = this.early.get(key);
     if (!held) return;
     this.early.delete(key);
+    for (const h of held) this.earlyBytes -= h.bytes;
     const now = this.clock.now();
     for (const h of held) if (h.until > now && !runtime.closed) this.deliver(runtime, h.observation);
   }
 
   private deliver(runtime: SyncRuntime, observation: Observation): void {
-    runtime.actor.send({ type: 'PROVIDER.OBSERVED', observation, observedAt: this.clock.now() });
+    const scrubbed = scrubObservation(observation, this.vault.known(runtime.record.syncId));
+    runtime.actor.send({ type: 'PROVIDER.OBSERVED', observation: scrubbed, observedAt: this.clock.now() });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -898,6 +1101,15 @@ export class SyncEngine {
     return runtime;
   }
 
+  /** Runs a provider call; a failure leaves it typed and scrubbed of secrets, before the journal stores it. */
+  private async scrubbed<T>(syncId: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw scrubFailure(toEffectFailure(error), this.vault.known(syncId));
+    }
+  }
+
   private async runTrigger(input: EffectInput): Promise<TriggerEnvelope> {
     const runtime = await this.runtimeFor(input.syncId);
     const adapter = this.adapter(input.provider);
@@ -911,13 +1123,18 @@ export class SyncEngine {
       options: input.options,
     };
     const reconcileThenTrigger = async () => (await adapter.findTriggered(request)) ?? adapter.trigger(request);
+    const scrubbed = (call: () => Promise<TriggerEnvelope | Omit<TriggerEnvelope, 'observedAt'>>) =>
+      this.scrubbed(input.syncId, async () => {
+        const output = await call();
+        return { ...output, observation: scrubObservation(output.observation, this.vault.known(input.syncId)) };
+      });
     const output = await this.effects.run({
       effectKey: input.effectKey,
       syncId: input.syncId,
       kind: 'trigger',
       // A retry may follow an attempt whose outcome we never saw (timeout, garbled body): look before triggering.
-      exec: input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request),
-      recover: reconcileThenTrigger,
+      exec: () => scrubbed(input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request)),
+      recover: () => scrubbed(reconcileThenTrigger),
     });
     return { ...output, observedAt: this.clock.now() };
   }
@@ -931,9 +1148,9 @@ export class SyncEngine {
     const adapter = this.adapter(input.provider);
     try {
       const observation = await adapter.poll({ tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
-      return { observation, observedAt: this.clock.now() };
+      return { observation: scrubObservation(observation, this.vault.known(input.syncId)), observedAt: this.clock.now() };
     } catch (error) {
-      const failure = toEffectFailure(error);
+      const failure = scrubFailure(toEffectFailure(error), this.vault.known(input.syncId));
       this.logger.warn({ effectKey: input.effectKey, kind: 'poll', code: failure.code, retryable: failure.retryable }, failure.message);
       throw failure;
     }
@@ -947,7 +1164,7 @@ export class SyncEngine {
       effectKey: input.effectKey,
       syncId: input.syncId,
       kind: 'answer',
-      exec: async () => {
+      exec: () => this.scrubbed(input.syncId, async () => {
         const response = this.vault.take(input.responseRef);
         if (response === undefined) {
           throw {
@@ -957,10 +1174,25 @@ export class SyncEngine {
             message: 'the answer was not sent (the engine restarted before sending it); ask the user again',
           };
         }
-        return adapter.answerChallenge(ref, input.challengeId, response);
-      },
-      // We may or may not have sent the answer before dying: read the state, never send it again.
-      recover: () => adapter.poll(ref),
+        return scrubObservation(await adapter.answerChallenge(ref, input.challengeId, response), this.vault.known(input.syncId));
+      }),
+      // We may or may not have sent the answer before dying: read the state, never send it again. The same
+      // challenge still open (and not marked as wrongly answered) means the answer never took effect: ask the
+      // user again now, with the reason, instead of waiting silently until the challenge expires.
+      recover: () =>
+        this.scrubbed(input.syncId, async () => {
+          const observation = scrubObservation(await adapter.poll(ref), this.vault.known(input.syncId));
+          const stillOpen = observation.status === 'AWAIT_AUTH' && observation.challenge.id === input.challengeId && !observation.challenge.previousAttemptFailed;
+          if (stillOpen) {
+            throw {
+              code: 'ANSWER_NOT_SENT',
+              retryable: false,
+              userActionRequired: true,
+              message: 'the answer did not reach the provider before the engine restarted; the challenge is still open: ask the user again',
+            } satisfies EffectFailure;
+          }
+          return observation;
+        }),
     });
     return { observation, observedAt: this.clock.now() };
   }
@@ -978,7 +1210,27 @@ function sameTimers(a: readonly TimerRecord[], b: readonly TimerRecord[]): boole
   return a.length === b.length && a.every((t, i) => t.timerId === b[i]!.timerId && t.dueAt === b[i]!.dueAt);
 }
 const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
-const EARLY_CALLBACKS_MAX = 10_000;
+const EARLY_CALLBACK_IDS_MAX = 10_000;
+const STORAGE_RETRY_BASE_MS = 1_000;
+const STORAGE_RETRY_MAX_MS = 60_000;
+
+function describeError(error: unknown): string {
+  const storage = toStorageError(error, 'store');
+  return storage instanceof Error ? storage.message : String(storage);
+}
+
+/** The caller's step was not made durable: say so, instead of returning the old state as if it had worked. */
+function throwIfNotCommitted(runtime: SyncRuntime): void {
+  if (runtime.commitError) {
+    throw new BanksyncError('STORAGE_UNAVAILABLE', `sync ${runtime.record.syncId}: the change could not be stored (${describeError(runtime.commitError)}); the sync stays at its last stored state`);
+  }
+}
+/** An unauthenticated webhook makes a sync read the provider at most this often. */
+const HINT_MIN_INTERVAL_MS = 1_000;
+/** The machine's timers that start a read of the provider (see machines/synchronization.ts). */
+const READ_TIMERS = new Set(['xstate.after.nextDelay.sync.RUNNING.Waiting', 'xstate.after.authPollInterval.sync.AWAIT_AUTH.AwaitingUser']);
+const EARLY_CALLBACKS_PER_ID = 8;
+export const EARLY_CALLBACK_BYTES_MAX = 16 * 1024 * 1024;
 
 class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError';

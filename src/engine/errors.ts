@@ -13,7 +13,9 @@ export type BanksyncErrorCode =
   | 'CONNECTION_NOT_FOUND'
   | 'ENGINE_STOPPED'
   /** A configuration file or option is invalid (the message names the field). */
-  | 'INVALID_CONFIG';
+  | 'INVALID_CONFIG'
+  /** The store did not take a write (disk full, database down): the step did not happen; try again. */
+  | 'STORAGE_UNAVAILABLE';
 
 export class BanksyncError extends Error {
   override readonly name: string = 'BanksyncError';

@@ -3,6 +3,16 @@ import { EventEmitter } from 'node:events';
 import type { ConnectionView } from './connections.js';
 import type { SyncView } from './view.js';
 
+/** ENGINE_ERROR: a sync could not be hosted (unrestorable snapshot, actor error). STORAGE_ERROR: a store write failed. */
+export type EngineErrorCode = 'ENGINE_ERROR' | 'STORAGE_ERROR';
+
+export interface EngineErrorEvent {
+  syncId: string | null;
+  code: EngineErrorCode;
+  /** For operators; scrubbed of secrets. */
+  message: string;
+}
+
 export interface EngineEvents {
   'sync.updated': SyncView;
   'sync.awaitingUser': SyncView;
@@ -16,6 +26,8 @@ export interface EngineEvents {
   'connection.consentExpiring': ConnectionView;
   /** An access upgrade moved accounts to new provider accesses; each became a connection (see `created`). */
   'connection.upgraded': { from: ConnectionView; created: ConnectionView[] };
+  /** Something went wrong that no caller is waiting for: a sync failed by the engine, a lost commit. */
+  'engine.error': EngineErrorEvent;
 }
 export type EngineEventName = keyof EngineEvents;
 

@@ -7,17 +7,109 @@
  *   await inspector.stop();
  *
  * Wraps `@statelyai/inspect`: `createWebSocketInspector` sends the engine's XState inspection events to a
- * WebSocket; the bridge (`@statelyai/inspect/server`) relays them to the page it serves, which posts them
+ * WebSocket; the bridge (ours, on loopback, like `@statelyai/inspect/server`) relays them to the page it serves, which posts them
  * into the Stately inspector UI. Events carry machine snapshots (context: ids, provider refs, challenge
  * prompts, results); no TAN or credential is ever in them (answers travel as opaque `responseRef`s).
- * The library's bridge listens on every interface of the port: use it on a developer machine.
+ * The bridge listens on 127.0.0.1 only and answers only to localhost Host names.
  */
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { createWebSocketInspector, type StatelyInspectionEvent } from '@statelyai/inspect';
-import { createInspectorServer } from '@statelyai/inspect/server';
 import type { AnyEventObject, InspectionEvent, MachineContext } from 'xstate';
 
 export const DEFAULT_INSPECTOR_PORT = 8080;
+/** The bridge relays every sync's states to whoever connects: loopback only. */
+const BRIDGE_HOST = '127.0.0.1';
+const STATELY_INSPECTOR_URL = 'https://stately.ai/inspect';
+/** Events replayed to an inspector page that connects late. */
+const BRIDGE_REPLAY = 200;
+
+interface WsSocket {
+  readyState: number;
+  send(data: string): void;
+  on(event: 'message', listener: (data: Buffer) => void): void;
+}
+interface WsServer {
+  clients: Set<WsSocket>;
+  on(event: 'connection', listener: (socket: WsSocket) => void): void;
+  close(): void;
+}
+interface WsModule {
+  WebSocketServer: new (options: { server: Server; verifyClient: (info: { req: IncomingMessage }) => boolean }) => WsServer;
+  WebSocket: { OPEN: number };
+}
+// `ws` is @statelyai/inspect's own WebSocket dependency, installed with it. Its bridge server
+// (createInspectorServer) listens on every interface and cannot be told otherwise, hence this one.
+const ws = createRequire(import.meta.url)('ws') as WsModule;
+
+/** Host headers of a local browser, matched exactly (DNS rebinding: `127.evil.example` is another site). */
+function localHost(req: IncomingMessage, port: number): boolean {
+  const host = (req.headers.host ?? '').toLowerCase();
+  return ['localhost', '127.0.0.1', '[::1]'].some((name) => host === name || host === `${name}:${port}`);
+}
+
+/** The page embeds the Stately inspector and forwards what the bridge relays to it (postMessage). */
+function bridgePage(): string {
+  return `<!DOCTYPE html>
+<html><head><title>banksync: Stately inspector</title>
+<style>html, body { height: 100%; margin: 0; } iframe { width: 100%; height: 100%; border: none; }</style></head>
+<body><iframe id="inspector" src="${STATELY_INSPECTOR_URL}"></iframe>
+<script>
+  const iframe = document.getElementById('inspector');
+  const pending = [];
+  let connected = false;
+  window.addEventListener('message', (e) => {
+    if (e.data && e.data.type === '@statelyai.connected') {
+      connected = true;
+      for (const event of pending.splice(0)) iframe.contentWindow.postMessage(event, '*');
+    }
+  });
+  new WebSocket('ws://' + location.host).onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (connected) iframe.contentWindow.postMessage(event, '*');
+    else pending.push(event);
+  };
+</script></body></html>`;
+}
+
+/** HTTP page + WebSocket relay on 127.0.0.1: every message from one client goes to all the others. */
+async function startLoopbackBridge(port: number): Promise<{ stop(): void }> {
+  const server = createHttpServer((req, res) => {
+    if (!localHost(req, port)) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('the inspector bridge only answers to localhost');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(bridgePage());
+  });
+  const relay = new ws.WebSocketServer({ server, verifyClient: ({ req }) => localHost(req, port) });
+  const replay: string[] = [];
+  relay.on('connection', (socket) => {
+    for (const message of replay) socket.send(message);
+    socket.on('message', (data) => {
+      const message = data.toString();
+      replay.push(message);
+      if (replay.length > BRIDGE_REPLAY) replay.shift();
+      for (const client of relay.clients) if (client !== socket && client.readyState === ws.WebSocket.OPEN) client.send(message);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, BRIDGE_HOST, () => resolve());
+  });
+  return {
+    stop() {
+      relay.close();
+      server.close();
+      server.closeAllConnections();
+    },
+  };
+}
+
+function openBrowser(url: string): void {
+  const command = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'start' : 'xdg-open';
+  import('node:child_process').then(({ execFile }) => execFile(command, [url], () => {}));
+}
 
 export interface StatelyInspectorOptions {
   /** Port of the local bridge (HTTP page + WebSocket). Default 8080. */
@@ -63,7 +155,7 @@ function assertPortFree(port: number): Promise<void> {
         ),
       );
     });
-    probe.listen(port, () => probe.close(() => resolve()));
+    probe.listen(port, BRIDGE_HOST, () => probe.close(() => resolve()));
   });
 }
 
@@ -96,10 +188,11 @@ export async function createStatelyInspector(options: StatelyInspectorOptions = 
   let bridge: { stop(): void } | null = null;
   if (withServer) {
     await assertPortFree(port);
-    bridge = createInspectorServer({ port, autoOpen: options.open ?? false });
+    bridge = await startLoopbackBridge(port);
+    if (options.open) openBrowser(`http://localhost:${port}`);
   }
   const inspector = createWebSocketInspector({
-    url: options.url ?? `ws://localhost:${port}`,
+    url: options.url ?? `ws://${BRIDGE_HOST}:${port}`,
     ...(options.filter ? { filter: options.filter } : {}),
     ...(options.sanitizeContext ? { sanitizeContext: options.sanitizeContext } : {}),
     ...(options.sanitizeEvent ? { sanitizeEvent: options.sanitizeEvent } : {}),

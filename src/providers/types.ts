@@ -28,6 +28,8 @@ export interface SyncRef {
 export interface WebhookDelivery {
   providerRef: string;
   observation: Observation;
+  /** The connection the delivery names, when the provider's body carries it: checked against the sync's. */
+  connectionId?: string;
 }
 
 export interface WebhookRequest {

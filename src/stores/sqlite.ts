@@ -6,6 +6,7 @@
  * better-sqlite3 is synchronous; the async methods only wrap it to satisfy the Store contract.
  */
 import Database from 'better-sqlite3';
+import { StorageError, toStorageError } from './errors.js';
 import {
   NotFoundError,
   StaleWriteError,
@@ -260,18 +261,36 @@ export class SqliteStore implements Store {
   readonly #startEffectTx;
 
   /** Opens (creating if needed) and migrates the database at `path`; ':memory:' is allowed. */
+  /**
+   * Opens (creating if missing) and checks the file: a corrupt or foreign file fails here, worded for the
+   * operator (StorageError), instead of opening fine and failing at the first write.
+   */
   static open(path: string): SqliteStore {
-    const db = new Database(path);
+    const where = `SQLite store ${path === ':memory:' ? ':memory:' : JSON.stringify(path)}`;
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+    } catch (err) {
+      if (err instanceof TypeError && /directory does not exist/.test(err.message)) {
+        throw new StorageError('STORE_UNAVAILABLE', `${where}: its directory does not exist; create it (writable by banksync) or fix the path`, { cause: err });
+      }
+      throw toStorageError(err, where);
+    }
     try {
       db.pragma('busy_timeout = 5000');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
+      // quick_check reads every page (not the index contents, which integrity_check adds): linear in file size.
+      const problems = (db.pragma('quick_check(5)') as { quick_check: string }[]).map((row) => row.quick_check).filter((r) => r !== 'ok');
+      if (problems.length > 0) {
+        throw new StorageError('STORE_CORRUPT', `${where} failed its integrity check (${problems.join('; ').slice(0, 300)}): restore it from a backup`);
+      }
       migrate(db, SQLITE_MIGRATIONS);
       return new SqliteStore(db);
     } catch (err) {
       db.close();
-      throw err;
+      throw toStorageError(err, where);
     }
   }
 

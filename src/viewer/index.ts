@@ -19,6 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { isIPv4 } from 'node:net';
 import Fastify, { type FastifyError, type FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { SyncEngine } from '../engine/engine.js';
@@ -77,14 +78,18 @@ const STATUS_BY_CODE: Record<string, number> = {
   ENGINE_STOPPED: 503,
 };
 
+/** The bind address is a loopback one (an address, or the name localhost). */
 function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+  return host === 'localhost' || host === '::1' || host === '[::1]' || (isIPv4(host) && host.startsWith('127.'));
 }
 
-function hostName(header: string | undefined): string {
-  if (!header) return '';
-  if (header.startsWith('[')) return header.slice(0, header.indexOf(']') + 1);
-  return header.split(':')[0] ?? '';
+/**
+ * Host headers a browser sends to this server on this machine, matched exactly: a prefix test would let
+ * `127.evil.example` (a DNS-rebinding name) through.
+ */
+function allowedHosts(bound: string, port: number): Set<string> {
+  const names = ['localhost', '127.0.0.1', '[::1]', bound.includes(':') && !bound.startsWith('[') ? `[${bound}]` : bound];
+  return new Set(names.flatMap((name) => [name, `${name}:${port}`]));
 }
 
 export async function startViewer(options: ViewerOptions): Promise<Viewer> {
@@ -99,9 +104,11 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
 
   const app = Fastify({ logger: false, forceCloseConnections: true, bodyLimit: 64 * 1024 });
 
+  // Filled in once listening (the port may be chosen by the OS); no request is served before.
+  let allowed = new Set<string>();
   if (isLoopback(host)) {
     app.addHook('onRequest', async (request, reply) => {
-      if (!isLoopback(hostName(request.headers.host))) {
+      if (!allowed.has((request.headers.host ?? '').toLowerCase())) {
         return reply.status(403).send({ error: { code: 'FORBIDDEN_HOST', message: 'the viewer only answers to localhost' } });
       }
     });
@@ -217,6 +224,7 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
   await app.listen({ host, port: options.port ?? 0 });
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('viewer: unexpected listen address');
+  allowed = allowedHosts(host, address.port);
   const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   let closed = false;
   return {

@@ -18,7 +18,7 @@ const worker = await startWorker({
   heartbeatMs: 300,
   deadAfterMs: 2_500,
   reapEveryMs: 500,
-  staleAfterMs: 5_000,
+  staleAfterMs: Number(process.env.STALE_AFTER_MS ?? 5_000),
   onReap: (dead) => print({ reaped: dead }),
 });
 print({ ready: worker.processId });

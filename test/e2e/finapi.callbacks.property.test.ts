@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { createEngine, type SyncEngine } from '../../src/engine/engine.js';
 import type { SyncView } from '../../src/engine/view.js';
+import { SIGNATURE_HEADER, signWebhook } from '../../src/engine/webhook-auth.js';
 import { createFinapiAdapter } from '../../src/providers/finapi/index.js';
 import type { ProviderAdapter } from '../../src/providers/types.js';
 import { createFinapiSandboxConnection, finapiSandbox, type FinapiScenarioName } from '../../src/sandbox/finapi.js';
@@ -37,6 +38,7 @@ const POLICY = {
 const SCENARIOS: FinapiScenarioName[] = ['web-form', 'web-form-error', 'web-form-aborted', 'web-form-expired', 'immediate-web-form'];
 
 let clock: SimulatedClock;
+const WEBHOOK_SECRET = 'whsec-finapi-callbacks-property';
 let sandbox: Sandbox;
 let store: SqliteStore;
 let engine: SyncEngine;
@@ -133,7 +135,8 @@ async function runOnce(scenario: FinapiScenarioName, plan: readonly Delivery[] |
     for (const delivery of due) {
       pending.splice(pending.indexOf(delivery), 1);
       const body = mine[delivery.callback % mine.length]!;
-      const outcome = await engine.handleWebhook('finapi', { headers: { 'content-type': 'application/json' }, body });
+      const signature = signWebhook(WEBHOOK_SECRET, body, Math.floor(clock.now() / 1000));
+      const outcome = await engine.handleWebhook('finapi', { headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signature }, body });
       if (outcome.applied) applied += 1;
     }
     if (phase === 'ended' && pending.length === 0) break;
@@ -172,7 +175,8 @@ beforeAll(async () => {
   finapiUrl = `${sandbox.url}/finapi`;
   store = SqliteStore.open(':memory:');
   const adapter = createFinapiAdapter({ baseUrl: finapiUrl, token: TOKEN, now: () => clock.now() });
-  engine = createEngine({ store, providers: { finapi: counted(adapter) }, clock, policy: POLICY });
+  // Signed: only authenticated callbacks are applied as provider state (unsigned ones are hints to poll).
+  engine = createEngine({ store, providers: { finapi: counted(adapter) }, clock, policy: POLICY, webhookSecrets: { finapi: WEBHOOK_SECRET } });
 });
 
 afterAll(async () => {

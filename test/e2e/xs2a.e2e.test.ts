@@ -17,6 +17,8 @@ import { SqliteStore } from '../../src/stores/sqlite.js';
 
 const TOKEN = 'xs2a-e2e-token-DO-NOT-STORE';
 const PIN = 'xs2a-e2e-pin-1357';
+/** The sandbox signs its deliveries: only authenticated webhooks are applied as provider state. */
+const WEBHOOK_SECRET = 'whsec-xs2a-e2e';
 
 interface Rig {
   engine: SyncEngine;
@@ -33,7 +35,7 @@ const rigs: Rig[] = [];
 /** An engine on its own in-memory SQLite store, receiving the sandbox's webhooks, with a user who opens wizard links. */
 function rig(policy: Partial<SyncPolicy> = {}): Rig {
   const store = SqliteStore.open(':memory:');
-  const engine = createEngine({ store, providers: { xs2a: adapter }, policy: { ...DEMO_POLICY, ...policy } });
+  const engine = createEngine({ store, providers: { xs2a: adapter }, policy: { ...DEMO_POLICY, ...policy }, webhookSecrets: { xs2a: WEBHOOK_SECRET } });
   engine.events.on('sync.awaitingUser', (view) => {
     const url = view.challenge?.redirectUrl;
     if (url) fetch(url).then((r) => r.arrayBuffer()).catch(() => {});
@@ -69,7 +71,7 @@ beforeAll(async () => {
   hooks = createServer((req, res) => current.engine.webhookHandler('xs2a')(req, res));
   await new Promise<void>((resolve) => hooks.listen(0, '127.0.0.1', resolve));
   hooksUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/webhooks/xs2a`;
-  sandbox = await startSandbox({ providers: [createXs2aSandbox] });
+  sandbox = await startSandbox({ providers: [createXs2aSandbox], webhookSecrets: { xs2a: WEBHOOK_SECRET } });
   sandbox.setWebhookUrl(hooksUrl, 'xs2a');
   adapter = createXs2aAdapter({ baseUrl: `${sandbox.url}/xs2a`, token: TOKEN });
   current = rig();

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import { createEngine } from '../../src/engine/engine.js';
 import { BanksyncError } from '../../src/engine/errors.js';
+import { SIGNATURE_HEADER, signWebhook } from '../../src/engine/webhook-auth.js';
 import { ProviderError } from '../../src/providers/errors.js';
 import { MemoryStore } from '../../src/stores/memory.js';
 import type { Store } from '../../src/stores/types.js';
@@ -9,14 +10,18 @@ import { completed, embedded, FakeAdapter, running, settle, type FakeAdapterScri
 
 const policy = { pollBaseMs: 1_000, pollMaxMs: 4_000, authPollMs: 5_000, retryBaseMs: 1_000, retryMaxMs: 8_000, jitterRatio: 0 };
 
+const WEBHOOK_SECRET = 'whsec-engine-test';
+
 function setup(script: FakeAdapterScript, store: Store = new MemoryStore(), clock = new SimulatedClock()) {
   const adapter = new FakeAdapter('fake', script);
-  const engine = createEngine({ store, providers: { fake: adapter }, clock, policy });
+  // Webhooks are applied as provider state only when authenticated (see test/security/forged-webhooks.test.ts).
+  const engine = createEngine({ store, providers: { fake: adapter }, clock, policy, webhookSecrets: { fake: WEBHOOK_SECRET } });
   const advance = async (ms: number) => {
     clock.increment(ms);
     await settle();
   };
-  return { adapter, engine, store, clock, advance };
+  const signed = (body: string) => ({ headers: { [SIGNATURE_HEADER]: signWebhook(WEBHOOK_SECRET, body, Math.floor(clock.now() / 1000)) }, body });
+  return { adapter, engine, store, clock, advance, signed };
 }
 
 async function expectCode(promise: Promise<unknown>, code: string) {
@@ -146,6 +151,8 @@ describe('engine', () => {
     expect(first.adapter.answers).toEqual(['TAN-918273']);
     expect(await dumpStore(store, sync.syncId)).not.toContain('918273');
     const second = setup({ poll: [embedded('ch-1', 600_000)] }, store, clock);
+    const asked: string[] = [];
+    second.engine.events.on('sync.awaitingUser', (v) => asked.push(v.challenge!.id));
     await second.engine.start();
     await settle();
     // Recovery reads the provider state and goes back to the user; it does not send the TAN again.
@@ -153,6 +160,27 @@ describe('engine', () => {
     expect(second.adapter.calls.poll).toBe(1);
     const view = await second.engine.get(sync.syncId);
     expect(view.state).toBe('AWAIT_AUTH.AwaitingUser');
+    // The challenge is still open at the provider: the answer was lost, so the user is asked again at once, with why.
+    expect(asked).toEqual(['ch-1']);
+    expect(view.lastFailure).toMatchObject({ code: 'ANSWER_NOT_SENT', userActionRequired: true, retryable: false });
+  });
+
+  it('after a crash mid-answer, a provider that moved on (answer arrived) is followed without asking again', async () => {
+    const store = new MemoryStore();
+    const clock = new SimulatedClock();
+    const first = setup({ poll: [embedded('ch-1', 600_000)], answer: ['hang'] }, store, clock);
+    const sync = await first.engine.requestSync({ connectionId: 'c', provider: 'fake' });
+    await settle();
+    await first.advance(1_000);
+    await first.engine.submitChallengeResponse(sync.syncId, { challengeId: 'ch-1', response: 'TAN-555' });
+    await settle();
+    const second = setup({ poll: [completed] }, store, clock);
+    const asked: string[] = [];
+    second.engine.events.on('sync.awaitingUser', (v) => asked.push(v.challenge!.id));
+    await second.engine.start();
+    await settle();
+    expect((await second.engine.get(sync.syncId)).status).toBe('COMPLETED');
+    expect(asked).toEqual([]);
   });
 
   it('asks the user again (event + lastFailure) when an answer could not be delivered, without resending it', async () => {
@@ -238,18 +266,18 @@ describe('engine', () => {
   });
 
   it('applies webhooks, ignores duplicates, and rejects malformed ones without a state change', async () => {
-    const { engine, store } = setup({ poll: ['hang'] });
+    const { engine, store, signed } = setup({ poll: ['hang'] });
     const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });
     await settle();
     const before = await dumpStore(store, sync.syncId);
-    await expectCode(engine.handleWebhook('fake', { headers: {}, body: '{not json' }), 'INVALID_WEBHOOK');
-    await expectCode(engine.handleWebhook('fake', { headers: {}, body: '{"x":1}' }), 'INVALID_WEBHOOK');
+    await expectCode(engine.handleWebhook('fake', signed('{not json')), 'INVALID_WEBHOOK');
+    await expectCode(engine.handleWebhook('fake', signed('{"x":1}')), 'INVALID_WEBHOOK');
     expect(await dumpStore(store, sync.syncId)).toBe(before);
-    const unknown = await engine.handleWebhook('fake', { headers: {}, body: JSON.stringify({ ref: 'nope', observation: completed }) });
-    expect(unknown).toEqual({ applied: false, syncId: null });
+    const unknown = await engine.handleWebhook('fake', signed(JSON.stringify({ ref: 'nope', observation: completed })));
+    expect(unknown).toEqual({ applied: false, syncId: null, verified: true });
     const body = JSON.stringify({ ref: 'ref-1', observation: completed });
-    expect((await engine.handleWebhook('fake', { headers: {}, body })).applied).toBe(true);
-    expect((await engine.handleWebhook('fake', { headers: {}, body })).applied).toBe(false);
+    expect((await engine.handleWebhook('fake', signed(body))).applied).toBe(true);
+    expect((await engine.handleWebhook('fake', signed(body))).applied).toBe(false);
     const view = await engine.get(sync.syncId);
     expect(view.status).toBe('COMPLETED');
     expect((await store.listTransitions(sync.syncId)).filter((t) => t.to === 'COMPLETED')).toHaveLength(1);
@@ -258,27 +286,27 @@ describe('engine', () => {
   it('holds a callback that beats the trigger response and applies it once the provider id is known', async () => {
     let release!: () => void;
     const triggered = new Promise<void>((resolve) => (release = resolve));
-    const { engine } = setup({
+    const { engine, signed } = setup({
       trigger: [async () => (await triggered, { providerRef: 'ref-early', observation: running })],
       poll: ['hang'],
     });
     const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });
-    const early = await engine.handleWebhook('fake', { headers: {}, body: JSON.stringify({ ref: 'ref-early', observation: completed }) });
-    expect(early).toEqual({ applied: false, syncId: null });
+    const early = await engine.handleWebhook('fake', signed(JSON.stringify({ ref: 'ref-early', observation: completed })));
+    expect(early).toEqual({ applied: false, syncId: null, verified: true });
     release();
     await settle();
     expect((await engine.get(sync.syncId)).status).toBe('COMPLETED');
   });
 
   it('ignores a pushed reading ranked below one already applied (late, out-of-order callback)', async () => {
-    const { engine, store } = setup({ trigger: [{ providerRef: 'r', observation: { status: 'RUNNING', progress: 3 } }], poll: ['hang'] });
+    const { engine, store, signed } = setup({ trigger: [{ providerRef: 'r', observation: { status: 'RUNNING', progress: 3 } }], poll: ['hang'] });
     const sync = await engine.requestSync({ connectionId: 'c', provider: 'fake' });
     await settle();
     const late = { ...embedded('wf-1', 600_000), progress: 2 };
-    await engine.handleWebhook('fake', { headers: {}, body: JSON.stringify({ ref: 'r', observation: late }) });
+    await engine.handleWebhook('fake', signed(JSON.stringify({ ref: 'r', observation: late })));
     expect((await engine.get(sync.syncId)).status).toBe('RUNNING');
     const fresh = { ...embedded('wf-2', 600_000), progress: 4 };
-    await engine.handleWebhook('fake', { headers: {}, body: JSON.stringify({ ref: 'r', observation: fresh }) });
+    await engine.handleWebhook('fake', signed(JSON.stringify({ ref: 'r', observation: fresh })));
     expect((await engine.get(sync.syncId)).challenge?.id).toBe('wf-2');
     // Exactly one entry into AWAIT_AUTH: the late wf-1 callback never moved the sync.
     expect((await store.listTransitions(sync.syncId)).filter((t) => t.to.startsWith('AWAIT_AUTH'))).toHaveLength(1);

@@ -72,6 +72,7 @@ export const ERROR_FLAGS: Record<SyncErrorCode, { retryable: boolean; userAction
   CONNECTION_DISABLED: { retryable: false, userActionRequired: false },
   CANCELLED: { retryable: false, userActionRequired: false },
   NEEDS_USER: { retryable: false, userActionRequired: true },
+  ENGINE_ERROR: { retryable: false, userActionRequired: false },
 };
 export const ALL_CODES = Object.keys(ERROR_FLAGS) as SyncErrorCode[];
 

@@ -190,7 +190,7 @@ describe.each(FAMILIES)('callback authenticity: %s', (family) => {
         // Authenticated: applied (or acknowledged) when the family's parser accepts it, else a typed 400.
         if (parses) {
           expect(reply.status).toBe(202);
-          expect(JSON.parse(reply.body)).toEqual({ applied: true, syncId });
+          expect(JSON.parse(reply.body)).toEqual({ applied: true, syncId, verified: true });
         } else {
           expect(reply.status).toBe(400);
           expect(JSON.parse(reply.body).error.code).toBe('INVALID_WEBHOOK');

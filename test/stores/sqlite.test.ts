@@ -1,7 +1,9 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StorageError } from '../../src/stores/errors.js';
 import { SQLITE_MIGRATIONS, SqliteStore } from '../../src/stores/sqlite.js';
 import { StaleWriteError, type Store } from '../../src/stores/types.js';
 import { storeConformanceSuite } from './conformance.js';
@@ -200,5 +202,53 @@ describe('SqliteStore specifics', () => {
       }),
     ).toBe(2);
     expect((await reopened.listTransitions('s1')).map((t) => t.seq)).toEqual([1, 2, 3]);
+  });
+});
+
+describe('SqliteStore open checks (issue 12, point 6)', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'banksync-sqlite-open-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const openError = (path: string): unknown => {
+    try {
+      SqliteStore.open(path).close();
+    } catch (error) {
+      return error;
+    }
+    return null;
+  };
+
+  it('refuses a corrupted file at open, worded for the operator', async () => {
+    const path = join(dir, 'corrupt.sqlite');
+    const store = SqliteStore.open(path);
+    for (let i = 0; i < 200; i++) await store.createSync({ syncId: `s${i}`, tenantId: 't', connectionId: `c${i}`, provider: 'finx', scope: 'TRANSACTIONS', createdAt: i });
+    await store.close();
+    // Garbage over the b-tree pages after the header page.
+    const bytes = readFileSync(path);
+    for (let at = 4096 + 100; at < bytes.length; at += 7) bytes[at] = (bytes[at]! * 31 + 17) & 0xff;
+    writeFileSync(path, bytes);
+    const error = openError(path);
+    expect(error).toBeInstanceOf(StorageError);
+    expect(error).toMatchObject({ code: 'STORE_CORRUPT' });
+    expect((error as Error).message).toMatch(/restore it from a backup/);
+  });
+
+  it('refuses a file that is not an SQLite database', () => {
+    const path = join(dir, 'notes.txt');
+    writeFileSync(path, 'these are not the pages you are looking for\n'.repeat(200));
+    const error = openError(path);
+    expect(error).toMatchObject({ code: 'STORE_CORRUPT' });
+    expect((error as Error).message).toContain(path);
+  });
+
+  it('says which directory is missing instead of "unable to open"', () => {
+    const error = openError(join(dir, 'no', 'such', 'dir', 'db.sqlite'));
+    expect(error).toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect((error as Error).message).toMatch(/directory does not exist/);
   });
 });

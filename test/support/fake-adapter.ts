@@ -58,11 +58,11 @@ export class FakeAdapter implements ProviderAdapter {
     } catch {
       throw new ProviderInputError(this.name, 'webhook body is not JSON');
     }
-    const b = body as { ref?: unknown; observation?: unknown };
+    const b = body as { ref?: unknown; observation?: unknown; connectionId?: unknown };
     if (typeof b.ref !== 'string' || typeof b.observation !== 'object' || b.observation === null) {
       throw new ProviderInputError(this.name, 'webhook body has no ref/observation', ['ref: required']);
     }
-    return { providerRef: b.ref, observation: b.observation as Observation };
+    return { providerRef: b.ref, observation: b.observation as Observation, ...(typeof b.connectionId === 'string' ? { connectionId: b.connectionId } : {}) };
   }
 }
 

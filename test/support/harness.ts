@@ -28,13 +28,25 @@ export async function startHarness(makeAdapters: (sandbox: Sandbox) => Record<st
   hooks.on('request', (req, res) => engine.webhookHandler(/^\/webhooks\/(\w+)/.exec(req.url ?? '')?.[1] ?? '')(req, res));
   for (const provider of Object.keys(adapters)) sandbox.setWebhookUrl(`${hooksUrl}/webhooks/${provider}`, provider);
   const answersFor = new Map<string, string[]>();
+  // What the simulated user did that failed, per sync: runSync rejects with it instead of timing out.
+  const failures = new Map<string, Error>();
+  const onFailure = new Map<string, (error: Error) => void>();
+  const failed = (syncId: string, what: string) => (error: unknown) => {
+    const failure = new Error(`harness: ${what} for ${syncId} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    if (!failures.has(syncId)) failures.set(syncId, failure);
+    onFailure.get(syncId)?.(failure);
+  };
   engine.events.on('sync.awaitingUser', (view) => {
     const challenge = view.challenge!;
     if (challenge.kind === 'EMBEDDED') {
       const answer = answersFor.get(view.syncId)?.shift();
-      if (answer !== undefined) engine.submitChallengeResponse(view.syncId, { challengeId: challenge.id, response: answer }).catch(() => {});
+      if (answer !== undefined) {
+        engine.submitChallengeResponse(view.syncId, { challengeId: challenge.id, response: answer }).catch(failed(view.syncId, 'answering the challenge'));
+      }
     } else if (challenge.redirectUrl) {
-      fetch(challenge.redirectUrl).then((r) => r.arrayBuffer()).catch(() => {});
+      fetch(challenge.redirectUrl)
+        .then((r) => r.arrayBuffer())
+        .catch(failed(view.syncId, 'opening the redirect link'));
     }
   });
   return {
@@ -50,7 +62,14 @@ export async function startHarness(makeAdapters: (sandbox: Sandbox) => Record<st
         const answer = answersFor.get(view.syncId)?.shift();
         if (answer !== undefined) await engine.submitChallengeResponse(view.syncId, { challengeId: current.challenge.id, response: answer });
       }
-      return engine.waitForTerminal(view.syncId);
+      const earlier = failures.get(view.syncId);
+      if (earlier) throw earlier;
+      const userFailed = new Promise<never>((_, reject) => onFailure.set(view.syncId, reject));
+      try {
+        return await Promise.race([engine.waitForTerminal(view.syncId), userFailed]);
+      } finally {
+        onFailure.delete(view.syncId);
+      }
     },
     async close() {
       await engine.stop();

@@ -95,7 +95,7 @@ export function parseFinxWebhook(request: WebhookRequest): WebhookDelivery {
       const issues = zodIssues(parsed.error);
       throw new ProviderInputError(FINX, `webhook body does not match the schema (${issues.slice(0, 3).join('; ')})`, issues);
     }
-    return { providerRef: parsed.data.sync.id, observation: mapSync(parsed.data.sync, 'webhook') };
+    return { providerRef: parsed.data.sync.id, observation: mapSync(parsed.data.sync, 'webhook'), connectionId: parsed.data.sync.access_id };
   } catch (error) {
     if (error instanceof ProviderInputError) throw error;
     // Unknown status, invalid upgrade data...: the delivery changes nothing; the next poll will tell.

@@ -144,7 +144,7 @@ export function parseXs2aWebhook(request: WebhookRequest, links: WizardLinks): W
     if (!EVENT_STATUSES[event.data].includes(observation.status)) {
       throw new ProviderInputError(XS2A, `event ${event.data} contradicts the connection it carries (${observation.status})`);
     }
-    return { providerRef: xs2aRef(connection.id, attempt), observation };
+    return { providerRef: xs2aRef(connection.id, attempt), observation, connectionId: connection.id };
   } catch (error) {
     if (error instanceof ProviderInputError) throw error;
     // Unknown state, missing data...: the delivery changes nothing; the next poll will tell.
