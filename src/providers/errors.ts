@@ -46,6 +46,17 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * The provider refused our access token (HTTP 401 after the transport's own refresh). Not the user's bank
+ * credentials: never a lock risk, never user action; retryable, a later attempt with a fresh token may succeed.
+ */
+export class ProviderAuthError extends ProviderError {
+  override readonly name = 'ProviderAuthError';
+  constructor(message: string, details: Omit<ProviderErrorDetails, 'code' | 'retryable' | 'userActionRequired'>) {
+    super(message, { ...details, code: 'PROVIDER_ERROR', retryable: true, userActionRequired: false });
+  }
+}
+
 /** The provider answered with a body that does not match its documented schema. */
 export class InvalidProviderResponseError extends ProviderError {
   override readonly name = 'InvalidProviderResponseError';

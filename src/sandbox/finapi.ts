@@ -39,6 +39,13 @@ export interface FinapiSandboxOptions {
   webFormTtlMs?: number;
   /** Deadline of web forms of scenarios marked `shortTtl`. Default 2000 ms. */
   shortWebFormTtlMs?: number;
+  /**
+   * finAPI accepts only HTTPS callback URLs; tests receive them on a local HTTP server: the URL a callback is
+   * actually POSTed to (e.g. `https://hooks.example.com/x` -> `http://127.0.0.1:port/x`). Default: as given.
+   */
+  resolveCallbackUrl?: (url: string) => string;
+  /** Number of the first page of `GET /api/tasks` (the spec's example pages from 0, its query default is 1). Default 1. */
+  firstPage?: 0 | 1;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -109,7 +116,7 @@ interface ScenarioDefinition {
   webForm?: WebFormSpec;
   /** Accounts of the connection. Default: a checking and a savings account, both UPDATED. */
   accounts?: readonly AccountSpec[];
-  /** Accounts at the bank not imported yet (imported with importNewAccounts / importNewAccountsMode). */
+  /** Accounts at the bank not imported yet (imported with importNewAccounts, filtered by accountTypes). */
   newAccounts?: readonly AccountSpec[];
   /** updateStatus per bank connection read once the update ran. Default IN_PROGRESS, READY. */
   update?: readonly string[];
@@ -143,8 +150,8 @@ const SCENARIOS = {
     expect: COMPLETE,
   },
   'account-types-filter': {
-    description: 'importNewAccountsMode CONDITIONAL with accountTypes [SAVINGS]: only the new savings account is imported',
-    options: { importNewAccountsMode: 'CONDITIONAL', accountTypes: ['SAVINGS'] },
+    description: 'importNewAccounts with accountTypes [SAVINGS]: only the new savings account is imported',
+    options: { importNewAccounts: true, accountTypes: ['SAVINGS'] },
     newAccounts: [
       { type: 'Checking', status: 'UPDATED' },
       { type: 'Savings', status: 'UPDATED' },
@@ -157,8 +164,8 @@ const SCENARIOS = {
     expect: COMPLETE,
   },
   'edit-credentials': {
-    description: 'editSavedSettings [CREDENTIALS]: immediate WEB_FORM_REQUIRED (no webFormRequired callback); user edits and completes',
-    options: { editSavedSettings: ['CREDENTIALS'] },
+    description: 'manageSavedSettings [CREDENTIALS]: immediate WEB_FORM_REQUIRED (no webFormRequired callback); user edits and completes',
+    options: { manageSavedSettings: ['CREDENTIALS'] },
     expect: COMPLETE,
   },
   'web-form': {
@@ -347,7 +354,7 @@ export interface FinapiScenarioInfo {
 }
 
 function hasWebForm(def: ScenarioDefinition): boolean {
-  const editsSettings = Array.isArray(def.options?.editSavedSettings) && def.options.editSavedSettings.length > 0;
+  const editsSettings = Array.isArray(def.options?.manageSavedSettings) && def.options.manageSavedSettings.length > 0;
   return def.immediateWebForm === true || editsSettings || (def.task ?? []).includes('WEB_FORM_REQUIRED');
 }
 
@@ -480,23 +487,31 @@ const TASK_FINAL = new Set(['COMPLETED', 'COMPLETED_WITH_ERROR']);
 const WEB_FORM_OPEN = new Set(['NOT_YET_OPENED', 'IN_PROGRESS']);
 
 const CreateConnectionBody = z.object({ scenario: z.string().min(1).max(64).optional() });
-const httpUrl = z
+/** TaskCallbacks URL pattern of the spec (HTTPS only). */
+const httpsUrl = z
   .string()
   .max(2048)
-  .refine((value) => /^https?:\/\//i.test(value) && URL.canParse(value), { message: 'must be an http(s) URL' });
+  .regex(/^https:\/\/(www\.)?[-a-zA-Z0-9@:%._+~#=]{1,256}\.[a-zA-Z0-9()]{1,63}\b([-a-zA-Z0-9()@:%_+.~#?&/=]*)$/);
+const TaskAccountType = z.enum(['BAUSPAREN', 'CHECKING', 'CREDIT_CARD', 'LOAN', 'MEMBERSHIP', 'SAVINGS', 'SECURITY']);
+const SavedSetting = z.enum(['CREDENTIALS', 'DEFAULT_TWO_STEP_PROCEDURE']);
+/**
+ * BankConnectionUpdateTaskDetails. Like any JSON API, fields it does not define are ignored: a request naming
+ * `editSavedSettings` gets no web form.
+ */
 const BackgroundUpdateBody = z.object({
   bankConnectionId: z.number().int().nonnegative(),
   importNewAccounts: z.boolean().nullish(),
-  importNewAccountsMode: z.enum(['SKIP', 'CONDITIONAL', 'FORCED']).nullish(),
-  accountTypes: z.array(z.enum(['BAUSPAREN', 'CHECKING', 'CREDIT_CARD', 'LOAN', 'MEMBERSHIP', 'SAVINGS', 'SECURITY'])).nullish(),
-  editSavedSettings: z.array(z.enum(['CREDENTIALS', 'DEFAULT_TWO_STEP_PROCEDURE'])).nullish(),
-  /** The name later versions of the Web Form 2.0 API use for editSavedSettings. */
-  manageSavedSettings: z.array(z.enum(['CREDENTIALS', 'DEFAULT_TWO_STEP_PROCEDURE'])).nullish(),
-  callbacks: z.object({ webFormRequired: httpUrl.nullish(), finalised: httpUrl.nullish() }).nullish(),
+  accountTypes: z.array(TaskAccountType).nullish(),
+  skipPositionsDownload: z.boolean().nullish(),
+  loadOwnerData: z.boolean().nullish(),
+  manageSavedSettings: z.array(SavedSetting).nullish(),
+  profileId: z.string().length(36).nullish(),
+  redirectUrl: httpsUrl.nullish(),
+  callbacks: z.object({ webFormRequired: httpsUrl.nullish(), finalised: httpsUrl.nullish() }).nullish(),
 });
 const ListQuery = z.object({
   order: z.enum(['createdAt', 'createdAt,asc', 'createdAt,desc']).optional(),
-  page: z.coerce.number().int().min(1).max(10_000).optional(),
+  page: z.coerce.number().int().min(0).max(10_000).optional(),
   perPage: z.coerce.number().int().min(1).max(500).optional(),
 });
 
@@ -528,12 +543,28 @@ function webFormError(reply: FastifyReply, request: FastifyRequest, status: numb
   return reply.status(status).send({ code, description, timestamp: finapiTime(Date.now()), endpoint: `${request.method} ${request.routeOptions.url ?? ''}` });
 }
 
+/** Web Form 2.0 ValidationError (400). */
+function validationError(reply: FastifyReply, request: FastifyRequest, fields: readonly string[]): FastifyReply {
+  return reply.status(400).send({
+    errors: fields.map((field) => ({ field, message: 'invalid value' })),
+    timestamp: finapiTime(Date.now()),
+    endpoint: `${request.method} ${request.routeOptions.url ?? ''}`,
+  });
+}
+
+function issueFields(error: z.ZodError): string[] {
+  return [...new Set(error.issues.map((issue) => issue.path.join('.') || '(root)'))];
+}
+
+/** Access v1 ErrorMessage. */
 function accessError(reply: FastifyReply, request: FastifyRequest, status: number, code: string, message: string): FastifyReply {
   return reply.status(status).send({
-    errors: [{ message, code, type: status >= 500 ? 'TECHNICAL' : 'BUSINESS' }],
+    errors: [{ message, code, type: status >= 500 ? 'TECHNICAL' : 'BUSINESS', multiStepAuthentication: null }],
     date: germanLocalTime(Date.now()),
     requestId: randomUUID(),
     endpoint: `${request.method} ${request.routeOptions.url ?? ''}`,
+    authContext: 'sandbox-user/sandbox-client',
+    bank: null,
   });
 }
 
@@ -555,6 +586,8 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
   const tokens = finapiOptions.tokens ? new Set(finapiOptions.tokens) : null;
   const ttlMs = finapiOptions.webFormTtlMs ?? 20 * 60_000;
   const shortTtlMs = finapiOptions.shortWebFormTtlMs ?? 2_000;
+  const resolveCallbackUrl = finapiOptions.resolveCallbackUrl ?? ((url: string) => url);
+  const firstPage = finapiOptions.firstPage ?? 1;
   const connections = new Map<number, ConnectionState>();
   const tasks = new Map<string, TaskState>();
   const webForms = new Map<string, WebFormState>();
@@ -662,36 +695,139 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
     };
   }
 
+  const SANDBOX_BANK_ID = 280_001;
+  const twoStepProcedure = { procedureId: '942', procedureName: 'pushTAN', procedureChallengeType: 'TEXT', implicitExecute: false };
+  const sandboxBank = {
+    id: SANDBOX_BANK_ID,
+    name: 'finAPI Sandbox Bank',
+    loginHint: null,
+    bic: 'SANDDEXXXXX',
+    blzs: ['00000000'],
+    blz: '00000000',
+    location: 'DE',
+    city: 'München',
+    isSupported: true,
+    isTestBank: true,
+    popularity: 0,
+    health: 100,
+    loginFieldUserId: 'Onlinebanking-ID',
+    loginFieldCustomerId: null,
+    loginFieldPin: 'PIN',
+    pinsAreVolatile: false,
+    isCustomerIdPassword: false,
+    supportedDataSources: ['FINTS_SERVER'],
+    interfaces: [
+      {
+        interface: 'XS2A',
+        tppAuthenticationGroup: null,
+        loginCredentials: [
+          { label: 'Onlinebanking-ID', isSecret: false, isVolatile: false },
+          { label: 'PIN', isSecret: true, isVolatile: false },
+        ],
+        properties: ['REDIRECT_APPROACH'],
+        loginHint: null,
+        health: 100,
+        lastCommunicationAttempt: null,
+        lastSuccessfulCommunication: null,
+        isMoneyTransferSupported: false,
+        isAisSupported: true,
+        paymentCapabilities: {
+          sepaMoneyTransfer: false,
+          sepaInstantMoneyTransfer: false,
+          sepaCollectiveMoneyTransfer: false,
+          sepaFutureDatedMoneyTransfer: false,
+          sepaStandingOrder: false,
+        },
+        aisAccountTypes: ['Checking', 'Savings', 'CreditCard', 'Security', 'Loan', 'Membership', 'Bausparen'],
+      },
+    ],
+    bankGroup: null,
+    lastCommunicationAttempt: null,
+    lastSuccessfulCommunication: null,
+    isBeta: false,
+  };
+
+  /** Access v1 BankConnection, every required field present; credentials are never echoed (null). */
   function serializeConnection(c: ConnectionState) {
     return {
       id: c.id,
+      bankId: SANDBOX_BANK_ID,
       name: `Sandbox bank connection ${c.id}`,
-      bank: { id: 280001, name: 'finAPI Sandbox Bank', blz: '00000000' },
+      bankingUserId: null,
+      bankingCustomerId: null,
+      bankingPin: null,
+      type: 'ONLINE',
       updateStatus: c.updateStatus,
       categorizationStatus: c.categorizationStatus,
+      lastManualUpdate: c.lastManualUpdate,
+      lastAutoUpdate: null,
+      ibanOnlyMoneyTransferSupported: false,
+      ibanOnlyDirectDebitSupported: false,
+      collectiveMoneyTransferSupported: false,
+      defaultTwoStepProcedureId: null,
+      twoStepProcedures: [twoStepProcedure],
       interfaces: [
         {
           interface: 'XS2A',
+          loginCredentials: [
+            { label: 'Onlinebanking-ID', value: null },
+            { label: 'PIN', value: null },
+          ],
+          defaultTwoStepProcedureId: null,
+          twoStepProcedures: [twoStepProcedure],
+          aisConsent: { status: 'PRESENT', expiresAt: null },
           lastManualUpdate: c.lastManualUpdate,
           lastAutoUpdate: null,
           userActionRequired: c.userActionRequired,
+          maxDaysForDownload: 0,
         },
       ],
       accountIds: c.accounts.map((a) => a.id),
+      owners: null,
+      bank: sandboxBank,
+      furtherLoginNotRecommended: false,
     };
   }
 
+  const ACCOUNT_TYPE_IDS: Record<V1AccountType, number> = { Checking: 1, Savings: 2, CreditCard: 3, Security: 4, Loan: 5, Membership: 7, Bausparen: 8 };
+
+  /** Access v1 Account; the per-interface status is the one that counts (Account.status is deprecated). */
   function serializeAccount(a: AccountState, c: ConnectionState) {
+    const updated = c.lastManualUpdate?.timestamp ?? null;
     return {
       id: a.id,
       bankConnectionId: c.id,
       accountName: a.name,
       iban: a.iban,
+      accountNumber: a.iban.slice(-10),
+      subAccountNumber: null,
+      accountHolderName: 'Sandbox User',
+      accountHolderId: null,
       accountCurrency: 'EUR',
+      accountTypeId: ACCOUNT_TYPE_IDS[a.type],
+      accountTypeName: a.type,
       accountType: a.type,
       balance: 1_234.56,
+      overdraft: null,
+      overdraftLimit: null,
+      availableFunds: null,
+      lastSuccessfulUpdate: updated,
+      lastUpdateAttempt: updated,
       isNew: a.isNew,
       status: a.status,
+      supportedOrders: [],
+      interfaces: [
+        {
+          interface: 'XS2A',
+          status: a.status,
+          capabilities: ['DATA_DOWNLOAD'],
+          paymentCapabilities: { sepaInstantMoneyTransfer: false },
+          lastSuccessfulUpdate: updated,
+          lastUpdateAttempt: updated,
+        },
+      ],
+      clearingAccounts: [],
+      isSeized: false,
     };
   }
 
@@ -845,13 +981,20 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
     return Promise.resolve();
   }
 
+  /** The web form ended: so does its task, final and carrying the web form (Web Form 2.0). */
   function finishWebForm(w: WebFormState, status: string, errorCode: string | null = null): void {
     w.status = status;
     w.errorCode = errorCode;
     const task = w.task;
-    if (status === 'COMPLETED') startPostProcessing(task);
-    else if (status === 'COMPLETED_WITH_ERROR') endWithError(task, errorCode);
-    else if (status === 'EXPIRED' || status === 'ABORTED') {
+    if (status === 'COMPLETED') {
+      task.status = 'COMPLETED';
+      startPostProcessing(task);
+    } else if (status === 'COMPLETED_WITH_ERROR') {
+      // The web form has the code (its own enum); the task's errorCode enum has no room for most of them.
+      task.status = 'COMPLETED_WITH_ERROR';
+      endWithError(task, errorCode);
+    } else if (status === 'EXPIRED' || status === 'ABORTED') {
+      task.status = 'COMPLETED_WITH_ERROR';
       task.connection.updateStatus = 'READY';
       task.connection.userActionRequired = true;
     } else return; // a status finAPI might add: not final, no callback
@@ -877,7 +1020,7 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
   }
 
   function readTask(task: TaskState): void {
-    if (task.status === 'WEB_FORM_REQUIRED' && task.webForm) advanceWebForm(task.webForm);
+    if (task.webForm && !TASK_FINAL.has(task.status)) advanceWebForm(task.webForm);
     else if (!TASK_FINAL.has(task.status)) void enterTaskStep(task, task.step + 1);
   }
 
@@ -927,10 +1070,10 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
     } else if (next === 'missing-fields') {
       void reply.status(200).send(missing());
     } else {
+      // finAPI documents no 429 body: the spec's catch-all codes.
       if (next === 429) void reply.header('retry-after', '1');
-      const code = next === 429 ? 'TOO_MANY_REQUESTS' : 'INTERNAL_SERVER_ERROR';
-      if (access) accessError(reply, request, next, code, 'scripted fault');
-      else webFormError(reply, request, next, code, 'scripted fault');
+      if (access) accessError(reply, request, next, 'UNEXPECTED_ERROR', 'scripted fault');
+      else webFormError(reply, request, next, 'INTERNAL_SERVER_ERROR', 'scripted fault');
     }
     return true;
   }
@@ -941,7 +1084,7 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
       if (request.url.startsWith('/finapi/webform/')) return;
       if (!authorized(request)) {
         return request.url.startsWith('/finapi/api/v1/')
-          ? accessError(reply, request, 401, 'UNAUTHORIZED_ACCESS', 'missing or invalid access token')
+          ? reply.status(401).send({ error: 'invalid_token', error_description: 'Not authenticated or invalid access_token' })
           : webFormError(reply, request, 401, 'UNAUTHORIZED', 'missing or invalid access token');
       }
     });
@@ -957,13 +1100,7 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
 
     app.post('/api/tasks/backgroundUpdate', async (request, reply) => {
       const parsed = BackgroundUpdateBody.safeParse(request.body);
-      if (!parsed.success) {
-        return reply.status(400).send({
-          errors: parsed.error.issues.map((issue) => ({ field: issue.path.join('.') || '(root)', message: 'invalid value' })),
-          timestamp: finapiTime(Date.now()),
-          endpoint: 'POST /api/tasks/backgroundUpdate',
-        });
-      }
+      if (!parsed.success) return validationError(reply, request, issueFields(parsed.error));
       const body = parsed.data;
       const c = connections.get(body.bankConnectionId);
       if (!c) return webFormError(reply, request, 404, 'NOT_FOUND', 'bank connection not found');
@@ -976,12 +1113,11 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
       }
       if (injected === 429) {
         void reply.header('retry-after', '1');
-        return webFormError(reply, request, 429, 'TOO_MANY_REQUESTS', 'too many requests');
+        return webFormError(reply, request, 429, 'INTERNAL_SERVER_ERROR', 'too many requests');
       }
       if (injected === 503) return webFormError(reply, request, 503, 'INTERNAL_SERVER_ERROR', 'service unavailable');
 
-      const mode = body.importNewAccountsMode ?? (body.importNewAccounts ? 'CONDITIONAL' : 'SKIP');
-      const settings = body.editSavedSettings ?? body.manageSavedSettings ?? [];
+      const settings = body.manageSavedSettings ?? [];
       const task: TaskState = {
         id: randomUUID(),
         seq: ++taskSeq,
@@ -993,10 +1129,10 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
         errorCode: null,
         webForm: null,
         callbacks: {
-          ...(body.callbacks?.webFormRequired ? { webFormRequired: body.callbacks.webFormRequired } : {}),
-          ...(body.callbacks?.finalised ? { finalised: body.callbacks.finalised } : {}),
+          ...(body.callbacks?.webFormRequired ? { webFormRequired: resolveCallbackUrl(body.callbacks.webFormRequired) } : {}),
+          ...(body.callbacks?.finalised ? { finalised: resolveCallbackUrl(body.callbacks.finalised) } : {}),
         },
-        importTypes: mode === 'SKIP' ? null : (body.accountTypes ?? []).map((t) => TASK_ACCOUNT_TYPES[t]!),
+        importTypes: body.importNewAccounts ? (body.accountTypes ?? []).map((t) => TASK_ACCOUNT_TYPES[t]!) : null,
         held: [],
       };
       c.tasks.push(task);
@@ -1025,14 +1161,15 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
 
     app.get('/api/tasks', async (request, reply) => {
       const query = ListQuery.safeParse(request.query);
-      if (!query.success) return webFormError(reply, request, 400, 'BAD_REQUEST', 'invalid query');
-      const { order = 'createdAt,asc', page = 1, perPage = 20 } = query.data;
+      if (!query.success) return validationError(reply, request, issueFields(query.error));
+      const { order = 'createdAt,asc', page = firstPage, perPage = 20 } = query.data;
+      if (page < firstPage) return validationError(reply, request, ['page']);
       listReads += 1;
       const all = [...tasks.values()].sort((a, b) => a.createdAt - b.createdAt || a.seq - b.seq);
       if (order === 'createdAt,desc') all.reverse();
       const pageCount = Math.ceil(all.length / perPage);
       return reply.status(200).send({
-        items: all.slice((page - 1) * perPage, page * perPage).map(serializeTask),
+        items: all.slice((page - firstPage) * perPage, (page - firstPage + 1) * perPage).map(serializeTask),
         paging: { page, perPage, pageCount, totalCount: all.length },
       });
     });
@@ -1061,7 +1198,7 @@ function createFinapiSandboxWith(context: SandboxContext, options: SandboxOption
 
     app.get<{ Params: { id: string } }>('/api/v1/bankConnections/:id', async (request, reply) => {
       const c = connections.get(Number(request.params.id));
-      if (!c || !/^\d+$/.test(request.params.id)) return accessError(reply, request, 404, 'ENTITY_NOT_FOUND', 'bank connection not found');
+      if (!c || !/^\d+$/.test(request.params.id)) return accessError(reply, request, 404, 'UNKNOWN_ENTITY', 'bank connection not found');
       c.stats.polls += 1;
       c.stats.connectionReads += 1;
       if (fault(reply, request, c.faults.connection, () => ({ id: c.id, updateStatus: c.updateStatus }), true)) return reply;

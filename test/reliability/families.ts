@@ -634,11 +634,19 @@ const finapiFixture: FamilyFixture = {
       transform: (b) => (isRecord(b) && b.updateStatus === 'READY' ? { ...b, categorizationStatus: 'QUEUED_FOR_PFM' } : b),
     },
     {
-      name: 'account status',
+      // The per-interface status is the one that counts (the top-level Account.status is deprecated).
+      name: 'account interface status',
       scenario: 'success',
       transform: (b) =>
         isRecord(b) && Array.isArray(b.accounts) && b.accounts.length > 0
-          ? { ...b, accounts: b.accounts.map((a, i) => (i === 0 && isRecord(a) ? { ...a, status: 'ARCHIVED' } : a)) }
+          ? {
+              ...b,
+              accounts: b.accounts.map((a, i) =>
+                i === 0 && isRecord(a) && Array.isArray(a.interfaces)
+                  ? { ...a, interfaces: a.interfaces.map((face) => (isRecord(face) ? { ...face, status: 'ARCHIVED' } : face)) }
+                  : a,
+              ),
+            }
           : b,
     },
   ],
