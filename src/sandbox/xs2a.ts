@@ -35,6 +35,11 @@ export interface Xs2aSandboxOptions {
   wizardTtlMs?: number;
   /** How long the `webhook-completion` sync runs before it finishes by itself (ms). Default 150. */
   timedCompletionMs?: number;
+  /**
+   * Answer in the published xs2a.api model only (FinTecSystems' SDK models): no `status` and no `last_sync` on
+   * bank connections, no `expires_at` on wizard sessions. Default false (the sandbox extensions are sent).
+   */
+  publishedModel?: boolean;
 }
 
 export const XS2A_MAX_FAILURES = 3;
@@ -337,6 +342,7 @@ function buildXs2aSandbox(context: SandboxContext, _options: SandboxOptions, xs2
   const tokens = xs2aOptions.tokens ? new Set(xs2aOptions.tokens) : null;
   const wizardTtlMs = xs2aOptions.wizardTtlMs ?? 10 * 60_000;
   const timedCompletionMs = xs2aOptions.timedCompletionMs ?? 150;
+  const publishedModel = xs2aOptions.publishedModel ?? false;
   const connections = new Map<string, Connection>();
   let seq = 0;
   let closed = false;
@@ -423,8 +429,7 @@ function buildXs2aSandbox(context: SandboxContext, _options: SandboxOptions, xs2
       testmode: true,
       created_at: iso(c.createdAt),
       object: 'bank_connection',
-      status: c.disabled ? 'DISABLED' : 'READY',
-      last_sync: last ? serializeAttempt(last) : null,
+      ...(publishedModel ? {} : { status: c.disabled ? 'DISABLED' : 'READY', last_sync: last ? serializeAttempt(last) : null }),
     };
   }
 
@@ -555,7 +560,13 @@ function buildXs2aSandbox(context: SandboxContext, _options: SandboxOptions, xs2
   }
 
   function wizardResponse(c: Connection, wizard: { key: string; expiresAt: number }) {
-    return { id: c.id, transaction: c.transaction, wizard_session_key: wizard.key, expires_at: iso(wizard.expiresAt), object: 'wizard_session' };
+    return {
+      id: c.id,
+      transaction: c.transaction,
+      wizard_session_key: wizard.key,
+      ...(publishedModel ? {} : { expires_at: iso(wizard.expiresAt) }),
+      object: 'wizard_session',
+    };
   }
 
   function authorized(request: FastifyRequest): boolean {
