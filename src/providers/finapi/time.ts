@@ -8,16 +8,13 @@
  * time in the autumn overlap (02:00-03:00 twice on the last Sunday of October) is read as the second occurrence
  * (CET, UTC+1).
  */
-import { DateTime } from 'luxon';
+import { parseProviderTime } from '../time.js';
 
 export const FINAPI_TIME_ZONE = 'Europe/Berlin';
 
 /** Epoch ms of a finAPI timestamp, or null when it is not one. */
 export function parseFinapiTime(value: string): number | null {
-  const options = { zone: FINAPI_TIME_ZONE };
-  const iso = DateTime.fromISO(value, options);
-  const parsed = iso.isValid ? iso : DateTime.fromSQL(value, options);
-  return parsed.isValid ? parsed.toMillis() : null;
+  return parseProviderTime(value, FINAPI_TIME_ZONE);
 }
 
 /** ISO 8601 UTC form of a finAPI timestamp the schema already accepted. */

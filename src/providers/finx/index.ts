@@ -12,6 +12,7 @@ import type { ProviderAdapter, SyncRef, TriggerRequest, WebhookDelivery, Webhook
 import { FINX, FinxClient, type FinxClientConfig } from './client.js';
 import { isTerminalFinxStatus, mapSync } from './mapping.js';
 import { FinxWebhook, type FinxSync } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 export { FinxClient, type FinxClientConfig } from './client.js';
 export { parseRetryAfter } from '../http.js';
@@ -125,9 +126,9 @@ export function createFinxAdapter(config: FinxAdapterConfig): FinxAdapter {
       const { data } = await client.listSyncs(request.connectionId);
       const cutoff = request.since - FIND_TRIGGERED_SLACK_MS;
       const candidates = data.syncs
-        .filter((sync) => sync.access_id === request.connectionId && Date.parse(sync.created_at) >= cutoff)
+        .filter((sync) => sync.access_id === request.connectionId && parseProviderTime(sync.created_at)! >= cutoff)
         .filter((sync) => !isTerminalFinxStatus(sync.status) || sync.idempotency_key === request.idempotencyKey)
-        .sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
+        .sort((a, b) => parseProviderTime(b.created_at)! - parseProviderTime(a.created_at)!);
       const newest = candidates[0];
       if (!newest) return null;
       return { providerRef: newest.id, observation: mapSync(newest, 'findTriggered') };

@@ -35,6 +35,7 @@ import {
   type WizardLinks,
 } from './mapping.js';
 import { Xs2aEventType, Xs2aWebhook, type Xs2aBankConnection } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 export { Xs2aClient, type Xs2aClientConfig } from './client.js';
 export { mapAttempt, mapFailure, parseXs2aRef, xs2aRef, connectionSnapshot } from './mapping.js';
@@ -214,7 +215,7 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
       const answer = await client.sync(connection.id, force);
       const wizard =
         answer.status === 202
-          ? { key: answer.data.wizard_session_key, expiresAt: Date.parse(wizardChallenge(answer.data.wizard_session_key, answer.data.expires_at, links).expiresAt) }
+          ? { key: answer.data.wizard_session_key, expiresAt: parseProviderTime(wizardChallenge(answer.data.wizard_session_key, answer.data.expires_at, links).expiresAt)! }
           : undefined;
       const providerRef = published
         ? xs2aPublishedRef({ connectionId: connection.id, since: requestedAt, failsBefore: connection.sync_fail_counter, ...(wizard ? { wizard } : {}) })
@@ -239,7 +240,7 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
       const last = connection.last_sync;
       // Published model: no attempts to find; a sync requested again is refused while one runs (409), never doubled.
       if (!last) return null;
-      const startedAt = Date.parse(last.started_at);
+      const startedAt = parseProviderTime(last.started_at)!;
       const ours = isTerminalAttempt(last) ? startedAt >= request.since : startedAt >= request.since - FIND_TRIGGERED_SLACK_MS;
       return ours ? follow(connection, 'findTriggered') : null;
     },

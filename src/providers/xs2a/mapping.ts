@@ -16,7 +16,6 @@
  */
 import type { StateValue } from 'xstate';
 import { Observation, computeOutcome, type AccountOutcome, type Challenge, type SyncError } from '../../../machines/canonical.js';
-import { DateTime } from 'luxon';
 import {
   XS2A_MAX_FAILURES,
   XS2A_PROGRESS,
@@ -36,6 +35,7 @@ import {
   type Xs2aLastSync,
   type Xs2aSyncAccount,
 } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 const XS2A = 'xs2a';
 
@@ -165,7 +165,7 @@ export interface WizardLinks {
 }
 
 export function wizardChallenge(key: string, expiresAt: string | null | undefined, links: WizardLinks, message?: string): Challenge {
-  const deadline = expiresAt ? Date.parse(expiresAt) : links.now() + DEFAULT_WIZARD_TTL_MS;
+  const deadline = expiresAt ? parseXs2aTime(expiresAt)! : links.now() + DEFAULT_WIZARD_TTL_MS;
   return {
     id: key,
     kind: 'WEB_FORM',
@@ -254,9 +254,7 @@ export function refusalError(refusal: Exclude<Xs2aRefusal, 'SYNC_IN_PROGRESS'>, 
  * as such, one without an offset (or `yyyy-MM-dd HH:mm:ss`) as UTC, never in the host's zone.
  */
 export function parseXs2aTime(value: string): number | null {
-  const iso = DateTime.fromISO(value, { zone: 'UTC' });
-  const parsed = iso.isValid ? iso : DateTime.fromSQL(value, { zone: 'UTC' });
-  return parsed.isValid ? parsed.toMillis() : null;
+  return parseProviderTime(value);
 }
 
 /**
