@@ -31,6 +31,11 @@ import type { ProviderStats, SandboxContext, SandboxProvider, SandboxProviderFac
 export interface WealthSandboxOptions {
   /** Accepted bearer tokens. Default: any non-empty token. */
   tokens?: readonly string[];
+  /**
+   * Answer with what seed 000 documents only: no `latestUpdateProcess` on bank connections and no `result` on
+   * update processes (both sandbox extensions). Default false.
+   */
+  seedOnly?: boolean;
 }
 
 const DAY_MS = 24 * 60 * 60_000;
@@ -276,6 +281,7 @@ export const createWealthSandbox: SandboxProviderFactory = (context) => buildWea
 
 function buildWealthSandbox(context: SandboxContext, wealthOptions: WealthSandboxOptions): SandboxProvider {
   const tokens = wealthOptions.tokens ? new Set(wealthOptions.tokens) : null;
+  const seedOnly = wealthOptions.seedOnly ?? false;
   const connections = new Map<string, Connection>();
   const processes = new Map<string, Process>();
   let seq = 1000;
@@ -406,7 +412,7 @@ function buildWealthSandbox(context: SandboxContext, wealthOptions: WealthSandbo
       credentialsStored: c.credentialsStored,
       lastUpdate: c.lastUpdate === null ? null : iso(c.lastUpdate),
       creationDate: iso(c.createdAt),
-      latestUpdateProcess: latest ? { processId: latest.id, status: latest.status, createdAt: iso(latest.createdAt) } : null,
+      ...(seedOnly ? {} : { latestUpdateProcess: latest ? { processId: latest.id, status: latest.status, createdAt: iso(latest.createdAt) } : null }),
     };
   }
 
@@ -419,7 +425,7 @@ function buildWealthSandbox(context: SandboxContext, wealthOptions: WealthSandbo
       createdAt: iso(p.createdAt),
       updatedAt: iso(p.updatedAt),
       synchronizationError: p.error,
-      result: p.result,
+      ...(seedOnly ? {} : { result: p.result }),
     };
   }
 
