@@ -560,13 +560,9 @@ function buildXs2aSandbox(context: SandboxContext, _options: SandboxOptions, xs2
   }
 
   function wizardResponse(c: Connection, wizard: { key: string; expiresAt: number }) {
-    return {
-      id: c.id,
-      transaction: c.transaction,
-      wizard_session_key: wizard.key,
-      ...(publishedModel ? {} : { expires_at: iso(wizard.expiresAt) }),
-      object: 'wizard_session',
-    };
+    // The published SessionResponse is `{ wizard_session_key, transaction }`; the rest are sandbox extensions.
+    if (publishedModel) return { wizard_session_key: wizard.key, transaction: c.transaction };
+    return { id: c.id, transaction: c.transaction, wizard_session_key: wizard.key, expires_at: iso(wizard.expiresAt), object: 'wizard_session' };
   }
 
   function authorized(request: FastifyRequest): boolean {
