@@ -33,7 +33,7 @@ export interface CreateAccessInput {
   accessMethodId: string;
   /** Sent to finX once; never stored or returned by the adapter. */
   credentials: Record<string, string>;
-  /** Sandbox only: scripted scenario (see FINX_SCENARIOS in src/sandbox/finx.ts). */
+  /** Sandbox only: scripted scenario (see FINX_SCENARIOS in src/sandbox/finx/). */
   scenario?: string;
   /** Sandbox only: challenge deadline for this access. */
   challengeTtlMs?: number;

@@ -43,7 +43,7 @@ export interface CreateWealthConnectionInput {
   name?: string;
   /** Sent once; never stored or returned by the adapter. */
   credentials?: Record<string, string>;
-  /** Sandbox only: scripted scenario (see WEALTHAPI_SCENARIOS in src/sandbox/wealthapi.ts). */
+  /** Sandbox only: scripted scenario (see WEALTHAPI_SCENARIOS in src/sandbox/wealthapi/). */
   scenario?: string;
 }
 

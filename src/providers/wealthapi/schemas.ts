@@ -4,7 +4,7 @@
  * Enum-like fields (process status, banking interface, account type, item status) are parsed as plain strings:
  * a value wealthAPI adds later must reach the mapping, which rejects it with UnknownProviderStatusError (the
  * process status, the item status) instead of a generic schema error, and never maps it to success.
- * `latestUpdateProcess` and the process `result` are sandbox extensions (see src/sandbox/wealthapi.ts).
+ * `latestUpdateProcess` and the process `result` are sandbox extensions (see src/sandbox/wealthapi/).
  */
 import { z } from 'zod';
 import { parseProviderTime } from '../time.js';

@@ -60,7 +60,7 @@ export interface CreateXs2aConnectionInput {
   syncMode?: 'full' | 'shared' | 'none';
   /** Sent to xs2a once; never stored or returned by the adapter. */
   credentials?: Record<string, string>;
-  /** Sandbox only: scripted scenario (see XS2A_SCENARIOS in src/sandbox/xs2a.ts). */
+  /** Sandbox only: scripted scenario (see XS2A_SCENARIOS in src/sandbox/xs2a/). */
   scenario?: string;
 }
 

@@ -4,7 +4,7 @@
  * Enum-like fields (sync_mode, status, last_sync.state, account status) are parsed as plain strings: a value
  * xs2a adds later must reach the mapping, which rejects it with UnknownProviderStatusError instead of a
  * generic schema error (and never maps it to success). Known values are listed in the `*_VALUES` enums.
- * `status` and `last_sync` are sandbox extensions (see src/sandbox/xs2a.ts); both are optional here.
+ * `status` and `last_sync` are sandbox extensions (see src/sandbox/xs2a/); both are optional here.
  */
 import { z } from 'zod';
 import { parseProviderTime } from '../time.js';
