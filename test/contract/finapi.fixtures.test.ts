@@ -11,6 +11,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Observation, SyncErrorCode } from '../../machines/canonical.js';
+import {
+  FINAPI_ACCOUNT_STATUSES,
+  FINAPI_TASK_ERROR_CODES,
+  FINAPI_TASK_STATUSES,
+  FINAPI_WEB_FORM_ERROR_CODES,
+  FINAPI_WEB_FORM_STATUSES,
+} from '../../machines/finapiTask.js';
 import { InvalidProviderResponseError, ProviderError, UnknownProviderStatusError } from '../../src/providers/errors.js';
 import { FinapiReading, accountsEvent, connectionEvent, createFinapiAdapter, finapiSchemas, taskEvent, webFormEvent } from '../../src/providers/finapi/index.js';
 import { parseFinapiTime } from '../../src/providers/finapi/time.js';
@@ -145,6 +152,16 @@ const TASK_CASES = TASK_STATUSES.flatMap((status) =>
 );
 
 describe('finAPI fixtures: TaskStatus x WebFormStatus x errorCode', () => {
+  it("the adapter's vocabulary is the spec's: statuses and error codes", () => {
+    expect([...FINAPI_TASK_STATUSES]).toEqual(spec.TaskStatus.options);
+    expect([...FINAPI_WEB_FORM_STATUSES]).toEqual(spec.WebFormStatus.options);
+    expect([...FINAPI_ACCOUNT_STATUSES]).toEqual(spec.AccountStatus.options);
+    expect([...FINAPI_TASK_ERROR_CODES]).toEqual(spec.TaskErrorCode.options);
+    expect([...FINAPI_WEB_FORM_ERROR_CODES]).toEqual(spec.WebFormErrorCode.options);
+    // Every documented code has a decided outcome.
+    expect(Object.keys(ERROR_CODE_OUTCOMES).sort()).toEqual([...new Set([...FINAPI_TASK_ERROR_CODES, ...FINAPI_WEB_FORM_ERROR_CODES])].sort());
+  });
+
   it(`covers ${TASK_STATUSES.length} task statuses x ${WEB_FORMS.length} web forms x ${TASK_CODES.length} task codes (x ${WEB_FORM_CODES.length} web form codes where they decide)`, () => {
     expect(TASK_CASES.length).toBe(5 * 8 * 6 + 5 * 6 * 11);
   });
