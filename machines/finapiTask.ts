@@ -48,8 +48,25 @@ export type FinapiCategorizationStatus = (typeof FINAPI_CATEGORIZATION_STATUSES)
 export const FINAPI_ACCOUNT_STATUSES = ['UPDATED', 'UPDATED_FIXED', 'DOWNLOAD_IN_PROGRESS', 'DOWNLOAD_FAILED', 'DEPRECATED'] as const;
 export type FinapiAccountStatus = (typeof FINAPI_ACCOUNT_STATUSES)[number];
 
-/** Documented task error codes; finAPI says the list "may be extended" (unknown codes never map to success). */
+/** Documented task error codes (TaskPayload.errorCode); finAPI says the list "may be extended" (unknown codes never map to success). */
 export const FINAPI_TASK_ERROR_CODES = ['BANK_SERVER_REJECTION', 'INTERNAL_ERROR', 'INVALID_TOKEN', 'UNEXPECTED_ACCESS_RESPONSE'] as const;
+
+/** Documented web form error codes (web form Payload.errorCode, Web Form 2.0); "may be extended" too. */
+export const FINAPI_WEB_FORM_ERROR_CODES = [
+  'ENTITY_EXISTS',
+  'BANK_SERVER_REJECTION',
+  'INTERNAL_ERROR',
+  'INTERRUPTED',
+  'INVALID_TOKEN',
+  'MANDATOR_MISCONFIGURATION',
+  'NO_ACCOUNTS_FOR_TYPE_LIST',
+  'UNDETERMINED_BANK',
+  'UNEXPECTED_ACCESS_RESPONSE',
+  'UNSUPPORTED_FEATURE',
+  'UNSUPPORTED_ORDER',
+] as const;
+
+const FINAL_TASK_STATUSES: readonly FinapiTaskStatus[] = ['COMPLETED', 'COMPLETED_WITH_ERROR'];
 
 /** Web Form 2.0: "Web Form URLs are valid for just 20 minutes". Used when a reading carries no `expiresAt`. */
 export const FINAPI_WEB_FORM_TTL_MS = 20 * 60_000;
@@ -78,7 +95,16 @@ export type FinapiTaskEvent =
    */
   | { type: 'TASK.OBSERVED'; status: FinapiTaskStatus; webForm: FinapiWebFormInfo | null; errorCode?: string | null }
   | { type: 'WEB_FORM.OBSERVED'; webForm: FinapiWebFormInfo; errorCode?: string | null }
-  | { type: 'CONNECTION.OBSERVED'; updateStatus: FinapiUpdateStatus; categorizationStatus: FinapiCategorizationStatus }
+  | {
+      type: 'CONNECTION.OBSERVED';
+      updateStatus: FinapiUpdateStatus;
+      categorizationStatus: FinapiCategorizationStatus;
+      /**
+       * Some interface of the connection needs the user: `userActionRequired`, or its latest update result
+       * (lastManualUpdate / lastAutoUpdate) is BANK_SERVER_REJECTION. Absent: the reading had no interfaces.
+       */
+      interfacesNeedUser?: boolean;
+    }
   | { type: 'ACCOUNTS.OBSERVED'; accounts: FinapiAccountReading[] };
 
 export interface FinapiTaskInput {
@@ -94,6 +120,8 @@ export interface FinapiTaskContext {
   /** finAPI's errorCode (null: finAPI gave none); meaningful in COMPLETED_WITH_ERROR. */
   errorCode: string | null;
   categorizationStatus: FinapiCategorizationStatus | null;
+  /** The latest connection reading said an interface needs the user (see CONNECTION.OBSERVED). */
+  interfacesNeedUser: boolean;
   result: SyncResult | null;
 }
 
@@ -104,10 +132,11 @@ export interface FinapiTaskContext {
 type WebFormGuard = { type: 'webFormIs'; params: { status: FinapiWebFormStatus } };
 const webFormIs = (status: FinapiWebFormStatus): WebFormGuard => ({ type: 'webFormIs', params: { status } });
 const taskIs = (status: FinapiTaskStatus) => ({ type: 'taskIs', params: { status } }) as const;
+const finalTaskWebFormIs = (status: FinapiWebFormStatus) => ({ type: 'finalTaskWebFormIs', params: { status } }) as const;
 
+/** The web form a reading carries: a task in any status may carry it (a final task carries its finished web form). */
 function webFormOf(event: FinapiTaskEvent): FinapiWebFormInfo | null {
-  if (event.type === 'WEB_FORM.OBSERVED') return event.webForm;
-  if (event.type === 'TASK.OBSERVED' && event.status === 'WEB_FORM_REQUIRED') return event.webForm;
+  if (event.type === 'WEB_FORM.OBSERVED' || event.type === 'TASK.OBSERVED') return event.webForm;
   return null;
 }
 
@@ -125,12 +154,16 @@ function outcomeOf(reading: FinapiAccountReading): AccountOutcome {
 }
 
 /**
- * Readings that end the web form; shared by both web form states (each reading moves forward only). Only the
- * web form's own reading (`WEB_FORM.OBSERVED`) carries its errorCode: a task reading (payload or callback)
- * saying COMPLETED_WITH_ERROR leaves the failure to be explained by the next web form read.
+ * Readings that end the web form while the task waits for it (a task reading still in WEB_FORM_REQUIRED, or the
+ * web form's own reading). Only the web form's own reading (`WEB_FORM.OBSERVED`) carries its errorCode: a task
+ * reading saying COMPLETED_WITH_ERROR leaves the failure to be explained by the next web form read. A web form
+ * COMPLETED with an errorCode is a failure (the code is "the reason of the web form failure").
  */
 const webFormFinishedBy = (source: 'task' | 'webForm') =>
   [
+    ...(source === 'webForm'
+      ? [{ guard: 'webFormCompletedWithCode', target: '#finapiTask.COMPLETED_WITH_ERROR', actions: 'recordWebFormError' } as const]
+      : []),
     { guard: webFormIs('COMPLETED'), target: '#finapiTask.POST_PROCESSING', actions: 'recordWebForm' },
     {
       guard: webFormIs('COMPLETED_WITH_ERROR'),
@@ -149,14 +182,32 @@ const webFormOpened = {
 } as const;
 
 /**
- * A task reading before any web form was seen. WEB_FORM_REQUIRED is routed by the web form status it carries:
- * a `finalised` callback for a web form says WEB_FORM_REQUIRED with the web form COMPLETED (the task status
- * never changes once it is WEB_FORM_REQUIRED).
+ * A final task (COMPLETED / COMPLETED_WITH_ERROR) that carries a web form: the web form tells how the user's part
+ * ended, whatever the task status says (Web Form 2.0: the final task carries its web form). ABORTED and EXPIRED
+ * are the user's, COMPLETED_WITH_ERROR needs the web form's own errorCode, a web form still open under a final
+ * task is inconsistent (never success). A web form COMPLETED leaves the decision to the task rules.
  */
-const taskAdvanced = [
-  { guard: taskIs('COMPLETED'), target: '#finapiTask.POST_PROCESSING' },
+const finalTaskWebForm = [
+  { guard: finalTaskWebFormIs('ABORTED'), target: '#finapiTask.ABORTED', actions: 'recordWebForm' },
+  { guard: finalTaskWebFormIs('EXPIRED'), target: '#finapiTask.EXPIRED', actions: 'recordWebForm' },
+  { guard: finalTaskWebFormIs('COMPLETED_WITH_ERROR'), target: '#finapiTask.AWAITING_ERROR_CODE', actions: 'recordWebFormError' },
+  { guard: finalTaskWebFormIs('NOT_YET_OPENED'), target: '#finapiTask.INCONSISTENT', actions: 'recordWebForm' },
+  { guard: finalTaskWebFormIs('IN_PROGRESS'), target: '#finapiTask.INCONSISTENT', actions: 'recordWebForm' },
+] as const;
+
+/** A final task whose web form (if any) completed, or that had none: its status and errorCode decide. */
+const finalTask = [
+  ...finalTaskWebForm,
+  // COMPLETED with an errorCode: the code is "the reason of the task failure", so this is no success.
+  { guard: 'taskCompletedWithCode', target: '#finapiTask.COMPLETED_WITH_ERROR', actions: 'recordTaskError' },
+  { guard: taskIs('COMPLETED'), target: '#finapiTask.POST_PROCESSING', actions: 'recordWebForm' },
   { guard: 'taskFailedWithCode', target: '#finapiTask.COMPLETED_WITH_ERROR', actions: 'recordTaskError' },
   { guard: taskIs('COMPLETED_WITH_ERROR'), target: '#finapiTask.AWAITING_ERROR_CODE', actions: 'recordTaskError' },
+] as const;
+
+/** A task reading before any web form was seen. WEB_FORM_REQUIRED is routed by the web form status it carries. */
+const taskAdvanced = [
+  ...finalTask,
   { guard: webFormIs('NOT_YET_OPENED'), target: '#finapiTask.WEB_FORM_REQUIRED', actions: 'recordWebForm' },
   webFormOpened,
   ...webFormFinishedByTask,
@@ -181,8 +232,25 @@ export const finapiTaskMachine = setup({
   },
   guards: {
     taskIs: ({ event }, params: { status: FinapiTaskStatus }) => event.type === 'TASK.OBSERVED' && event.status === params.status,
+    /** A final task reading carrying this task's web form in `status`. */
+    finalTaskWebFormIs: ({ context, event }, params: { status: FinapiWebFormStatus }) =>
+      event.type === 'TASK.OBSERVED' &&
+      FINAL_TASK_STATUSES.includes(event.status) &&
+      event.webForm !== null &&
+      event.webForm.status === params.status &&
+      (context.webForm === null || context.webForm.id === event.webForm.id),
+    taskCompletedWithCode: ({ event }) =>
+      event.type === 'TASK.OBSERVED' && event.status === 'COMPLETED' && event.errorCode !== undefined && event.errorCode !== null,
+    webFormCompletedWithCode: ({ context, event }) =>
+      event.type === 'WEB_FORM.OBSERVED' &&
+      event.webForm.status === 'COMPLETED' &&
+      event.errorCode !== undefined &&
+      event.errorCode !== null &&
+      (context.webForm === null || context.webForm.id === event.webForm.id),
     /** A reading of the task's web form in `status` (a different web form than the one recorded is ignored). */
     webFormIs: ({ context, event }, params: { status: FinapiWebFormStatus }) => {
+      // A final task's web form is read by finalTaskWebFormIs / the task rules.
+      if (event.type === 'TASK.OBSERVED' && FINAL_TASK_STATUSES.includes(event.status)) return false;
       const webForm = webFormOf(event);
       if (!webForm || webForm.status !== params.status) return false;
       return context.webForm === null || context.webForm.id === webForm.id;
@@ -221,6 +289,8 @@ export const finapiTaskMachine = setup({
     recordConnection: assign({
       categorizationStatus: ({ context, event }) =>
         event.type === 'CONNECTION.OBSERVED' ? event.categorizationStatus : context.categorizationStatus,
+      interfacesNeedUser: ({ context, event }) =>
+        event.type === 'CONNECTION.OBSERVED' ? (event.interfacesNeedUser ?? false) : context.interfacesNeedUser,
     }),
     recordResult: assign({
       result: ({ context, event }) => {
@@ -238,6 +308,7 @@ export const finapiTaskMachine = setup({
     errorSource: null,
     errorCode: null,
     categorizationStatus: null,
+    interfacesNeedUser: false,
     result: null,
   }),
   initial: 'NOT_YET_STARTED',
@@ -256,14 +327,14 @@ export const finapiTaskMachine = setup({
       states: {
         NOT_YET_OPENED: {
           on: {
-            'TASK.OBSERVED': [webFormOpened, ...webFormFinishedByTask],
+            'TASK.OBSERVED': [...finalTask, webFormOpened, ...webFormFinishedByTask],
             // The web form's own reading adds what a task payload lacks (its deadline).
             'WEB_FORM.OBSERVED': [webFormOpened, ...webFormFinishedByWebForm, { guard: webFormIs('NOT_YET_OPENED'), actions: 'recordWebForm' }],
           },
         },
         IN_PROGRESS: {
           on: {
-            'TASK.OBSERVED': [...webFormFinishedByTask],
+            'TASK.OBSERVED': [...finalTask, ...webFormFinishedByTask],
             'WEB_FORM.OBSERVED': [...webFormFinishedByWebForm, { guard: webFormIs('IN_PROGRESS'), actions: 'recordWebForm' }],
           },
         },
@@ -332,6 +403,8 @@ export const finapiTaskMachine = setup({
     },
     DONE: { type: 'final' },
     COMPLETED_WITH_ERROR: { type: 'final' },
+    /** A final task whose web form is still open: finAPI contradicts itself; never success. */
+    INCONSISTENT: { type: 'final' },
     EXPIRED: { type: 'final' },
     ABORTED: { type: 'final' },
   },
@@ -389,15 +462,33 @@ export function finapiProgress(snapshot: FinapiTaskSnapshot): number {
 const SAFE_CODE = /^[A-Z0-9_]{1,64}$/;
 
 /**
- * finAPI task / web form errorCode -> canonical SyncError.
+ * finAPI task / web form errorCode -> canonical SyncError (the task's 4 documented codes and the web form's 11).
  *
- * - BANK_SERVER_REJECTION: the bank ended the flow (e.g. wrong credentials): never retried automatically,
- *   the user must act (retrying a rejected login can lock the user's bank account).
- * - INTERNAL_ERROR: finAPI could not tell why; a later attempt may succeed.
- * - INVALID_TOKEN: our user access token expired or became invalid: repeating the same call cannot help.
- * - UNEXPECTED_ACCESS_RESPONSE, any code finAPI adds later, or no code at all: a safe, non-retryable
- *   PROVIDER_ERROR (never success).
+ * - BANK_SERVER_REJECTION: the bank ended the flow (e.g. wrong credentials): BANK_REJECTED, never retried
+ *   automatically, the user must act (retrying a rejected login can lock the user's bank account).
+ * - INTERRUPTED: the user reloaded or re-opened the web form on a step that does not allow it: CANCELLED, the user
+ *   must start again.
+ * - INTERNAL_ERROR: finAPI could not tell why; a later attempt may succeed (retryable PROVIDER_ERROR).
+ * - INVALID_TOKEN: our user access token expired or became invalid during the flow: repeating the same call cannot
+ *   help (non-retryable PROVIDER_ERROR).
+ * - NO_ACCOUNTS_FOR_TYPE_LIST: no account of the requested `accountTypes` at the end of the flow: nothing was
+ *   updated as asked (non-retryable PROVIDER_ERROR, never an empty success).
+ * - ENTITY_EXISTS, MANDATOR_MISCONFIGURATION, UNDETERMINED_BANK, UNEXPECTED_ACCESS_RESPONSE, UNSUPPORTED_FEATURE,
+ *   UNSUPPORTED_ORDER (import / payment / configuration problems a retry cannot fix), any code finAPI adds later,
+ *   or no code at all: a safe, non-retryable PROVIDER_ERROR (never success).
  */
+const FINAPI_ERROR_MESSAGES: Record<string, string> = {
+  INTERNAL_ERROR: 'failed with an internal finAPI error',
+  INVALID_TOKEN: 'failed: the finAPI user access token expired or became invalid',
+  UNEXPECTED_ACCESS_RESPONSE: 'failed: unexpected response from the finAPI Access API',
+  ENTITY_EXISTS: 'failed: finAPI Access detected a duplicate bank connection',
+  MANDATOR_MISCONFIGURATION: 'failed: the finAPI mandator is misconfigured (finAPI support must fix it)',
+  NO_ACCOUNTS_FOR_TYPE_LIST: 'ended without any account of the requested account types',
+  UNDETERMINED_BANK: 'failed: the bank could not be determined',
+  UNSUPPORTED_FEATURE: 'failed: finAPI Access does not support the requested feature',
+  UNSUPPORTED_ORDER: 'failed: the account does not support the requested order',
+};
+
 export function finapiErrorFor(code: string | null, source: 'TASK' | 'WEB_FORM' = 'TASK'): SyncError {
   const what = source === 'TASK' ? 'the finAPI update task' : 'the finAPI web form';
   const providerCode = code !== null && SAFE_CODE.test(code) ? code : undefined;
@@ -405,22 +496,28 @@ export function finapiErrorFor(code: string | null, source: 'TASK' | 'WEB_FORM' 
   switch (code) {
     case 'BANK_SERVER_REJECTION':
       return { code: 'BANK_REJECTED', retryable: false, userActionRequired: true, message: `${what} was rejected by the bank`, ...base };
+    case 'INTERRUPTED':
+      return {
+        code: 'CANCELLED',
+        retryable: false,
+        userActionRequired: true,
+        message: `${what} was interrupted (reloaded or re-opened on a step that does not allow it)`,
+        ...base,
+      };
     case 'INTERNAL_ERROR':
-      return { code: 'PROVIDER_ERROR', retryable: true, userActionRequired: false, message: `${what} failed with an internal finAPI error`, ...base };
-    case 'INVALID_TOKEN':
-      return { code: 'PROVIDER_ERROR', retryable: false, userActionRequired: false, message: `${what} failed: the finAPI user access token expired or became invalid`, ...base };
-    case 'UNEXPECTED_ACCESS_RESPONSE':
-      return { code: 'PROVIDER_ERROR', retryable: false, userActionRequired: false, message: `${what} failed: unexpected response from the finAPI Access API`, ...base };
+      return { code: 'PROVIDER_ERROR', retryable: true, userActionRequired: false, message: `${what} ${FINAPI_ERROR_MESSAGES[code]}`, ...base };
     case null:
       return { code: 'PROVIDER_ERROR', retryable: false, userActionRequired: false, message: `${what} completed with an error but gave no error code` };
-    default:
+    default: {
+      const known = Object.prototype.hasOwnProperty.call(FINAPI_ERROR_MESSAGES, code) ? FINAPI_ERROR_MESSAGES[code] : undefined;
       return {
         code: 'PROVIDER_ERROR',
         retryable: false,
         userActionRequired: false,
-        message: `${what} completed with an error code banksync does not know`,
+        message: `${what} ${known ?? 'completed with an error code banksync does not know'}`,
         ...base,
       };
+    }
   }
 }
 
@@ -447,9 +544,39 @@ export function finapiObservation(snapshot: FinapiTaskSnapshot, options: FinapiO
   const { context } = snapshot;
   if (snapshot.matches('NOT_YET_STARTED')) return { status: 'QUEUED', progress };
   if (snapshot.matches('WEB_FORM_REQUIRED')) return { status: 'AWAIT_AUTH', challenge: challengeOf(context, options), progress };
-  if (snapshot.matches('DONE')) return { status: 'COMPLETED', result: context.result!, progress };
+  if (snapshot.matches('DONE')) {
+    // Nothing downloaded and finAPI says an interface needs the user (the bank rejected the login, or finAPI
+    // stopped updating it): the user must act, which an empty COMPLETED would hide.
+    if (context.result!.outcome === 'NONE' && context.interfacesNeedUser) {
+      return {
+        status: 'FAILED',
+        error: {
+          code: 'BANK_REJECTED',
+          retryable: false,
+          userActionRequired: true,
+          message: 'no account was updated and finAPI reports that a bank interface needs the user',
+          providerCode: 'USER_ACTION_REQUIRED',
+        },
+        progress,
+      };
+    }
+    return { status: 'COMPLETED', result: context.result!, progress };
+  }
   if (snapshot.matches('COMPLETED_WITH_ERROR')) {
     return { status: 'FAILED', error: finapiErrorFor(context.errorCode, context.errorSource ?? 'TASK'), progress };
+  }
+  if (snapshot.matches('INCONSISTENT')) {
+    return {
+      status: 'FAILED',
+      error: {
+        code: 'PROVIDER_ERROR',
+        retryable: false,
+        userActionRequired: false,
+        message: 'finAPI reported a final task whose web form is still open',
+        ...(context.webForm ? { providerCode: context.webForm.status } : {}),
+      },
+      progress,
+    };
   }
   if (snapshot.matches('EXPIRED')) {
     return {

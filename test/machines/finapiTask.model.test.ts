@@ -99,6 +99,15 @@ const EVENTS: FinapiTaskEvent[] = [
     }),
   ),
   { type: 'WEB_FORM.OBSERVED', webForm: webForm('COMPLETED', 'wf-other', EXPIRES), errorCode: null },
+  // a web form COMPLETED with an errorCode (the code is the reason of a failure)
+  { type: 'WEB_FORM.OBSERVED', webForm: webForm('COMPLETED', 'wf-1', EXPIRES), errorCode: 'NO_ACCOUNTS_FOR_TYPE_LIST' },
+  // final tasks carrying their web form (Web Form 2.0), from reads (errorCode null) and callbacks (no errorCode)
+  ...(['COMPLETED', 'COMPLETED_WITH_ERROR'] as const).flatMap((status) =>
+    WEB_FORM_STATUSES.map((s): FinapiTaskEvent => ({ type: 'TASK.OBSERVED', status, webForm: webForm(s), errorCode: null })),
+  ),
+  ...WEB_FORM_STATUSES.map((s): FinapiTaskEvent => ({ type: 'TASK.OBSERVED', status: 'COMPLETED', webForm: webForm(s) })),
+  // COMPLETED with an errorCode: not a success
+  { type: 'TASK.OBSERVED', status: 'COMPLETED', webForm: null, errorCode: 'INTERNAL_ERROR' },
   { type: 'CONNECTION.OBSERVED', updateStatus: 'IN_PROGRESS', categorizationStatus: 'READY' },
   { type: 'CONNECTION.OBSERVED', updateStatus: 'READY', categorizationStatus: 'PENDING' },
   { type: 'CONNECTION.OBSERVED', updateStatus: 'READY', categorizationStatus: 'IN_PROGRESS' },
@@ -133,7 +142,7 @@ function abstractState(snapshot: Snap): string {
   return JSON.stringify({
     value: snapshot.value,
     categorization: c.categorizationStatus,
-    webForm: c.webForm ? `${c.webForm.id}:${c.webForm.expiresAt ? 'deadline' : 'no-deadline'}` : null,
+    webForm: c.webForm ? `${c.webForm.id}:${c.webForm.status}:${c.webForm.expiresAt ? 'deadline' : 'no-deadline'}` : null,
     error: c.errorSource ? `${c.errorSource}:${c.errorCode}` : null,
     outcome: c.result?.outcome ?? null,
   });
@@ -232,8 +241,9 @@ describe('finapiTask machine model (xstate/graph)', () => {
   it('every terminal state is reachable and maps to its canonical reading', () => {
     const finals = new Map<string, Snap>();
     for (const p of PATHS) if (p.state.status === 'done') finals.set(finapiStateName(p.state as FinapiTaskSnapshot), p.state);
-    expect([...finals.keys()].sort()).toEqual(['ABORTED', 'COMPLETED_WITH_ERROR', 'DONE', 'EXPIRED']);
+    expect([...finals.keys()].sort()).toEqual(['ABORTED', 'COMPLETED_WITH_ERROR', 'DONE', 'EXPIRED', 'INCONSISTENT']);
     const observe = (s: Snap) => finapiObservation(s as FinapiTaskSnapshot, { now: NOW });
+    expect(observe(finals.get('INCONSISTENT')!)).toMatchObject({ status: 'FAILED', error: { code: 'PROVIDER_ERROR', retryable: false } });
     expect(observe(finals.get('DONE')!).status).toBe('COMPLETED');
     expect(observe(finals.get('EXPIRED')!)).toMatchObject({ status: 'FAILED', error: { code: 'CHALLENGE_EXPIRED', userActionRequired: true } });
     expect(observe(finals.get('ABORTED')!)).toMatchObject({ status: 'FAILED', error: { code: 'CANCELLED', userActionRequired: true } });

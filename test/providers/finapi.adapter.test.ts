@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Observation, TriggerOutput } from '../../machines/canonical.js';
 import { FINAPI_PROGRESS } from '../../machines/finapiTask.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError, UnknownProviderStatusError } from '../../src/providers/errors.js';
-import { createFinapiAdapter, InvalidFinapiOptionsError, type FinapiAdapter } from '../../src/providers/finapi/index.js';
+import { createFinapiAdapter, InvalidFinapiCallbackUrlError, InvalidFinapiOptionsError, type FinapiAdapter } from '../../src/providers/finapi/index.js';
 import type { SyncRef, TriggerRequest } from '../../src/providers/types.js';
 import {
   FINAPI_SCENARIOS,
@@ -20,6 +20,7 @@ import {
 import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
 
 const TOKEN = 'finapi-user-token-3c9e1b7d-DO-NOT-LEAK';
+const HOOKS = 'https://hooks.banksync.example';
 const T0 = Date.parse('2025-03-01T10:00:00.000Z');
 
 let clock = T0;
@@ -154,7 +155,11 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   hook = { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
 
-  sandbox = await startSandbox({ now: () => clock, providers: [finapiSandbox({ tokens: [TOKEN] })] });
+  // finAPI sends callbacks to HTTPS URLs only: the sandbox delivers those of HOOKS to the local HTTP receiver.
+  sandbox = await startSandbox({
+    now: () => clock,
+    providers: [finapiSandbox({ tokens: [TOKEN], resolveCallbackUrl: (url) => url.replace(HOOKS, hook.url) })],
+  });
   finapiUrl = `${sandbox.url}/finapi`;
   adapter = createFinapiAdapter({ baseUrl: finapiUrl, token: TOKEN, now: () => clock });
 });
@@ -252,7 +257,7 @@ describe('finAPI scenario scripts', () => {
   });
 
   it('account-types-filter: accountTypes [SAVINGS] imports only the new savings account', async () => {
-    const { ref } = await started('account-types-filter', { importNewAccountsMode: 'CONDITIONAL', accountTypes: ['SAVINGS'] });
+    const { ref } = await started('account-types-filter', { importNewAccounts: true, accountTypes: ['SAVINGS'] });
     const result = resultOf((await pollUntil(ref, terminal)).at(-1)!);
     expect(result.accounts.map((a) => a.status)).toEqual(['UPDATED', 'UPDATED', 'NEW']);
   });
@@ -273,8 +278,8 @@ describe('finAPI scenario scripts', () => {
     expect(stats(ref.connectionId).webFormsOpened).toBe(1);
   });
 
-  it('edit-credentials: editSavedSettings [CREDENTIALS] is sent and gives an immediate web form, on any connection', async () => {
-    const { first } = await started('success', { editSavedSettings: ['CREDENTIALS'] });
+  it('edit-credentials: manageSavedSettings [CREDENTIALS] is sent and gives an immediate web form, on any connection', async () => {
+    const { first } = await started('success', { manageSavedSettings: ['CREDENTIALS'] });
     expect(challengeOf(first).kind).toBe('WEB_FORM');
   });
 
@@ -398,7 +403,7 @@ describe('finAPI unknown values never map to success', () => {
     const account = await started('unknown-account-status');
     await pollUntil(account.ref, (o) => o.progress === FINAPI_PROGRESS.POST_PROCESSING);
     const accountError = await caught(poll(account.ref));
-    expect(accountError).toMatchObject({ code: 'UNKNOWN_PROVIDER_STATUS', field: 'account status', value: 'ARCHIVED' });
+    expect(accountError).toMatchObject({ code: 'UNKNOWN_PROVIDER_STATUS', field: 'account interface status', value: 'ARCHIVED' });
 
     const update = await started('unknown-update-status');
     await pollUntil(update.ref, (o) => o.progress === FINAPI_PROGRESS.POST_PROCESSING);
@@ -459,7 +464,7 @@ describe('finAPI HTTP error classification', () => {
         accountsLimited = error as ProviderError;
       }
     }
-    expect(accountsLimited).toMatchObject({ code: 'RATE_LIMITED', retryAfterMs: 1_000, providerCode: 'TOO_MANY_REQUESTS' });
+    expect(accountsLimited).toMatchObject({ code: 'RATE_LIMITED', retryAfterMs: 1_000, providerCode: 'UNEXPECTED_ERROR' });
     expect(resultOf((await pollUntil(ref, terminal)).at(-1)!).outcome).toBe('COMPLETE');
   });
 
@@ -503,7 +508,10 @@ describe('finAPI HTTP error classification', () => {
     const wrongToken = 'wrong-finapi-token-7a1f-SHOULD-NOT-APPEAR';
     const other = createFinapiAdapter({ baseUrl: finapiUrl, token: wrongToken });
     const error = await caught(other.poll({ connectionId: '1', providerRef: 'task-x' }));
-    expect(error).toMatchObject({ code: 'PROVIDER_UNAUTHORIZED', retryable: false, httpStatus: 401 });
+    expect(error).toMatchObject({ code: 'PROVIDER_UNAUTHORIZED', retryable: false, userActionRequired: false, httpStatus: 401 });
+    // Access v1 answers a 401 with its OAuth body (BadCredentialsError): same classification.
+    const access = await caught(other.client.getBankConnection(1));
+    expect(access).toMatchObject({ code: 'PROVIDER_UNAUTHORIZED', retryable: false, httpStatus: 401 });
     expect(`${error.message} ${JSON.stringify(error.toFailure())}`).not.toContain(wrongToken);
   });
 
@@ -549,14 +557,21 @@ describe('finAPI HTTP error classification', () => {
 
 describe('finAPI trigger options', () => {
   it.each([
-    [{ importNewAccountsMode: 'ALWAYS' }, 'importNewAccountsMode'],
-    [{ accountTypes: ['CHEQUE'] }, 'accountTypes.0'],
-    [{ accountTypes: [] }, 'accountTypes'],
-    [{ editSavedSettings: ['PASSWORD'] }, 'editSavedSettings.0'],
+    // Names finAPI does not know (it would ignore them): never sent.
+    [{ importNewAccountsMode: 'CONDITIONAL' }, 'importNewAccountsMode'],
+    [{ editSavedSettings: ['CREDENTIALS'] }, 'editSavedSettings'],
+    [{ importNewAccounts: true, accountTypes: ['CHEQUE'] }, 'accountTypes.0'],
+    [{ importNewAccounts: true, accountTypes: [] }, 'accountTypes'],
+    [{ importNewAccounts: true, accountTypes: ['SAVINGS', 'SAVINGS'] }, 'accountTypes'],
+    // finAPI ignores accountTypes unless importNewAccounts is true.
+    [{ accountTypes: ['SAVINGS'] }, 'accountTypes'],
+    [{ manageSavedSettings: ['PASSWORD'] }, 'manageSavedSettings.0'],
     [{ importNewAccounts: 'yes' }, 'importNewAccounts'],
+    // finAPI allows HTTPS callbacks only.
     [{ callbacks: { finalised: 'http://evil.example/hook?secret=s3cr3t-value' } }, 'callbacks.finalised'],
-    [{ callbacks: { onDone: 'https://example.com' } }, 'callbacks'],
-    [{ importNewAcounts: true }, '(root)'],
+    [{ callbacks: { finalised: 'https://localhost/hook' } }, 'callbacks.finalised'],
+    [{ callbacks: { onDone: 'https://example.com' } }, 'callbacks.onDone'],
+    [{ importNewAcounts: true }, 'importNewAcounts'],
   ])('invalid options %j -> InvalidFinapiOptionsError naming %s, nothing sent', async (options, field) => {
     const connectionId = await connection('success');
     const error = await caught(adapter.trigger(request(connectionId, options as Record<string, unknown>)));
@@ -594,7 +609,8 @@ describe('finAPI callbacks', () => {
       await pollUntil(ref, terminal);
       await sandbox.webhooksIdle();
       const bodies = hook.bodies.map((b) => JSON.parse(b.body) as { taskId: string; status: string; webForm: { status: string } | null });
-      expect(bodies.map((b) => `${b.status}/${b.webForm?.status}`)).toEqual(['WEB_FORM_REQUIRED/NOT_YET_OPENED', 'WEB_FORM_REQUIRED/COMPLETED']);
+      // The final task carries its finished web form (Web Form 2.0).
+      expect(bodies.map((b) => `${b.status}/${b.webForm?.status}`)).toEqual(['WEB_FORM_REQUIRED/NOT_YET_OPENED', 'COMPLETED/COMPLETED']);
       const deliveries = hook.bodies.map(parse);
       expect(deliveries.every((d) => d.providerRef === ref.providerRef)).toBe(true);
       expect(deliveries[0]!.observation).toMatchObject({ status: 'AWAIT_AUTH', progress: FINAPI_PROGRESS.WEB_FORM_NOT_YET_OPENED });
@@ -638,7 +654,7 @@ describe('finAPI callbacks', () => {
 
   it('immediate web forms and edited credentials send no webFormRequired callback, only finalised', async () => {
     await withCallbacks(async () => {
-      for (const [scenario, options] of [['immediate-web-form', undefined], ['success', { editSavedSettings: ['CREDENTIALS'] }]] as const) {
+      for (const [scenario, options] of [['immediate-web-form', undefined], ['success', { manageSavedSettings: ['CREDENTIALS'] }]] as const) {
         const { ref, first } = await started(scenario, options);
         await openWebForm(first);
         await pollUntil(ref, terminal);
@@ -651,7 +667,7 @@ describe('finAPI callbacks', () => {
 
   it('callbacks named in the request options go there, not to the sandbox webhook URL', async () => {
     await withCallbacks(async () => {
-      const options = { callbacks: { webFormRequired: `${hook.url}/required?state=42`, finalised: `${hook.url}/finalised?state=42` } };
+      const options = { callbacks: { webFormRequired: `${HOOKS}/required?state=42`, finalised: `${HOOKS}/finalised?state=42` } };
       const { ref } = await started('web-form', options);
       await openWebForm((await pollUntil(ref, (o) => o.status === 'AWAIT_AUTH')).at(-1)!);
       await pollUntil(ref, terminal);
@@ -662,7 +678,8 @@ describe('finAPI callbacks', () => {
 
   it('an adapter-level callbackUrl is sent when the options name none', async () => {
     await withCallbacks(async () => {
-      const withUrl = createFinapiAdapter({ baseUrl: finapiUrl, token: TOKEN, now: () => clock, callbackUrl: `${hook.url}/configured` });
+      expect(() => createFinapiAdapter({ baseUrl: finapiUrl, token: TOKEN, callbackUrl: `${hook.url}/configured` })).toThrow(InvalidFinapiCallbackUrlError);
+      const withUrl = createFinapiAdapter({ baseUrl: finapiUrl, token: TOKEN, now: () => clock, callbackUrl: `${HOOKS}/configured` });
       const connectionId = await connection('success');
       const out = await withUrl.trigger(request(connectionId));
       await pollUntil({ connectionId, providerRef: out.providerRef }, terminal);
@@ -735,8 +752,8 @@ describe('finAPI sandbox surface', () => {
   it('answers 401 without a bearer token; the web form page needs none; stats never contain the token', async () => {
     const noAuth = await fetch(`${finapiUrl}/api/tasks`);
     expect(noAuth.status).toBe(401);
-    // finAPI's BadCredentialsError, on both APIs.
-    expect(await noAuth.json()).toEqual({ error: 'invalid_token', error_description: expect.any(String) });
+    // Web Form 2.0 answers with its own error body; Access v1 with the OAuth BadCredentialsError.
+    expect(await noAuth.json()).toMatchObject({ code: 'UNAUTHORIZED' });
     const v1 = await fetch(`${finapiUrl}/api/v1/bankConnections/1`);
     expect(v1.status).toBe(401);
     expect(await v1.json()).toEqual({ error: 'invalid_token', error_description: expect.any(String) });

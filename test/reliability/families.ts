@@ -634,11 +634,19 @@ const finapiFixture: FamilyFixture = {
       transform: (b) => (isRecord(b) && b.updateStatus === 'READY' ? { ...b, categorizationStatus: 'QUEUED_FOR_PFM' } : b),
     },
     {
-      name: 'account status',
+      // The per-interface status is the one that counts (the top-level Account.status is deprecated).
+      name: 'account interface status',
       scenario: 'success',
       transform: (b) =>
         isRecord(b) && Array.isArray(b.accounts) && b.accounts.length > 0
-          ? { ...b, accounts: b.accounts.map((a, i) => (i === 0 && isRecord(a) ? { ...a, status: 'ARCHIVED' } : a)) }
+          ? {
+              ...b,
+              accounts: b.accounts.map((a, i) =>
+                i === 0 && isRecord(a) && Array.isArray(a.interfaces)
+                  ? { ...a, interfaces: a.interfaces.map((face) => (isRecord(face) ? { ...face, status: 'ARCHIVED' } : face)) }
+                  : a,
+              ),
+            }
           : b,
     },
   ],
@@ -808,13 +816,15 @@ const wealthFixture: FamilyFixture = {
         },
       },
     },
-    // wealthAPI: our process (of our connection, when it says) in SUCCESS with a result whose every cash
-    // account and portfolio is well-formed and in a documented status.
+    // wealthAPI: our process (of our connection, when it says) in SUCCESS (seed 000: every account and portfolio
+    // of the connection was updated); a per-item `result` (a sandbox extension) is optional, but when present its
+    // every cash account and portfolio is well-formed and in a documented status.
     isValidCompleted(w) {
       const p = onWire(w.bodies.process);
       if (!ok(w) || !isRecord(p) || p.processId !== WEALTH_REF.providerRef || p.status !== 'SUCCESS') return false;
       if (p.bankConnectionId !== undefined && String(p.bankConnectionId) !== WEALTH_REF.connectionId) return false;
       const r = p.result;
+      if (r === undefined || r === null) return true;
       if (!isRecord(r) || !Array.isArray(r.accounts) || !Array.isArray(r.portfolios)) return false;
       const item = (idKey: string, countKey: string) => (x: unknown) =>
         isRecord(x) && nonEmptyString(x[idKey]) && ['UPDATED', 'FAILED'].includes(x.status as string) && count(x[countKey]);

@@ -8,7 +8,9 @@
  * - 429                                  -> RATE_LIMITED, retryable, retryAfterMs from Retry-After
  * - 423 LOCKED on backgroundUpdate       -> PROVIDER_BUSY, retryable (the connection is being updated, e.g. by
  *                                           finAPI's own batch update: busy, not failed)
- * - 400/401/403/404/422, other 4xx       -> PROVIDER_ERROR, not retryable
+ * - 401 (token refused)                 -> after one token refresh and retry (src/providers/http.ts):
+ *                                           PROVIDER_UNAUTHORIZED, not retryable; our credentials, never the user's
+ * - 400/403/404/422, other 4xx           -> PROVIDER_ERROR, not retryable
  * - non-JSON or schema-invalid 2xx body  -> InvalidProviderResponseError
  *
  * Messages name the operation, the HTTP status and finAPI's error code only: never the token, a request body
@@ -20,6 +22,7 @@ import {
   FinapiAccessErrorResponse,
   FinapiAccountList,
   FinapiBackgroundUpdateRequest,
+  FinapiBadCredentialsResponse,
   FinapiBankConnection,
   FinapiErrorResponse,
   FinapiTask,
@@ -88,9 +91,12 @@ export class FinapiClient extends ProviderHttpClient {
     return this.request({ operation: 'getTask', api: 'webForm', method: 'GET', path: `/api/tasks/${enc(taskId)}`, schema: FinapiTask });
   }
 
-  /** `GET /api/tasks?order=createdAt,desc&page=&perPage=`: the user's tasks, newest first. */
-  listTasks(page: number, perPage: number): Promise<FinapiResponse<FinapiTasksPage>> {
-    const query = new URLSearchParams({ order: 'createdAt,desc', page: String(page), perPage: String(perPage) });
+  /**
+   * `GET /api/tasks?order=createdAt,desc&page=&perPage=`: the user's tasks, newest first. Without `page`, finAPI's
+   * first page (whether it numbers pages from 0 or 1: the answer's `paging.page` tells).
+   */
+  listTasks(page: number | undefined, perPage: number): Promise<FinapiResponse<FinapiTasksPage>> {
+    const query = new URLSearchParams({ order: 'createdAt,desc', ...(page !== undefined ? { page: String(page) } : {}), perPage: String(perPage) });
     return this.request({ operation: 'listTasks', api: 'webForm', method: 'GET', path: `/api/tasks?${query}`, schema: FinapiTasksPage });
   }
 
@@ -141,7 +147,8 @@ export class FinapiClient extends ProviderHttpClient {
     const failure = httpFailure(FINAPI, operation, response.status, text, (body) => {
       const webForm = FinapiErrorResponse.safeParse(body);
       const access = FinapiAccessErrorResponse.safeParse(body);
-      return webForm.success ? webForm.data.code : access.success ? access.data.errors[0]?.code : undefined;
+      const oauth = FinapiBadCredentialsResponse.safeParse(body);
+      return webForm.success ? webForm.data.code : access.success ? access.data.errors[0]?.code : oauth.success ? oauth.data.error : undefined;
     });
     const transient = transientHttpError(failure, response, this.now());
     if (transient) return transient;

@@ -18,13 +18,15 @@
  * `progress` rank, so late or out-of-order callbacks cannot move a sync backwards.
  */
 import { forConnection } from '../client-base.js';
+import type { z } from 'zod';
 import type { Observation, TriggerOutput } from '../../../machines/canonical.js';
 import { FINAPI_WEB_FORM_TTL_MS } from '../../../machines/finapiTask.js';
 import { InvalidProviderResponseError, ProviderError, ProviderInputError, zodIssues } from '../errors.js';
 import type { ProviderAdapter, SyncRef, SyncRequestInput, TriggerRequest, WebhookDelivery, WebhookRequest } from '../types.js';
 import { FINAPI, FinapiClient, type FinapiClientConfig } from './client.js';
 import { FinapiReading, accountsEvent, callbackEvent, connectionEvent, taskEvent, webFormEvent } from './mapping.js';
-import { FinapiTaskCallback, FinapiTriggerOptions, type FinapiBackgroundUpdateRequest, type FinapiTask } from './schemas.js';
+import { FinapiCallbackUrl, FinapiTaskCallback, FinapiTriggerOptions, type FinapiBackgroundUpdateRequest, type FinapiTask } from './schemas.js';
+import { parseFinapiTime } from './time.js';
 
 export { FinapiClient, type FinapiClientConfig } from './client.js';
 export { FinapiReading, accountsEvent, callbackEvent, connectionEvent, taskEvent, webFormEvent } from './mapping.js';
@@ -60,6 +62,16 @@ export class InvalidFinapiOptionsError extends ProviderError {
   }
 }
 
+/** Paths of the invalid options; an unknown option is named by its key (finAPI would silently ignore it). */
+function optionFields(error: z.ZodError): string[] {
+  const fields = error.issues.flatMap((issue) => {
+    const at = issue.path.join('.');
+    if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => (at ? `${at}.${key}` : key));
+    return [at || '(root)'];
+  });
+  return [...new Set(fields)];
+}
+
 /** finAPI bank connection ids are int64; ours are their decimal strings. */
 function bankConnectionId(connectionId: string): number {
   if (!/^\d{1,15}$/.test(connectionId)) {
@@ -68,11 +80,20 @@ function bankConnectionId(connectionId: string): number {
   return Number(connectionId);
 }
 
+/** The spec requires `payload.bankConnectionId`: a task that does not name our connection is not ours to read. */
 function checkBelongs(task: FinapiTask, id: number, operation: string): void {
   const owner = task.payload.bankConnectionId;
-  if (owner !== null && owner !== undefined && owner !== id) {
+  if (owner === null || owner === undefined) {
+    throw new InvalidProviderResponseError(FINAPI, operation, ['payload.bankConnectionId: required, missing']);
+  }
+  if (owner !== id) {
     throw new InvalidProviderResponseError(FINAPI, operation, ['payload.bankConnectionId: does not match the requested bank connection']);
   }
+}
+
+/** Epoch ms of a task's createdAt (the schema already checked it parses). */
+function createdAtOf(task: FinapiTask): number {
+  return parseFinapiTime(task.createdAt)!;
 }
 
 function header(headers: WebhookRequest['headers'], name: string): string | undefined {
@@ -80,29 +101,51 @@ function header(headers: WebhookRequest['headers'], name: string): string | unde
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** The adapter's default callback URL is not one finAPI accepts (HTTPS only); nothing was sent. */
+export class InvalidFinapiCallbackUrlError extends ProviderError {
+  override readonly name = 'InvalidFinapiCallbackUrlError';
+  constructor() {
+    super(`${FINAPI}: callbackUrl must be an https URL (finAPI allows only HTTPS callbacks)`, { code: 'PROVIDER_ERROR', retryable: false });
+  }
+}
+
 export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter {
+  if (config.callbackUrl !== undefined && !FinapiCallbackUrl.safeParse(config.callbackUrl).success) throw new InvalidFinapiCallbackUrlError();
   const client = new FinapiClient(config);
   const now = config.now ?? Date.now;
   const input = { awaitCategorization: config.awaitCategorization ?? true };
   const ttl = config.webFormTtlMs ?? FINAPI_WEB_FORM_TTL_MS;
 
-  const observeTask = (task: FinapiTask, operation: string): Observation =>
-    new FinapiReading(input).apply(taskEvent(task, operation)).observation(operation, now(), ttl);
+  /**
+   * A task read by trigger or findTriggered. While it waits for the user, its web form is read too: only the web
+   * form carries its own `expiresAt` (an immediate web form's deadline is finAPI's, not our default).
+   */
+  async function observeTask(task: FinapiTask, operation: string): Promise<Observation> {
+    const reading = new FinapiReading(input).apply(taskEvent(task, operation));
+    if (reading.needsWebForm) await readWebForm(reading);
+    return reading.observation(operation, now(), ttl);
+  }
+
+  async function readWebForm(reading: FinapiReading): Promise<void> {
+    const webFormId = reading.snapshot.context.webForm!.id;
+    const { data: webForm } = await client.getWebForm(webFormId);
+    if (webForm.id !== webFormId) throw new InvalidProviderResponseError(FINAPI, 'getWebForm', ['id: does not match the requested web form']);
+    reading.apply(webFormEvent(webForm));
+  }
 
   function requestBody(request: SyncRequestInput): FinapiBackgroundUpdateRequest {
     const parsed = FinapiTriggerOptions.safeParse(request.options ?? {});
     if (!parsed.success) {
       // Field paths only: option values are never echoed.
-      throw new InvalidFinapiOptionsError([...new Set(parsed.error.issues.map((issue) => issue.path.join('.') || '(root)'))]);
+      throw new InvalidFinapiOptionsError(optionFields(parsed.error));
     }
     const options = parsed.data;
     const callbacks = options.callbacks ?? (config.callbackUrl ? { webFormRequired: config.callbackUrl, finalised: config.callbackUrl } : undefined);
     return {
       bankConnectionId: bankConnectionId(request.connectionId),
       ...(options.importNewAccounts !== undefined ? { importNewAccounts: options.importNewAccounts } : {}),
-      ...(options.importNewAccountsMode ? { importNewAccountsMode: options.importNewAccountsMode } : {}),
       ...(options.accountTypes ? { accountTypes: options.accountTypes } : {}),
-      ...(options.editSavedSettings ? { editSavedSettings: options.editSavedSettings } : {}),
+      ...(options.manageSavedSettings ? { manageSavedSettings: options.manageSavedSettings } : {}),
       ...(callbacks ? { callbacks } : {}),
     };
   }
@@ -153,21 +196,28 @@ export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter 
       const body = requestBody(request);
       const { data } = await client.createBackgroundUpdate(body);
       checkBelongs(data, body.bankConnectionId, 'backgroundUpdate');
-      return { providerRef: data.id, observation: observeTask(data, 'backgroundUpdate') };
+      return { providerRef: data.id, observation: await observeTask(data, 'backgroundUpdate') };
     },
 
     async findTriggered(request: TriggerRequest): Promise<TriggerOutput | null> {
       const id = bankConnectionId(request.connectionId);
       const cutoff = request.since - FIND_TRIGGERED_SLACK_MS;
-      for (let page = 1; page <= FIND_TRIGGERED_MAX_PAGES; page += 1) {
+      // The first request names no page: the answer's `paging.page` tells whether finAPI counts pages from 0
+      // (the spec's example) or from 1 (the query's documented default); later pages follow from it.
+      let page: number | undefined;
+      let firstPage: number | undefined;
+      for (let read = 0; read < FIND_TRIGGERED_MAX_PAGES; read += 1) {
         const { data } = await client.listTasks(page, 100);
         const mine = data.items
-          .filter((task) => task.payload.bankConnectionId === id && Date.parse(task.createdAt) >= cutoff)
-          .sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
+          .filter((task) => task.payload.bankConnectionId === id && createdAtOf(task) >= cutoff)
+          .sort((a, b) => createdAtOf(b) - createdAtOf(a));
         const newest = mine[0];
-        if (newest) return { providerRef: newest.id, observation: observeTask(newest, 'findTriggered') };
+        if (newest) return { providerRef: newest.id, observation: await observeTask(newest, 'findTriggered') };
         const oldest = data.items.at(-1);
-        if (page >= data.paging.pageCount || !oldest || Date.parse(oldest.createdAt) < cutoff) return null;
+        firstPage ??= data.paging.page;
+        const lastPage = firstPage + data.paging.pageCount - 1;
+        if (data.paging.page >= lastPage || !oldest || createdAtOf(oldest) < cutoff) return null;
+        page = data.paging.page + 1;
       }
       return null;
     },
@@ -179,12 +229,7 @@ export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter 
       checkBelongs(task, id, 'getTask');
       const reading = new FinapiReading(input).apply(taskEvent(task, 'getTask'));
 
-      if (reading.needsWebForm) {
-        const webFormId = reading.snapshot.context.webForm!.id;
-        const { data: webForm } = await client.getWebForm(webFormId);
-        if (webForm.id !== webFormId) throw new InvalidProviderResponseError(FINAPI, 'getWebForm', ['id: does not match the requested web form']);
-        reading.apply(webFormEvent(webForm));
-      }
+      if (reading.needsWebForm) await readWebForm(reading);
       if (reading.needsConnection) {
         const { data: connection } = await client.getBankConnection(id);
         if (connection.id !== id) throw new InvalidProviderResponseError(FINAPI, 'getBankConnection', ['id: does not match the requested bank connection']);

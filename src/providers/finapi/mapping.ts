@@ -20,8 +20,14 @@ import {
 } from '../../../machines/finapiTask.js';
 import { InvalidProviderResponseError, UnknownProviderStatusError, zodIssues } from '../errors.js';
 import { FINAPI } from './client.js';
+import { parseFinapiTime, finapiTimeToIso } from './time.js';
 import {
   FinapiAccountStatus,
+  FinapiBankingInterface,
+  FinapiUpdateResultStatus,
+  FinapiV1AccountType,
+  type FinapiConnectionInterface,
+  type FinapiUpdateResult,
   FinapiCategorizationStatus,
   FinapiTaskStatus,
   FinapiUpdateStatus,
@@ -34,9 +40,6 @@ import {
   type FinapiWebFormInfo,
 } from './schemas.js';
 
-function toIso(value: string): string {
-  return new Date(Date.parse(value)).toISOString();
-}
 
 function invalid(operation: string, issue: string): InvalidProviderResponseError {
   return new InvalidProviderResponseError(FINAPI, operation, [issue]);
@@ -53,7 +56,7 @@ function webFormInfo(info: FinapiWebFormInfo, expiresAt?: string): MachineWebFor
     id: info.id,
     url: info.url,
     status: known(FinapiWebFormStatus, 'web form status', info.status),
-    ...(expiresAt ? { expiresAt: toIso(expiresAt) } : {}),
+    ...(expiresAt ? { expiresAt: finapiTimeToIso(expiresAt) } : {}),
   };
 }
 
@@ -81,12 +84,51 @@ export function webFormEvent(webForm: FinapiWebForm): FinapiTaskEvent {
   };
 }
 
+/** The more recent of an interface's manual and automatic update results (timestamps in German local time). */
+function latestUpdate(face: FinapiConnectionInterface): FinapiUpdateResult | null {
+  const results = [face.lastManualUpdate, face.lastAutoUpdate].filter((r): r is FinapiUpdateResult => r !== null && r !== undefined);
+  return results.sort((a, b) => (parseFinapiTime(b.timestamp) ?? 0) - (parseFinapiTime(a.timestamp) ?? 0))[0] ?? null;
+}
+
 export function connectionEvent(connection: FinapiBankConnection): FinapiTaskEvent {
+  const interfaces = connection.interfaces ?? null;
+  const needUser =
+    interfaces === null
+      ? undefined
+      : interfaces.some((face) => {
+          known(FinapiBankingInterface, 'bank connection interface', face.interface);
+          const latest = latestUpdate(face);
+          const result = latest ? known(FinapiUpdateResultStatus, 'interface update result', latest.result) : null;
+          return face.userActionRequired === true || result === 'BANK_SERVER_REJECTION';
+        });
   return {
     type: 'CONNECTION.OBSERVED',
     updateStatus: known(FinapiUpdateStatus, 'bank connection updateStatus', connection.updateStatus),
     categorizationStatus: known(FinapiCategorizationStatus, 'bank connection categorizationStatus', connection.categorizationStatus),
+    ...(needUser !== undefined ? { interfacesNeedUser: needUser } : {}),
   };
+}
+
+/**
+ * One account's status over its interfaces (finAPI updates every connected interface; the top-level
+ * Account.status is deprecated): still downloading on any interface wins, then the best result any interface
+ * reached (UPDATED > UPDATED_FIXED > DOWNLOAD_FAILED > DEPRECATED). An account listing no interface falls back to
+ * the deprecated top-level status.
+ */
+const ACCOUNT_STATUS_RANK: readonly FinapiAccountReading['status'][] = ['DOWNLOAD_IN_PROGRESS', 'UPDATED', 'UPDATED_FIXED', 'DOWNLOAD_FAILED', 'DEPRECATED'];
+function accountStatus(account: FinapiAccount, index: number): FinapiAccountReading['status'] {
+  const faces = account.interfaces ?? [];
+  if (faces.length === 0) {
+    if (account.status === null || account.status === undefined) {
+      throw invalid('getAccounts', `accounts: account ${index + 1} has neither interfaces nor a status`);
+    }
+    return known(FinapiAccountStatus, 'account status', account.status);
+  }
+  const statuses = faces.map((face) => {
+    known(FinapiBankingInterface, 'account interface', face.interface);
+    return known(FinapiAccountStatus, 'account interface status', face.status);
+  });
+  return ACCOUNT_STATUS_RANK.find((status) => statuses.includes(status))!;
 }
 
 /** The connection's accounts, in `accountIds` order; every id must be answered, with this connection's id. */
@@ -98,11 +140,15 @@ export function accountsEvent(accounts: readonly FinapiAccount[], connection: Fi
     if (account.bankConnectionId !== connection.id) {
       throw invalid('getAccounts', 'accounts.bankConnectionId: does not match the bank connection');
     }
+    if (account.accountType === null || account.accountType === undefined) {
+      throw invalid('getAccounts', `accounts: account ${index + 1} has no accountType`);
+    }
+    const type = known(FinapiV1AccountType, 'account type', account.accountType);
     return {
       accountId: String(account.id),
-      status: known(FinapiAccountStatus, 'account status', account.status),
+      status: accountStatus(account, index),
       isNew: account.isNew,
-      kind: account.accountType === 'Security' ? 'PORTFOLIO' : 'CASH',
+      kind: type === 'Security' ? 'PORTFOLIO' : 'CASH',
     };
   });
   return { type: 'ACCOUNTS.OBSERVED', accounts: readings };

@@ -16,10 +16,14 @@ import {
   FINAPI_UPDATE_STATUSES,
   FINAPI_WEB_FORM_STATUSES,
 } from '../../../machines/finapiTask.js';
+import { parseFinapiTime } from './time.js';
 
 const nonEmpty = z.string().min(1);
-/** finAPI timestamps: `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (e.g. `2021-03-02T14:11:08.973+0000`); normalised by the mapping. */
-const timestamp = z.string().refine((value) => Number.isFinite(Date.parse(value)), { message: 'Invalid timestamp' });
+/**
+ * finAPI timestamps: Web Form 2.0 `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (e.g. `2021-03-02T14:11:08.973+0000`), Access v1
+ * German local time without offset; read with parseFinapiTime (Europe/Berlin when no offset, never the host zone).
+ */
+const timestamp = z.string().refine((value) => parseFinapiTime(value) !== null, { message: 'Invalid timestamp' });
 /** finAPI Access ids are int64. */
 const id = z.number().int().nonnegative();
 
@@ -32,62 +36,60 @@ export const FinapiAccountStatus = z.enum(FINAPI_ACCOUNT_STATUSES);
 /** `accountTypes` of the background update (Web Form 2.0 AccountType). */
 export const FinapiAccountType = z.enum(['BAUSPAREN', 'CHECKING', 'CREDIT_CARD', 'LOAN', 'MEMBERSHIP', 'SAVINGS', 'SECURITY']);
 export type FinapiAccountType = z.infer<typeof FinapiAccountType>;
-export const FinapiImportNewAccountsMode = z.enum(['SKIP', 'CONDITIONAL', 'FORCED']);
-export const FinapiSavedSetting = z.enum(['CREDENTIALS', 'DEFAULT_TWO_STEP_PROCEDURE']);
+export const FinapiManageSavedSetting = z.enum(['CREDENTIALS', 'DEFAULT_TWO_STEP_PROCEDURE']);
+/** Access v1 `Account.accountType`. */
+export const FinapiV1AccountType = z.enum(['Checking', 'Savings', 'CreditCard', 'Security', 'Loan', 'Pocket', 'Membership', 'Bausparen']);
+/** Access v1 `BankingInterface`. */
+export const FinapiBankingInterface = z.enum(['WEB_SCRAPER', 'FINTS_SERVER', 'XS2A']);
+/** Access v1 `UpdateResultStatus`. */
+export const FinapiUpdateResultStatus = z.enum(['OK', 'BANK_SERVER_REJECTION', 'INTERNAL_SERVER_ERROR']);
 
 // ---- requests ------------------------------------------------------------------------------------------
 
-/** Callback URLs: finAPI requires HTTPS; plain HTTP is accepted for loopback hosts only (sandbox, tests). */
-const callbackUrl = z
-  .string()
-  .max(2048)
-  .refine(
-    (value) => {
-      try {
-        const url = new URL(value);
-        if (url.protocol === 'https:') return true;
-        return url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-      } catch {
-        return false;
-      }
-    },
-    { message: 'must be an https URL (http only for loopback hosts)' },
-  );
+/** The spec's callback URL pattern (TaskCallbacks), anchored: only HTTPS URLs with a dotted host name. */
+const HTTPS_CALLBACK = /^https:\/\/(www\.)?[-a-zA-Z0-9@:%._+~#=]{1,256}\.[a-zA-Z0-9()]{1,63}\b([-a-zA-Z0-9()@:%_+.~#?&/=]*)$/;
+export const FinapiCallbackUrl = z.string().max(2048).regex(HTTPS_CALLBACK, { message: 'must be an https URL (finAPI allows only HTTPS callbacks)' });
 
 export const FinapiTaskCallbacks = z
   .object({
     /** Sent when the update can no longer run in the background (not for an immediate web form). */
-    webFormRequired: callbackUrl.optional(),
+    webFormRequired: FinapiCallbackUrl.optional(),
     /** Sent when the task (or its web form) is finalised. */
-    finalised: callbackUrl.optional(),
+    finalised: FinapiCallbackUrl.optional(),
   })
   .strict();
 export type FinapiTaskCallbacks = z.infer<typeof FinapiTaskCallbacks>;
 
+const unique = <T>(values: readonly T[]) => new Set(values).size === values.length;
+
 /**
- * Provider-specific sync options (`TriggerRequest.options`), validated before anything is sent. Unknown keys
- * are rejected: a misspelt option must not silently change what gets updated.
+ * Provider-specific sync options (`TriggerRequest.options`), named as the Web Form 2.0 request
+ * (BankConnectionUpdateTaskDetails) names them, validated before anything is sent. Unknown keys are rejected: a
+ * misspelt option (or a name finAPI does not know, such as `editSavedSettings`) must not be silently ignored.
  */
 export const FinapiTriggerOptions = z
   .object({
-    /** Deprecated by finAPI in favour of importNewAccountsMode (true = CONDITIONAL). */
+    /** Look for and import accounts not imported yet. */
     importNewAccounts: z.boolean().optional(),
-    importNewAccountsMode: FinapiImportNewAccountsMode.optional(),
-    accountTypes: z.array(FinapiAccountType).min(1).max(7).optional(),
+    /** Only with importNewAccounts true (finAPI ignores it otherwise): the types of new accounts to import. */
+    accountTypes: z.array(FinapiAccountType).min(1).max(7).refine(unique, { message: 'must not repeat a type' }).optional(),
     /** ['CREDENTIALS']: the user edits the stored credentials; the task starts in WEB_FORM_REQUIRED. */
-    editSavedSettings: z.array(FinapiSavedSetting).min(1).max(2).optional(),
+    manageSavedSettings: z.array(FinapiManageSavedSetting).min(1).max(2).refine(unique, { message: 'must not repeat a setting' }).optional(),
     callbacks: FinapiTaskCallbacks.optional(),
   })
-  .strict();
+  .strict()
+  .refine((options) => options.accountTypes === undefined || options.importNewAccounts === true, {
+    message: 'accountTypes applies only with importNewAccounts true',
+    path: ['accountTypes'],
+  });
 export type FinapiTriggerOptions = z.infer<typeof FinapiTriggerOptions>;
 
 export const FinapiBackgroundUpdateRequest = z
   .object({
     bankConnectionId: id,
     importNewAccounts: z.boolean().optional(),
-    importNewAccountsMode: FinapiImportNewAccountsMode.optional(),
-    accountTypes: z.array(FinapiAccountType).optional(),
-    editSavedSettings: z.array(FinapiSavedSetting).optional(),
+    accountTypes: z.array(FinapiAccountType).refine(unique).optional(),
+    manageSavedSettings: z.array(FinapiManageSavedSetting).refine(unique).optional(),
     callbacks: FinapiTaskCallbacks.optional(),
   })
   .strict();
@@ -103,7 +105,7 @@ export const FinapiWebFormInfo = z.object({
 export type FinapiWebFormInfo = z.infer<typeof FinapiWebFormInfo>;
 
 export const FinapiTaskPayload = z.object({
-  /** Initialised as soon as the task process is started. */
+  /** Required by the spec ("initialised as soon as the task process is started"); the adapter rejects a task without it. */
   bankConnectionId: id.nullish(),
   webForm: FinapiWebFormInfo.nullish(),
   errorCode: z.string().nullish(),
@@ -118,8 +120,9 @@ export const FinapiTask = z.object({
 });
 export type FinapiTask = z.infer<typeof FinapiTask>;
 
+/** Web Form 2.0 paging: the spec's own example is 0-based (`page: 0`) while the `page` query defaults to 1. */
 export const FinapiPaging = z.object({
-  page: z.number().int().positive(),
+  page: z.number().int().nonnegative(),
   perPage: z.number().int().positive(),
   pageCount: z.number().int().nonnegative(),
   totalCount: z.number().int().nonnegative(),
@@ -167,8 +170,9 @@ export const FinapiUpdateResult = z.object({
   /** BUSINESS | TECHNICAL */
   errorType: z.string().nullish(),
   /** German local time without offset, e.g. `2025-03-01 11:00:00.000`. */
-  timestamp: z.string(),
+  timestamp,
 });
+export type FinapiUpdateResult = z.infer<typeof FinapiUpdateResult>;
 
 export const FinapiConnectionInterface = z.object({
   interface: z.string(),
@@ -177,6 +181,7 @@ export const FinapiConnectionInterface = z.object({
   /** true: finAPI stopped auto-updates of this interface until the user acts. */
   userActionRequired: z.boolean().optional(),
 });
+export type FinapiConnectionInterface = z.infer<typeof FinapiConnectionInterface>;
 
 export const FinapiBankConnection = z.object({
   id,
@@ -188,15 +193,23 @@ export const FinapiBankConnection = z.object({
 });
 export type FinapiBankConnection = z.infer<typeof FinapiBankConnection>;
 
+/** Per-interface state of an account (Access v1 AccountInterface); `status` replaces the deprecated Account.status. */
+export const FinapiAccountInterface = z.object({
+  interface: z.string(),
+  status: nonEmpty,
+});
+
 export const FinapiAccount = z.object({
   id,
   bankConnectionId: id,
   accountName: z.string().nullish(),
   iban: z.string().nullish(),
-  /** Checking | Savings | CreditCard | Security | Loan | Pocket | Membership | Bausparen */
+  /** Checking | Savings | CreditCard | Security | Loan | Pocket | Membership | Bausparen (checked by the mapping). */
   accountType: z.string().nullish(),
   isNew: z.boolean(),
-  status: nonEmpty,
+  /** Deprecated by finAPI in favour of `interfaces[].status`; read only when an account lists no interface. */
+  status: z.string().nullish(),
+  interfaces: z.array(FinapiAccountInterface).nullish(),
 });
 export type FinapiAccount = z.infer<typeof FinapiAccount>;
 
@@ -207,3 +220,6 @@ export type FinapiAccountList = z.infer<typeof FinapiAccountList>;
 export const FinapiAccessErrorResponse = z.object({
   errors: z.array(z.object({ code: z.string(), type: z.string().optional() })).min(1),
 });
+
+/** Access v1 401 body (BadCredentialsError), e.g. `{ error: 'invalid_token', error_description }`. */
+export const FinapiBadCredentialsResponse = z.object({ error: z.string() });

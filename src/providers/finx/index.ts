@@ -13,6 +13,7 @@ import type { ProviderAdapter, SyncRef, SyncRequestInput, TriggerRequest, Webhoo
 import { FINX, FinxClient, type FinxClientConfig } from './client.js';
 import { isTerminalFinxStatus, mapSync } from './mapping.js';
 import { FinxWebhook, type FinxSync } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 export { FinxClient, type FinxClientConfig } from './client.js';
 export { parseRetryAfter } from '../http.js';
@@ -31,7 +32,7 @@ export interface CreateAccessInput {
   accessMethodId: string;
   /** Sent to finX once; never stored or returned by the adapter. */
   credentials: Record<string, string>;
-  /** Sandbox only: scripted scenario (see FINX_SCENARIOS in src/sandbox/finx.ts). */
+  /** Sandbox only: scripted scenario (see FINX_SCENARIOS in src/sandbox/finx/). */
   scenario?: string;
   /** Sandbox only: challenge deadline for this access. */
   challengeTtlMs?: number;
@@ -129,9 +130,9 @@ export function createFinxAdapter(config: FinxAdapterConfig): FinxAdapter {
       const { data } = await client.listSyncs(request.connectionId);
       const cutoff = request.since - FIND_TRIGGERED_SLACK_MS;
       const candidates = data.syncs
-        .filter((sync) => sync.access_id === request.connectionId && Date.parse(sync.created_at) >= cutoff)
+        .filter((sync) => sync.access_id === request.connectionId && parseProviderTime(sync.created_at)! >= cutoff)
         .filter((sync) => !isTerminalFinxStatus(sync.status) || sync.idempotency_key === request.idempotencyKey)
-        .sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
+        .sort((a, b) => parseProviderTime(b.created_at)! - parseProviderTime(a.created_at)!);
       const newest = candidates[0];
       if (!newest) return null;
       return { providerRef: newest.id, observation: mapSync(newest, 'findTriggered') };

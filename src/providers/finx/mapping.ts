@@ -25,6 +25,7 @@ import {
   type FinxSyncAccount,
   type FinxSyncErrorBody,
 } from './schemas.js';
+import { parseProviderTime, providerTimeToIso } from '../time.js';
 
 const FINX = 'finx';
 
@@ -66,7 +67,7 @@ function invalid(operation: string, issue: string): InvalidProviderResponseError
 }
 
 function toIso(value: string): string {
-  return new Date(Date.parse(value)).toISOString();
+  return providerTimeToIso(value);
 }
 
 /** Provider free text is kept short in canonical errors (they are persisted in snapshots). */
@@ -178,7 +179,7 @@ export function mapSync(sync: FinxSync, operation: string): Observation {
       break;
   }
   // finX readings are ordered by `updated_at`: a late or replayed webhook is older than what was applied.
-  observation = { ...observation, progress: Date.parse(sync.updated_at) };
+  observation = { ...observation, progress: parseProviderTime(sync.updated_at)! };
   // Belt and braces: what leaves the adapter is a valid canonical observation.
   const checked = Observation.safeParse(observation);
   if (!checked.success) throw new InvalidProviderResponseError(FINX, operation, zodIssues(checked.error));

@@ -6,10 +6,12 @@
  * generic schema error (and never maps it to success). Known values are listed in the `*_VALUES` enums.
  */
 import { z } from 'zod';
+import { parseProviderTime } from '../time.js';
 
 const nonEmpty = z.string().min(1);
 /** ISO 8601 timestamp as finX sends it; offsets allowed, normalised to UTC by the mapping. */
-const timestamp = z.string().refine((value) => Number.isFinite(Date.parse(value)), { message: 'Invalid timestamp' });
+/** Timestamps without an offset are read as UTC (parseProviderTime), never in the host's zone. */
+const timestamp = z.string().refine((value) => parseProviderTime(value) !== null, { message: 'Invalid timestamp' });
 
 export const FinxSyncStatus = z.enum(['QUEUED', 'RUNNING', 'AWAIT_AUTH', 'COMPLETED', 'FAILED']);
 export type FinxSyncStatus = z.infer<typeof FinxSyncStatus>;

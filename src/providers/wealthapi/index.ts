@@ -24,6 +24,7 @@ import type { ProviderAdapter, SyncRef, SyncRequestInput, TriggerRequest, Webhoo
 import { WEALTHAPI, WealthClient } from './client.js';
 import { busyError, isTerminalProcessStatus, mapProcess, preflightFacts, refusalError } from './mapping.js';
 import type { WealthBankConnection } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 export { WealthClient, type WealthClientConfig } from './client.js';
 export { mapProcess, mapSynchronizationError, preflightFacts } from './mapping.js';
@@ -39,7 +40,7 @@ export interface CreateWealthConnectionInput {
   name?: string;
   /** Sent once; never stored or returned by the adapter. */
   credentials?: Record<string, string>;
-  /** Sandbox only: scripted scenario (see WEALTHAPI_SCENARIOS in src/sandbox/wealthapi.ts). */
+  /** Sandbox only: scripted scenario (see WEALTHAPI_SCENARIOS in src/sandbox/wealthapi/). */
   scenario?: string;
 }
 
@@ -123,7 +124,7 @@ export function createWealthAdapter(config: WealthAdapterConfig): WealthAdapter 
       checkBelongs(connection, request.connectionId, 'findTriggered');
       const latest = connection.latestUpdateProcess;
       if (!latest) return null;
-      const createdAt = Date.parse(latest.createdAt);
+      const createdAt = parseProviderTime(latest.createdAt)!;
       const ours = isTerminalProcessStatus(latest.status) ? createdAt >= request.since : createdAt >= request.since - FIND_TRIGGERED_SLACK_MS;
       if (!ours) return null;
       return { providerRef: latest.processId, observation: await readProcess(latest.processId, request.connectionId, 'findTriggered') };

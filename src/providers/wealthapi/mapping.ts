@@ -4,7 +4,7 @@
  * Preflight: GET /v1/accounts/manualSyncRequired + GET /v2/bankConnections/{id} become the machine's preflight
  * facts; its verdict (Refused with reasons | Busy | Ready) decides whether an update may be requested.
  * Update process: its status (+ synchronizationError) is fed to the machine, whose state meta gives the canonical
- * status and the `progress` rank; the process `result` gives per-account outcomes (cash accounts: kind CASH,
+ * status and the `progress` rank; the process `result` (a sandbox extension, optional) gives per-account outcomes (cash accounts: kind CASH,
  * portfolios: kind PORTFOLIO).
  *
  * Unknown process or item statuses throw UnknownProviderStatusError (never progress, never success).
@@ -28,6 +28,7 @@ import {
   type WealthSynchronizationError,
   type WealthUpdateProcess,
 } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 const WEALTHAPI = 'wealthapi';
 
@@ -48,7 +49,7 @@ export function preflightFacts(accounts: WealthManualSyncRequired, connection: W
     manualSyncRequired: own.some((a) => a.manualSyncRequired),
     bankingInterfaces: connection.interfaces.map((i) => i.bankingInterface),
     credentialsStored: connection.credentialsStored,
-    lastUpdateAt: connection.lastUpdate === null ? null : Date.parse(connection.lastUpdate),
+    lastUpdateAt: connection.lastUpdate === null ? null : parseProviderTime(connection.lastUpdate),
     updateRunning: latest !== null && latest !== undefined && !isTerminalProcessStatus(latest.status),
     now,
   };
@@ -134,8 +135,9 @@ export function mapProcess(process: WealthUpdateProcess, operation: string): Obs
       observation = { status: 'RUNNING', progress: reading.progress };
       break;
     case 'COMPLETED': {
-      if (!process.result) throw new InvalidProviderResponseError(WEALTHAPI, operation, ['result: required when status is SUCCESS']);
-      const accounts = [...process.result.accounts.map(mapAccount), ...process.result.portfolios.map(mapPortfolio)];
+      // Seed 000 documents no per-item result: SUCCESS means every account and portfolio of the connection was
+      // updated. Per-item results, when a reading carries them (the sandbox's `result`), refine that.
+      const accounts = process.result ? [...process.result.accounts.map(mapAccount), ...process.result.portfolios.map(mapPortfolio)] : [];
       observation = { status: 'COMPLETED', result: { outcome: computeOutcome(accounts), accounts }, progress: reading.progress };
       break;
     }

@@ -4,12 +4,14 @@
  * Enum-like fields (process status, banking interface, account type, item status) are parsed as plain strings:
  * a value wealthAPI adds later must reach the mapping, which rejects it with UnknownProviderStatusError (the
  * process status, the item status) instead of a generic schema error, and never maps it to success.
- * `latestUpdateProcess` and the process `result` are sandbox extensions (see src/sandbox/wealthapi.ts).
+ * `latestUpdateProcess` and the process `result` are sandbox extensions (see src/sandbox/wealthapi/).
  */
 import { z } from 'zod';
+import { parseProviderTime } from '../time.js';
 
 const nonEmpty = z.string().min(1);
-const timestamp = z.string().refine((value) => Number.isFinite(Date.parse(value)), { message: 'Invalid timestamp' });
+/** Timestamps without an offset are read as UTC (parseProviderTime), never in the host's zone. */
+const timestamp = z.string().refine((value) => parseProviderTime(value) !== null, { message: 'Invalid timestamp' });
 
 export const WealthProcessStatusEnum = z.enum(['PENDING', 'RUNNING', 'SUCCESS', 'FAILED']);
 export const WealthItemStatus = z.enum(['UPDATED', 'FAILED']);

@@ -27,7 +27,9 @@ import {
   isDisabled,
   isTerminalAttempt,
   mapAttempt,
+  mapPublished,
   parseXs2aRef,
+  xs2aPublishedRef,
   refusalError,
   todayOf,
   wizardChallenge,
@@ -35,6 +37,7 @@ import {
   type WizardLinks,
 } from './mapping.js';
 import { Xs2aEventType, Xs2aWebhook, type Xs2aBankConnection } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 export { Xs2aClient, type Xs2aClientConfig } from './client.js';
 export { mapAttempt, mapFailure, parseXs2aRef, xs2aRef, connectionSnapshot } from './mapping.js';
@@ -55,7 +58,7 @@ export interface CreateXs2aConnectionInput {
   syncMode?: 'full' | 'shared' | 'none';
   /** Sent to xs2a once; never stored or returned by the adapter. */
   credentials?: Record<string, string>;
-  /** Sandbox only: scripted scenario (see XS2A_SCENARIOS in src/sandbox/xs2a.ts). */
+  /** Sandbox only: scripted scenario (see XS2A_SCENARIOS in src/sandbox/xs2a/). */
   scenario?: string;
 }
 
@@ -139,7 +142,8 @@ export function parseXs2aWebhook(request: WebhookRequest, links: WizardLinks): W
     if (!event.success) throw new ProviderInputError(XS2A, 'webhook event type is not a sync event');
     const connection = parsed.data.data;
     const attempt = connection.last_sync?.attempt;
-    if (attempt === undefined) throw new ProviderInputError(XS2A, 'sync event without last_sync', ['data.last_sync: required']);
+    // Published model: an event cannot name the sync it belongs to; it changes nothing, polling tells.
+    if (attempt === undefined) throw new ProviderInputError(XS2A, 'sync event without last_sync (polling follows the sync)', ['data.last_sync: required']);
     const observation = mapAttempt(connection, attempt, 'webhook', links);
     if (!EVENT_STATUSES[event.data].includes(observation.status)) {
       throw new ProviderInputError(XS2A, `event ${event.data} contradicts the connection it carries (${observation.status})`);
@@ -212,9 +216,18 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
         if (decision.refusal === 'SYNC_IN_PROGRESS') throw new ProviderError('xs2a trigger: a sync is running', { code: 'PROVIDER_BUSY', retryable: true });
         throw refusalError(decision.refusal, connection);
       }
+      // The published model has no sync attempts: the request time and fail counter identify ours.
+      const published = connection.last_sync === undefined;
+      const requestedAt = now();
       const attempt = (connection.last_sync?.attempt ?? 0) + 1;
-      const providerRef = xs2aRef(connection.id, attempt);
       const answer = await client.sync(connection.id, force);
+      const wizard =
+        answer.status === 202
+          ? { key: answer.data.wizard_session_key, expiresAt: parseProviderTime(wizardChallenge(answer.data.wizard_session_key, answer.data.expires_at, links).expiresAt)! }
+          : undefined;
+      const providerRef = published
+        ? xs2aPublishedRef({ connectionId: connection.id, since: requestedAt, failsBefore: connection.sync_fail_counter, ...(wizard ? { wizard } : {}) })
+        : xs2aRef(connection.id, attempt);
       if (answer.status === 202) {
         const [next] = transition(xs2aConnectionMachine, decision.snapshot, { type: 'SYNC.USER_REQUIRED', wizardKey: answer.data.wizard_session_key });
         return {
@@ -233,8 +246,9 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
     async findTriggered(request: TriggerRequest) {
       const connection = await read(request.connectionId, 'findTriggered');
       const last = connection.last_sync;
+      // Published model: no attempts to find; a sync requested again is refused while one runs (409), never doubled.
       if (!last) return null;
-      const startedAt = Date.parse(last.started_at);
+      const startedAt = parseProviderTime(last.started_at)!;
       const ours = isTerminalAttempt(last) ? startedAt >= request.since : startedAt >= request.since - FIND_TRIGGERED_SLACK_MS;
       return ours ? follow(connection, 'findTriggered') : null;
     },
@@ -242,12 +256,17 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
     async poll(ref: SyncRef): Promise<Observation> {
       const parsed = parseXs2aRef(ref.providerRef);
       if (!parsed || parsed.connectionId !== ref.connectionId) {
-        throw new ProviderError('xs2a poll: providerRef is not `${connectionId}:${attempt}` of this connection', {
+        throw new ProviderError('xs2a poll: providerRef is not a sync reference of this connection', {
           code: 'PROVIDER_ERROR',
           retryable: false,
         });
       }
       const connection = await read(ref.connectionId, 'getConnection');
+      if ('since' in parsed) return mapPublished(connection, parsed, 'getConnection', links);
+      if (connection.last_sync === undefined) {
+        // Our ref names an attempt, the reading has none (the published model): it cannot tell ours apart.
+        throw new InvalidProviderResponseError(XS2A, 'getConnection', ['last_sync: required to follow a numbered sync attempt']);
+      }
       return mapAttempt(connection, parsed.attempt, 'getConnection', links);
     },
 

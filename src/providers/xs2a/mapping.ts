@@ -19,6 +19,7 @@ import type { StateValue } from 'xstate';
 import { Observation, computeOutcome, type AccountOutcome, type Challenge, type SyncError } from '../../../machines/canonical.js';
 import {
   XS2A_MAX_FAILURES,
+  XS2A_PROGRESS,
   xs2aReading,
   xs2aSnapshot,
   type Xs2aConnectionContext,
@@ -35,6 +36,7 @@ import {
   type Xs2aLastSync,
   type Xs2aSyncAccount,
 } from './schemas.js';
+import { parseProviderTime } from '../time.js';
 
 const XS2A = 'xs2a';
 
@@ -46,7 +48,40 @@ export function xs2aRef(connectionId: string, attempt: number): string {
   return `${connectionId}:${attempt}`;
 }
 
-export function parseXs2aRef(providerRef: string): { connectionId: string; attempt: number } | null {
+/** A sync requested on a connection read in the published model (see xs2aPublishedRef). */
+export interface Xs2aPublishedSync {
+  connectionId: string;
+  /** Epoch ms the sync was requested. */
+  since: number;
+  /** sync_fail_counter before the request. */
+  failsBefore: number;
+  /** The wizard the 202 answer opened, with its deadline (epoch ms). */
+  wizard?: { key: string; expiresAt: number };
+}
+
+/**
+ * The published BankConnection model has no sync attempts (no `last_sync`, no `status`): a sync triggered on such
+ * a reading is identified by when it was requested and the fail counter before it (plus the wizard a 202 opened),
+ * `${connectionId}@${since}/${failsBefore}[/${wizardExpiresAt}/${wizardKey}]`.
+ */
+export function xs2aPublishedRef(sync: Xs2aPublishedSync): string {
+  const wizard = sync.wizard ? `/${sync.wizard.expiresAt}/${encodeURIComponent(sync.wizard.key)}` : '';
+  return `${sync.connectionId}@${sync.since}/${sync.failsBefore}${wizard}`;
+}
+
+export type Xs2aRef = { connectionId: string; attempt: number } | Xs2aPublishedSync;
+
+export function parseXs2aRef(providerRef: string): Xs2aRef | null {
+  const published = /^([^@]+)@(\d{1,15})\/(\d{1,6})(?:\/(\d{1,15})\/([^/]+))?$/.exec(providerRef);
+  if (published) {
+    const [, connectionId, since, failsBefore, expiresAt, key] = published;
+    return {
+      connectionId: connectionId!,
+      since: Number(since),
+      failsBefore: Number(failsBefore),
+      ...(key ? { wizard: { key: decodeURIComponent(key), expiresAt: Number(expiresAt) } } : {}),
+    };
+  }
   const at = providerRef.lastIndexOf(':');
   if (at <= 0) return null;
   const attempt = Number(providerRef.slice(at + 1));
@@ -134,7 +169,7 @@ export interface WizardLinks {
 }
 
 export function wizardChallenge(key: string, expiresAt: string | null | undefined, links: WizardLinks, message?: string): Challenge {
-  const deadline = expiresAt ? Date.parse(expiresAt) : links.now() + DEFAULT_WIZARD_TTL_MS;
+  const deadline = expiresAt ? parseXs2aTime(expiresAt)! : links.now() + DEFAULT_WIZARD_TTL_MS;
   return {
     id: key,
     kind: 'WEB_FORM',
@@ -217,6 +252,43 @@ export function refusalError(refusal: Exclude<Xs2aRefusal, 'SYNC_IN_PROGRESS'>, 
     case 'DELETED':
       return new ProviderError('xs2a trigger: the bank connection was deleted', { code: 'PROVIDER_ERROR', retryable: false, userActionRequired: true });
   }
+}
+
+/**
+ * `last_synced` -> epoch ms. The published model gives no format or zone: an ISO 8601 value with an offset is read
+ * as such, one without an offset (or `yyyy-MM-dd HH:mm:ss`) as UTC, never in the host's zone.
+ */
+export function parseXs2aTime(value: string): number | null {
+  return parseProviderTime(value);
+}
+
+/**
+ * The canonical reading of a sync requested at `since` on a connection read in the published model (no
+ * `last_sync`): disabled -> CONNECTION_DISABLED; a failure counted since (sync_fail_counter above the one before
+ * the request) -> FAILED from sync_message; `last_synced` at or after the request with no failure pending ->
+ * COMPLETED (the model lists no per-account results: accounts are not reported); otherwise RUNNING.
+ */
+export function mapPublished(connection: Xs2aBankConnection, ref: Xs2aPublishedSync, operation: string, links: WizardLinks): Observation {
+  checkEnums(connection);
+  let observation: Observation;
+  const lastSynced = connection.last_synced === null ? null : parseXs2aTime(connection.last_synced);
+  if (isDisabled(connection)) {
+    observation = { status: 'FAILED', error: disabledError(connection), progress: XS2A_PROGRESS.FINISHED };
+  } else if (connection.sync_fail_counter > ref.failsBefore) {
+    const attempt = { attempt: 1, state: 'FAILED', started_at: new Date(ref.since).toISOString() };
+    observation = { status: 'FAILED', error: mapFailure(connection, attempt), progress: XS2A_PROGRESS.FINISHED };
+  } else if (lastSynced !== null && lastSynced >= ref.since && connection.sync_fail_counter === 0) {
+    observation = { status: 'COMPLETED', result: { outcome: 'COMPLETE', accounts: [] }, progress: XS2A_PROGRESS.FINISHED };
+  } else if (ref.wizard) {
+    // The 202 answer opened a wizard: the user is needed until the connection tells an outcome.
+    const challenge = wizardChallenge(ref.wizard.key, new Date(ref.wizard.expiresAt).toISOString(), links);
+    observation = { status: 'AWAIT_AUTH', challenge, progress: XS2A_PROGRESS.AWAITING_USER };
+  } else {
+    observation = { status: 'RUNNING', progress: XS2A_PROGRESS.RUNNING };
+  }
+  const checked = Observation.safeParse(observation);
+  if (!checked.success) throw new InvalidProviderResponseError(XS2A, operation, zodIssues(checked.error));
+  return checked.data;
 }
 
 /**

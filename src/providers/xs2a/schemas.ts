@@ -4,12 +4,14 @@
  * Enum-like fields (sync_mode, status, last_sync.state, account status) are parsed as plain strings: a value
  * xs2a adds later must reach the mapping, which rejects it with UnknownProviderStatusError instead of a
  * generic schema error (and never maps it to success). Known values are listed in the `*_VALUES` enums.
- * `status` and `last_sync` are sandbox extensions (see src/sandbox/xs2a.ts); both are optional here.
+ * `status` and `last_sync` are sandbox extensions (see src/sandbox/xs2a/); both are optional here.
  */
 import { z } from 'zod';
+import { parseProviderTime } from '../time.js';
 
 const nonEmpty = z.string().min(1);
-const timestamp = z.string().refine((value) => Number.isFinite(Date.parse(value)), { message: 'Invalid timestamp' });
+/** Timestamps without an offset are read as UTC (parseProviderTime), never in the host's zone. */
+const timestamp = z.string().refine((value) => parseProviderTime(value) !== null, { message: 'Invalid timestamp' });
 const calendarDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, { message: 'Invalid date (YYYY-MM-DD)' });
 
 export const Xs2aSyncMode = z.enum(['full', 'shared', 'none']);
