@@ -85,14 +85,17 @@ export class ConnectionService {
    * Applies one event (creating the connection from `input` if it is new) and stores the result.
    * Returns the new view and whether the event changed the machine's state value.
    */
-  async apply(input: ConnectionInput, event: ConnectionEvent): Promise<{ view: ConnectionView; before: ConnectionState; changed: boolean }> {
+  async apply(
+    input: ConnectionInput,
+    event: ConnectionEvent,
+  ): Promise<{ view: ConnectionView; before: ConnectionState; previous: ConnectionContext | null; changed: boolean }> {
     for (let attempt = 0; ; attempt++) {
       const record = await this.store.getConnection(input.tenantId, input.connectionId);
       const current = record ? this.snapshotOf(record) : this.initial({ registeredAt: event.at, ...input });
       const next = getNextSnapshot(connectionMachine, current, event);
       const before = current.value as ConnectionState;
       if (next === current || JSON.stringify(next.context) === JSON.stringify(current.context) && next.value === current.value) {
-        return { view: this.toView(current, record?.version ?? 0), before, changed: false };
+        return { view: this.toView(current, record?.version ?? 0), before, previous: record ? current.context : null, changed: false };
       }
       try {
         const version = await this.store.saveConnection(
@@ -106,7 +109,7 @@ export class ConnectionService {
           },
           record?.version ?? 0,
         );
-        return { view: this.toView(next, version), before, changed: next.value !== current.value };
+        return { view: this.toView(next, version), before, previous: record ? current.context : null, changed: next.value !== current.value };
       } catch (error) {
         if (!(error instanceof StaleWriteError) || attempt >= MAX_RETRIES) throw error;
       }

@@ -277,8 +277,7 @@ export class SyncEngine {
     if (view.status !== 'COMPLETED' && view.status !== 'FAILED') return;
     const failureLimit = this.providers[sync.provider]?.failureLimit;
     const at = this.clock.now();
-    const previous = await this.connections.get(sync.tenantId, sync.connectionId);
-    const { view: connection, changed } = await this.connections.apply(
+    const { view: connection, previous, changed } = await this.connections.apply(
       { tenantId: sync.tenantId, connectionId: sync.connectionId, provider: sync.provider },
       {
         type: 'SYNC.FINISHED',

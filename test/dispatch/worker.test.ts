@@ -4,7 +4,8 @@ import { createFinxAdapter, type FinxAdapter } from '../../src/providers/finx/in
 import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
 import { DATABASE_URL, postgresAvailable, throwawaySchema } from '../support/postgres.js';
 
-const policy = { pollBaseMs: 50, pollMaxMs: 200, authPollMs: 80, retryBaseMs: 100, retryMaxMs: 500 };
+// retryMaxMs covers the sandbox's Retry-After: 1 (a longer one would end the sync, issue #13).
+const policy = { pollBaseMs: 50, pollMaxMs: 200, authPollMs: 80, retryBaseMs: 100, retryMaxMs: 1_000 };
 
 describe.runIf(postgresAvailable)('graphile-worker dispatch (one worker process in this test process)', () => {
   let sandbox: Sandbox;

@@ -76,11 +76,15 @@ describe('finAPI end to end over HTTP (engine + SQLite + sandbox + callbacks)', 
     expect(ttl).toBeLessThanOrEqual(20 * 60_000);
   });
 
-  it('invalid finAPI options fail the sync with a non-retryable PROVIDER_ERROR before anything is sent', async () => {
+  // Issue #13: invalid input is refused before a sync exists (it used to create a sync that failed at the trigger).
+  it('invalid finAPI options are INVALID_REQUEST: no sync is created and nothing is sent', async () => {
     const { id } = await createFinapiSandboxConnection(finapiUrl, TOKEN, 'success');
-    const final = await harness.runSync('finapi', String(id), [], { accountTypes: ['CHEQUE'] });
-    expect(final.status).toBe('FAILED');
-    expect(final.error).toMatchObject({ code: 'PROVIDER_ERROR', retryable: false });
+    const error = await harness.runSync('finapi', String(id), [], { accountTypes: ['CHEQUE'] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'INVALID_REQUEST', issues: ['accountTypes.0'] });
+    expect(await harness.engine.list({ connectionId: String(id) })).toEqual([]);
     expect(harness.sandbox.stats()['finapi']!.connections[String(id)]!.triggers).toBe(0);
   });
 });

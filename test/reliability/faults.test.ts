@@ -104,7 +104,6 @@ const RETRY_AFTER_CASES: { value: string; gap: (p: SyncPolicy) => number; why: s
   { value: '-5', gap: (p) => p.retryBaseMs, why: 'negative: ignored' },
   { value: 'NaN', gap: (p) => p.retryBaseMs, why: 'garbage: ignored' },
   { value: 'Wed, 21 Oct 2015 07:28:00 GMT', gap: (p) => p.retryBaseMs, why: 'HTTP-date in the past: ignored' },
-  { value: '86400', gap: (p) => p.retryMaxMs, why: 'one day: honoured only up to our cap' },
   { value: '3', gap: (p) => Math.min(p.retryMaxMs, Math.max(p.retryBaseMs, 3_000)), why: 'honoured' },
 ];
 
@@ -191,6 +190,20 @@ function faultCases(fx: FamilyFixture, policy: SyncPolicy): FaultCase[] {
         },
       }),
     ),
+    // Issue #13: a Retry-After longer than a sync waits in place is not cut short (it used to be retried at our
+    // cap): the sync ends with the provider's time and the connection schedules the next attempt then.
+    {
+      name: 'trigger: 429 with Retry-After "86400" (one day: never retried early; the sync ends carrying it)',
+      scenario: 'success',
+      rules: (kind) => [{ name: '429', match: kind('trigger'), action: respond(429, { 'retry-after': '86400' }), times: 1 }],
+      expect: { status: 'FAILED', code: 'RATE_LIMITED', retryable: true },
+      syncsStarted: 0,
+      check: ({ calls, final }) => {
+        expect(calls('trigger')).toHaveLength(1);
+        expect(final.error?.retryAfterMs).toBe(86_400_000);
+        expect(final.nextAttemptAt).toBe(final.updatedAt + 86_400_000);
+      },
+    },
     {
       name: 'trigger: 429 forever with Retry-After 1e12 -> RATE_LIMITED, bounded in calls and time',
       scenario: 'success',

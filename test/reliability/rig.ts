@@ -131,7 +131,8 @@ export async function startRig(family: string, options: RigOptions = {}): Promis
   const token = options.token ?? RIG_TOKEN;
   const adapter = fixture.createAdapter(`${proxy.url}/${family}`, { token, timeoutMs: ADAPTER_TIMEOUT_MS, now });
   const store = SqliteStore.open(options.storePath ?? ':memory:');
-  const policy: SyncPolicy = { ...defaultSyncPolicy, ...options.policy };
+  // Exact gaps are asserted here; jitter has its own tests (test/machines/synchronization.test.ts).
+  const policy: SyncPolicy = { ...defaultSyncPolicy, jitterRatio: 0, ...options.policy };
   const engine = createEngine({
     store,
     providers: { [family]: adapter },
