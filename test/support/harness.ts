@@ -8,6 +8,9 @@ import type { ProviderAdapter } from '../../src/providers/types.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
 import { SqliteStore } from '../../src/stores/sqlite.js';
 
+/** Half of vitest's testTimeout (vitest.config.ts). */
+export const SYNC_DEADLINE_MS = 30_000;
+
 export interface Harness {
   sandbox: Sandbox;
   engine: SyncEngine;
@@ -24,7 +27,9 @@ export async function startHarness(makeAdapters: (sandbox: Sandbox) => Record<st
   const sandbox = await startSandbox();
   const adapters = makeAdapters(sandbox);
   const store = SqliteStore.open(':memory:');
-  const engine = createEngine({ store, providers: adapters, policy: DEMO_POLICY });
+  // A stuck sync must fail as itself (TIMEOUT in its error) well before vitest's 60 s test timeout; the
+  // demo's deadline equals that timeout, so both fired together and the cause was lost.
+  const engine = createEngine({ store, providers: adapters, policy: { ...DEMO_POLICY, syncDeadlineMs: SYNC_DEADLINE_MS } });
   hooks.on('request', (req, res) => engine.webhookHandler(/^\/webhooks\/(\w+)/.exec(req.url ?? '')?.[1] ?? '')(req, res));
   for (const provider of Object.keys(adapters)) sandbox.setWebhookUrl(`${hooksUrl}/webhooks/${provider}`, provider);
   const answersFor = new Map<string, string[]>();
