@@ -10,6 +10,9 @@ export const connectionMachine = createMachine({
     'SETTINGS.UPDATE': {
       actions: 'updateSettings',
     },
+    'CONSENT.WARNED': {
+      actions: 'recordConsentWarning',
+    },
   },
   states: {
     IDLE: {
@@ -60,9 +63,9 @@ export const connectionMachine = createMachine({
             actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'],
           },
           {
-            target: 'DISABLED',
-            guard: 'breakerTrips',
-            actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'],
+            target: 'NEEDS_USER',
+            guard: 'reachesFailureLimit',
+            actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'stopBeforeProviderLimit'],
           },
           {
             target: 'NEEDS_USER',
@@ -76,7 +79,7 @@ export const connectionMachine = createMachine({
           },
           {
             target: 'IDLE',
-            actions: ['releaseLock', 'countFailure'],
+            actions: ['releaseLock', 'countFailure', 'coolDown'],
           },
         ],
       },

@@ -11,6 +11,61 @@ export const finapiTaskMachine = createMachine({
       on: {
         'TASK.OBSERVED': [
           {
+            target: 'ABORTED',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'ABORTED',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'EXPIRED',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'EXPIRED',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'AWAITING_ERROR_CODE',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'COMPLETED_WITH_ERROR',
+              },
+            },
+            actions: 'recordWebFormError',
+          },
+          {
+            target: 'INCONSISTENT',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'NOT_YET_OPENED',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'INCONSISTENT',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'IN_PROGRESS',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'COMPLETED_WITH_ERROR',
+            guard: 'taskCompletedWithCode',
+            actions: 'recordTaskError',
+          },
+          {
             target: 'POST_PROCESSING',
             guard: {
               type: 'taskIs',
@@ -18,6 +73,7 @@ export const finapiTaskMachine = createMachine({
                 status: 'COMPLETED',
               },
             },
+            actions: 'recordWebForm',
           },
           {
             target: 'COMPLETED_WITH_ERROR',
@@ -110,6 +166,61 @@ export const finapiTaskMachine = createMachine({
       on: {
         'TASK.OBSERVED': [
           {
+            target: 'ABORTED',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'ABORTED',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'EXPIRED',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'EXPIRED',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'AWAITING_ERROR_CODE',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'COMPLETED_WITH_ERROR',
+              },
+            },
+            actions: 'recordWebFormError',
+          },
+          {
+            target: 'INCONSISTENT',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'NOT_YET_OPENED',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'INCONSISTENT',
+            guard: {
+              type: 'finalTaskWebFormIs',
+              params: {
+                status: 'IN_PROGRESS',
+              },
+            },
+            actions: 'recordWebForm',
+          },
+          {
+            target: 'COMPLETED_WITH_ERROR',
+            guard: 'taskCompletedWithCode',
+            actions: 'recordTaskError',
+          },
+          {
             target: 'POST_PROCESSING',
             guard: {
               type: 'taskIs',
@@ -117,6 +228,7 @@ export const finapiTaskMachine = createMachine({
                 status: 'COMPLETED',
               },
             },
+            actions: 'recordWebForm',
           },
           {
             target: 'COMPLETED_WITH_ERROR',
@@ -203,6 +315,86 @@ export const finapiTaskMachine = createMachine({
           on: {
             'TASK.OBSERVED': [
               {
+                target: '#finapiTask.ABORTED',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'ABORTED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.EXPIRED',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'EXPIRED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.AWAITING_ERROR_CODE',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'COMPLETED_WITH_ERROR',
+                  },
+                },
+                actions: 'recordWebFormError',
+              },
+              {
+                target: '#finapiTask.INCONSISTENT',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'NOT_YET_OPENED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.INCONSISTENT',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'IN_PROGRESS',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.COMPLETED_WITH_ERROR',
+                guard: 'taskCompletedWithCode',
+                actions: 'recordTaskError',
+              },
+              {
+                target: '#finapiTask.POST_PROCESSING',
+                guard: {
+                  type: 'taskIs',
+                  params: {
+                    status: 'COMPLETED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.COMPLETED_WITH_ERROR',
+                guard: 'taskFailedWithCode',
+                actions: 'recordTaskError',
+              },
+              {
+                target: '#finapiTask.AWAITING_ERROR_CODE',
+                guard: {
+                  type: 'taskIs',
+                  params: {
+                    status: 'COMPLETED_WITH_ERROR',
+                  },
+                },
+                actions: 'recordTaskError',
+              },
+              {
                 target: 'IN_PROGRESS',
                 guard: {
                   type: 'webFormIs',
@@ -263,6 +455,11 @@ export const finapiTaskMachine = createMachine({
                   },
                 },
                 actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.COMPLETED_WITH_ERROR',
+                guard: 'webFormCompletedWithCode',
+                actions: 'recordWebFormError',
               },
               {
                 target: '#finapiTask.POST_PROCESSING',
@@ -320,6 +517,86 @@ export const finapiTaskMachine = createMachine({
           on: {
             'TASK.OBSERVED': [
               {
+                target: '#finapiTask.ABORTED',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'ABORTED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.EXPIRED',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'EXPIRED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.AWAITING_ERROR_CODE',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'COMPLETED_WITH_ERROR',
+                  },
+                },
+                actions: 'recordWebFormError',
+              },
+              {
+                target: '#finapiTask.INCONSISTENT',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'NOT_YET_OPENED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.INCONSISTENT',
+                guard: {
+                  type: 'finalTaskWebFormIs',
+                  params: {
+                    status: 'IN_PROGRESS',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.COMPLETED_WITH_ERROR',
+                guard: 'taskCompletedWithCode',
+                actions: 'recordTaskError',
+              },
+              {
+                target: '#finapiTask.POST_PROCESSING',
+                guard: {
+                  type: 'taskIs',
+                  params: {
+                    status: 'COMPLETED',
+                  },
+                },
+                actions: 'recordWebForm',
+              },
+              {
+                target: '#finapiTask.COMPLETED_WITH_ERROR',
+                guard: 'taskFailedWithCode',
+                actions: 'recordTaskError',
+              },
+              {
+                target: '#finapiTask.AWAITING_ERROR_CODE',
+                guard: {
+                  type: 'taskIs',
+                  params: {
+                    status: 'COMPLETED_WITH_ERROR',
+                  },
+                },
+                actions: 'recordTaskError',
+              },
+              {
                 target: '#finapiTask.POST_PROCESSING',
                 guard: {
                   type: 'webFormIs',
@@ -361,6 +638,11 @@ export const finapiTaskMachine = createMachine({
               },
             ],
             'WEB_FORM.OBSERVED': [
+              {
+                target: '#finapiTask.COMPLETED_WITH_ERROR',
+                guard: 'webFormCompletedWithCode',
+                actions: 'recordWebFormError',
+              },
               {
                 target: '#finapiTask.POST_PROCESSING',
                 guard: {
@@ -535,6 +817,9 @@ export const finapiTaskMachine = createMachine({
       type: 'final',
     },
     COMPLETED_WITH_ERROR: {
+      type: 'final',
+    },
+    INCONSISTENT: {
       type: 'final',
     },
     EXPIRED: {

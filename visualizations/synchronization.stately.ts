@@ -6,15 +6,15 @@ import { createMachine } from 'xstate';
 export const synchronizationMachine = createMachine({
   id: 'sync',
   initial: 'QUEUED',
-  after: {
-    syncDeadline: {
-      target: '.FAILED',
-      actions: 'recordTimeout',
-    },
-  },
   states: {
     QUEUED: {
       initial: 'Triggering',
+      after: {
+        syncDeadline: {
+          target: 'FAILED',
+          actions: 'recordTimeout',
+        },
+      },
       on: {
         CANCEL: {
           target: 'FAILED',
@@ -73,6 +73,12 @@ export const synchronizationMachine = createMachine({
     RUNNING: {
       initial: 'Waiting',
       entry: 'startPolling',
+      after: {
+        syncDeadline: {
+          target: 'FAILED',
+          actions: 'recordTimeout',
+        },
+      },
       on: {
         CANCEL: {
           target: 'FAILED',
@@ -158,6 +164,11 @@ export const synchronizationMachine = createMachine({
           target: 'FAILED',
           actions: 'recordChallengeExpired',
         },
+      },
+      always: {
+        target: 'FAILED',
+        guard: 'unattended',
+        actions: 'recordUserNeeded',
       },
       on: {
         CANCEL: {
