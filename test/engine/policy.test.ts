@@ -109,7 +109,7 @@ describe('#13.2 request validation before anything is created', () => {
   });
 
   it('a valid finAPI request passes validation', () => {
-    expect(() => finapi().validateRequest!({ connectionId: '12', scope: 'TRANSACTIONS', options: { importNewAccountsMode: 'CONDITIONAL' } })).not.toThrow();
+    expect(() => finapi().validateRequest!({ connectionId: '12', scope: 'TRANSACTIONS', options: { importNewAccounts: true, manageSavedSettings: ['CREDENTIALS'] } })).not.toThrow();
   });
 
   it('an adapter refusal is never counted against the connection', async () => {

@@ -494,7 +494,7 @@ describe('xs2a bank connection events (webhooks)', () => {
       last_sync: { attempt: 2, state: 'RUNNING', started_at: '2025-03-01T10:00:00.000Z' },
     };
     const ok = adapter.parseWebhook({ headers: {}, body: JSON.stringify({ event: 'bank_connection.sync.started', data: connectionBody }) });
-    expect(ok).toEqual({ providerRef: 'bc_1:2', observation: { status: 'RUNNING', progress: 2 } });
+    expect(ok).toEqual({ providerRef: 'bc_1:2', connectionId: 'bc_1', observation: { status: 'RUNNING', progress: 2 } });
     const garbage: unknown[] = [
       '',
       'not json',
