@@ -3,9 +3,19 @@
  * store, the PostgreSQL store and worker, and the sandbox have their own entry points (`banksync/sqlite`,
  * `banksync/postgres`, `banksync/sandbox`), each loading only what it needs.
  */
-export { createEngine, SyncEngine, type EngineOptions, type RequestSyncInput, type ConnectionSettingsInput, type RejectedWebhook } from './engine/engine.js';
+export {
+  createEngine,
+  SyncEngine,
+  SYNC_MACHINE_VERSION,
+  type EngineOptions,
+  type RequestSyncInput,
+  type ConnectionSettingsInput,
+  type RejectedWebhook,
+  type PersistedSyncSnapshot,
+} from './engine/engine.js';
 export { BanksyncError, type BanksyncErrorCode } from './engine/errors.js';
-export type { EngineEvents, EngineEventName } from './engine/events.js';
+export type { EngineEvents, EngineEventName, EngineErrorEvent, EngineErrorCode } from './engine/events.js';
+export { CONSENT_WARNING_MS, DEFAULT_CONSENT_TERM, consentExpiresAt } from './engine/consent.js';
 export type { SyncView } from './engine/view.js';
 export type { ConnectionView } from './engine/connections.js';
 export { systemClock, type Clock } from './engine/clock.js';
@@ -19,7 +29,7 @@ export { createFinapiAdapter, type FinapiAdapter, type FinapiAdapterConfig } fro
 export { createXs2aAdapter, type Xs2aAdapter, type Xs2aAdapterConfig } from './providers/xs2a/index.js';
 export { createWealthAdapter, type WealthAdapter, type WealthAdapterConfig } from './providers/wealthapi/index.js';
 export { createAdapter, PROVIDER_FAMILIES, type ProviderFamily } from './providers/registry.js';
-export type { ProviderAdapter, TriggerRequest, SyncRef, WebhookRequest, WebhookDelivery } from './providers/types.js';
+export type { ProviderAdapter, TriggerRequest, SyncRef, WebhookRequest, WebhookDelivery, SyncRequestInput, ConsentTerm } from './providers/types.js';
 export { ProviderError, ProviderInputError, InvalidProviderResponseError } from './providers/errors.js';
 export * from './providers/auth.js';
 export { loadConfig, parseConfig, adaptersFromConfig, ConfigError, type BanksyncConfig } from './config/index.js';
