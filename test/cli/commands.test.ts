@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createFinxAdapter } from '../../src/providers/finx/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
 import { DATABASE_URL, postgresAvailable, throwawaySchema } from '../support/postgres.js';
@@ -25,12 +25,20 @@ interface Running {
   exited: Promise<number | null>;
 }
 
+/** Every command started by a test; one a failed test left running is stopped after it. */
+const children = new Set<ChildProcess>();
+afterEach(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  children.clear();
+});
+
 function start(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Running {
   const child = spawn(process.execPath, ['--import', TSX, MAIN, ...args], {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
   let text = '';
   child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString()));
@@ -172,9 +180,13 @@ describe('banksync CLI, default invocations', () => {
     const connection = await finxAccess('success');
     expect(await cli(['sync', '--provider', 'finx', '--connection', connection, '--config', config], { env: { FINX_TOKEN: 't' } })).toMatchObject({ code: 0 });
     const running = start(['serve', '--config', config, '--port', '4611'], { env: { FINX_TOKEN: 't' } });
-    await ready(running, /banksync viewer: (http:\/\/\S+)/);
-    expect(running.output()).toContain(`finx ${connection}`);
-    expect(await stop(running)).toBe(0);
+    try {
+      await ready(running, /banksync viewer: (http:\/\/\S+)/);
+      // The connection lines follow the URL line: wait for them rather than read the output at once.
+      await ready(running, new RegExp(`finx ${connection}`));
+    } finally {
+      expect(await stop(running)).toBe(0);
+    }
   });
 
   describe.runIf(postgresAvailable)('worker (PostgreSQL)', () => {
