@@ -221,19 +221,24 @@ describe('#13.5 budgets and Retry-After schedule instead of refusing', () => {
   });
 });
 
+/** finX 40002: the accounts moved to new accesses (accountId -> accessId). */
+function multiAccessUpgrade(accounts: { accountId: string; accessId: string; supported: boolean }[]): Observation {
+  return {
+    status: 'FAILED',
+    error: {
+      code: 'ACCESS_UPGRADE',
+      retryable: false,
+      userActionRequired: true,
+      message: 'multi-access upgrade',
+      providerCode: '40002',
+      upgrade: { kind: 'MULTI_ACCESS', newAccessMethodId: 'PSD2_API', accounts },
+    },
+  };
+}
+
 describe('#13.6 access upgrades', () => {
   it('new accesses become connections of the same tenant with the old one\'s settings, eligible for autosync', async () => {
-    const upgrade: Observation = {
-      status: 'FAILED',
-      error: {
-        code: 'ACCESS_UPGRADE',
-        retryable: false,
-        userActionRequired: true,
-        message: 'multi-access upgrade',
-        providerCode: '40002',
-        upgrade: { kind: 'MULTI_ACCESS', newAccessMethodId: 'PSD2_API', accounts: [{ accountId: 'giro', accessId: 'access-new', supported: true }, { accountId: 'savings', accessId: 'c', supported: true }] },
-      },
-    };
+    const upgrade = multiAccessUpgrade([{ accountId: 'giro', accessId: 'access-new', supported: true }, { accountId: 'savings', accessId: 'c', supported: true }]);
     const { engine, finish, eligible } = setup({ poll: [upgrade] });
     await eligible();
     const upgrades: string[][] = [];
@@ -249,17 +254,7 @@ describe('#13.6 access upgrades', () => {
   });
 
   it('an old access left without accounts is retired visibly and never autosynced again; the new one is', async () => {
-    const upgrade: Observation = {
-      status: 'FAILED',
-      error: {
-        code: 'ACCESS_UPGRADE',
-        retryable: false,
-        userActionRequired: true,
-        message: 'multi-access upgrade',
-        providerCode: '40002',
-        upgrade: { kind: 'MULTI_ACCESS', newAccessMethodId: 'PSD2_API', accounts: [{ accountId: 'giro', accessId: 'access-new', supported: true }] },
-      },
-    };
+    const upgrade = multiAccessUpgrade([{ accountId: 'giro', accessId: 'access-new', supported: true }]);
     const { clock, engine, store, finish, eligible } = setup({ poll: [upgrade, completed] });
     await eligible();
     await finish('c');
