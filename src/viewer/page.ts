@@ -166,6 +166,9 @@ function loadDetail() {
   }).catch(function (e) { toast(e.message); });
 }
 
+/** What the user typed per challenge id, until sent. */
+var tanDrafts = {};
+
 function challengeBox(sync) {
   var ch = sync.challenge;
   if (!ch) return null;
@@ -177,8 +180,12 @@ function challengeBox(sync) {
   }
   if (ch.kind === 'EMBEDDED') {
     var input = el('input', { name: 'tan', autocomplete: 'one-time-code', placeholder: 'TAN', 'aria-label': 'TAN' });
+    // The detail re-renders on every committed transition (status polls included): keep what the user typed.
+    input.value = tanDrafts[ch.id] || '';
+    input.addEventListener('input', function () { tanDrafts[ch.id] = input.value; });
     var form = el('form', { onsubmit: function (ev) {
       ev.preventDefault();
+      delete tanDrafts[ch.id];
       api('POST', '/api/syncs/' + encodeURIComponent(sync.syncId) + '/answer', { challengeId: ch.id, response: input.value })
         .then(function (res) { upsert(res.sync); input.value = ''; scheduleDetail(); })
         .catch(function (e) { toast('Answer not accepted: ' + e.message); });
