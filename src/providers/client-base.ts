@@ -47,15 +47,12 @@ export interface SendSpec {
 
 /**
  * What every provider client shares: its credentials, timeout and clock, and the tenant/connection a call is
- * made for. `for(context)` gives the same client bound to one connection (cheap: no copy of the cache).
+ * made for (the adapter call in progress, see `forConnection`).
  */
 export abstract class ProviderHttpClient {
   protected readonly auth: Authenticator;
   protected readonly timeoutMs: number;
   protected readonly now: () => number;
-  /** Set by `for()`; otherwise the context of the adapter call in progress. */
-  private readonly boundContext: AuthContext | undefined = undefined;
-
   constructor(
     protected readonly provider: string,
     config: ClientAuthConfig,
@@ -70,13 +67,6 @@ export abstract class ProviderHttpClient {
     this.auth = createAuthenticator(auth, { provider, supports, timeoutMs: this.timeoutMs, now: this.now });
   }
 
-  /** This client, calling on behalf of one tenant's connection (per-user tokens are resolved for it). */
-  for(context: AuthContext): this {
-    const bound = Object.create(this) as this;
-    Object.defineProperty(bound, 'boundContext', { value: Object.freeze({ tenantId: context.tenantId, connectionId: context.connectionId }) });
-    return bound;
-  }
-
   protected send(spec: SendSpec): Promise<{ response: Response; text: string }> {
     return sendJson({
       provider: this.provider,
@@ -84,7 +74,7 @@ export abstract class ProviderHttpClient {
       url: spec.url,
       method: spec.method,
       auth: this.auth,
-      context: this.boundContext ?? callContext.getStore() ?? NO_AUTH_CONTEXT,
+      context: callContext.getStore() ?? NO_AUTH_CONTEXT,
       retryUnauthorized: !spec.sendOnce,
       timeoutMs: this.timeoutMs,
       ...(spec.body !== undefined ? { body: spec.body } : {}),
