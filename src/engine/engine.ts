@@ -34,6 +34,7 @@ import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
 import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
+import { SyncObserver, type TelemetryOptions } from './telemetry.js';
 
 export interface EngineOptions {
   store: Store;
@@ -61,6 +62,11 @@ export interface EngineOptions {
    * ENGINE_ERROR (only that sync; the process goes on).
    */
   migrateSnapshot?: (snapshot: PersistedSyncSnapshot, fromVersion: number) => PersistedSyncSnapshot;
+  /**
+   * OpenTelemetry spans and metrics (see src/engine/telemetry.ts). Default: the global providers when
+   * `@opentelemetry/api` is installed (no-ops unless an SDK registered them); false turns them off.
+   */
+  telemetry?: TelemetryOptions | false;
 }
 
 /**
@@ -206,6 +212,7 @@ export class SyncEngine {
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
   private readonly connections: ConnectionService;
+  private readonly observer: SyncObserver;
   private readonly runtimes = new Map<string, SyncRuntime>();
   private readonly loading = new Map<string, Promise<SyncRuntime | null>>();
   /**
@@ -230,6 +237,7 @@ export class SyncEngine {
     this.migrateSnapshot = options.migrateSnapshot;
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
+    this.observer = new SyncObserver(this.logger, options.telemetry, () => this.store.countByStatus());
     this.machine = synchronizationMachine.provide({
       actors: {
         triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.runTrigger(input)),
@@ -277,7 +285,7 @@ export class SyncEngine {
     if (view.status !== 'COMPLETED' && view.status !== 'FAILED') return;
     const failureLimit = this.providers[sync.provider]?.failureLimit;
     const at = this.clock.now();
-    const { view: connection, previous, changed } = await this.connections.apply(
+    const { view: connection, before, previous, changed } = await this.connections.apply(
       { tenantId: sync.tenantId, connectionId: sync.connectionId, provider: sync.provider },
       {
         type: 'SYNC.FINISHED',
@@ -291,6 +299,9 @@ export class SyncEngine {
       },
     );
     if (changed) this.events.emit('connection.updated', connection);
+    if (changed && before === 'SYNCING' && (connection.state === 'NEEDS_USER' || connection.state === 'DISABLED')) {
+      this.observer.breakerStop(sync.provider, connection.state, connection.needsUser?.reason ?? null);
+    }
     // Tell the app whenever automatic syncs stop for the user (PSD2: no SCA without the user present).
     if (connection.needsUser?.at === at && connection.state === 'NEEDS_USER') this.events.emit('connection.needsUser', connection);
     const known = new Set(previous?.linkedAccessIds ?? []);
@@ -391,6 +402,7 @@ export class SyncEngine {
     for (const runtime of this.runtimes.values()) this.close(runtime);
     await Promise.allSettled([...this.runtimes.values()].map((r) => r.chain));
     this.runtimes.clear();
+    this.observer.close();
   }
 
   /** Starts a sync, or returns the connection's active one (single-flight). */
@@ -793,6 +805,7 @@ export class SyncEngine {
     const runtime = new SyncRuntime(record, record.version);
     runtime.lastTimers = timers;
     this.runtimes.set(record.syncId, runtime);
+    this.observer.hosted(record, record.snapshot !== null);
     const clock = this.dispatch ? PARKED_CLOCK : this.clock;
     const inspect = (event: InspectionEvent) => {
       this.inspect?.(event);
@@ -812,6 +825,7 @@ export class SyncEngine {
       if ('problem' in restorable) {
         runtime.closed = true;
         this.runtimes.delete(record.syncId);
+        this.observer.released(record.syncId, false);
         runtime.failure = restorable.fail ? this.failSync(record.syncId, restorable.problem) : Promise.resolve(this.reportError(record.syncId, restorable.problem));
         return runtime;
       }
@@ -886,6 +900,7 @@ export class SyncEngine {
         at,
       });
       const failed = { ...record, status: 'FAILED' as const, active: false, snapshot, version, updatedAt: at };
+      this.observer.committed(record, [{ from: stored.value === undefined ? null : stateName(stored.value), to: 'FAILED', event: 'engine.error', at }], { status: 'FAILED', errorCode: 'ENGINE_ERROR' }, at);
       this.events.emit('sync.failed', toView(failed));
       await this.finishConnection(failed);
     } catch (error) {
@@ -966,6 +981,7 @@ export class SyncEngine {
         this.onCommitFailure(runtime, error);
         return;
       }
+      this.observer.committed(runtime.record, transitions, finished ? { status: status as 'COMPLETED' | 'FAILED', errorCode: context.error?.code ?? null } : null, this.clock.now());
       if (this.dispatch && !sameTimers(runtime.lastTimers, timers)) {
         const previous = runtime.lastTimers;
         runtime.lastTimers = timers;
@@ -1001,6 +1017,7 @@ export class SyncEngine {
   private onCommitFailure(runtime: SyncRuntime, error: unknown): void {
     // Without a durable commit no further effect may run: stop hosting; the last committed state resumes later.
     const syncId = runtime.record.syncId;
+    this.observer.commitFailed(syncId, error instanceof StaleWriteError ? 'STALE_WRITE' : 'STORAGE_ERROR');
     if (error instanceof StaleWriteError) {
       this.logger.warn({ syncId }, 'sync is owned by a newer writer; stopped hosting it');
       this.close(runtime);
@@ -1034,6 +1051,7 @@ export class SyncEngine {
     if (runtime.closed) return;
     runtime.closed = true;
     if (this.runtimes.get(runtime.record.syncId) === runtime) this.runtimes.delete(runtime.record.syncId);
+    this.observer.released(runtime.record.syncId, runtime.actor.getSnapshot().status === 'done');
     this.vault.forgetSync(runtime.record.syncId);
     if (runtime.actor.getSnapshot().status === 'active') runtime.actor.stop();
   }
@@ -1127,14 +1145,14 @@ export class SyncEngine {
         const output = await call();
         return { ...output, observation: scrubObservation(output.observation, this.vault.known(input.syncId)) };
       });
-    const output = await this.effects.run({
+    const output = await this.observer.effect(runtime.record, 'trigger', () => this.effects.run({
       effectKey: input.effectKey,
       syncId: input.syncId,
       kind: 'trigger',
       // A retry may follow an attempt whose outcome we never saw (timeout, garbled body): look before triggering.
       exec: () => scrubbed(input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request)),
       recover: () => scrubbed(reconcileThenTrigger),
-    });
+    }));
     return { ...output, observedAt: this.clock.now() };
   }
 
@@ -1145,21 +1163,23 @@ export class SyncEngine {
   private async runPoll(input: EffectInput): Promise<ObservationEnvelope> {
     const runtime = await this.runtimeFor(input.syncId);
     const adapter = this.adapter(input.provider);
-    try {
-      const observation = await adapter.poll({ tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
-      return { observation: scrubObservation(observation, this.vault.known(input.syncId)), observedAt: this.clock.now() };
-    } catch (error) {
-      const failure = scrubFailure(toEffectFailure(error), this.vault.known(input.syncId));
-      this.logger.warn({ effectKey: input.effectKey, kind: 'poll', code: failure.code, retryable: failure.retryable }, failure.message);
-      throw failure;
-    }
+    return this.observer.effect(runtime.record, 'poll', async () => {
+      try {
+        const observation = await adapter.poll({ tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
+        return { observation: scrubObservation(observation, this.vault.known(input.syncId)), observedAt: this.clock.now() };
+      } catch (error) {
+        const failure = scrubFailure(toEffectFailure(error), this.vault.known(input.syncId));
+        this.logger.warn({ effectKey: input.effectKey, kind: 'poll', code: failure.code, retryable: failure.retryable }, failure.message);
+        throw failure;
+      }
+    });
   }
 
   private async runAnswer(input: AnswerInput): Promise<ObservationEnvelope> {
     const runtime = await this.runtimeFor(input.syncId);
     const adapter = this.adapter(input.provider);
     const ref = { tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' };
-    const observation = await this.effects.run({
+    const observation = await this.observer.effect(runtime.record, 'answer', () => this.effects.run({
       effectKey: input.effectKey,
       syncId: input.syncId,
       kind: 'answer',
@@ -1192,7 +1212,7 @@ export class SyncEngine {
           }
           return observation;
         }),
-    });
+    }));
     return { observation, observedAt: this.clock.now() };
   }
 }

@@ -3,6 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ProviderAdapter } from './types.js';
 import { AuthConfigError, createAuthenticator, type AuthContext, type Authenticator, type ProviderAuth, type ProviderAuthType } from './auth.js';
 import { DEFAULT_TIMEOUT_MS, sendJson } from './http.js';
+import { observeProviderCall } from '../engine/telemetry.js';
 
 /** Credentials as an adapter's config gives them: an `auth` option, or `token` as shorthand for the static kind. */
 export interface ClientAuthConfig {
@@ -68,7 +69,8 @@ export abstract class ProviderHttpClient {
   }
 
   protected send(spec: SendSpec): Promise<{ response: Response; text: string }> {
-    return sendJson({
+    const call = { provider: this.provider, operation: spec.operation, method: spec.method, url: spec.url };
+    return observeProviderCall(call, () => sendJson({
       provider: this.provider,
       operation: spec.operation,
       url: spec.url,
@@ -79,6 +81,6 @@ export abstract class ProviderHttpClient {
       timeoutMs: this.timeoutMs,
       ...(spec.body !== undefined ? { body: spec.body } : {}),
       ...(spec.headers ? { headers: spec.headers } : {}),
-    });
+    }));
   }
 }
