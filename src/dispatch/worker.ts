@@ -16,6 +16,7 @@ import type { SyncPolicy } from '../../machines/synchronization.js';
 import { AutosyncScheduler } from '../engine/autosync.js';
 import { createEngine, type SyncEngine } from '../engine/engine.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
+import type { TelemetryOptions } from '../engine/telemetry.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { PostgresStore } from '../stores/postgres.js';
 import { ACTIVATE_TASK, AUTOSYNC_TASK, GraphileDispatch, type ActivatePayload } from './graphile.js';
@@ -46,6 +47,15 @@ export interface WorkerOptions {
   staleAfterMs?: number;
   /** Called when this process releases the jobs of a dead worker process. */
   onReap?: (deadProcessId: string) => void;
+  /**
+   * Serve `/metrics` (Prometheus text, names prefixed `banksync_`) and `/healthz` on this port (0: any free
+   * port; see `metricsUrl`). Needs the optional peers @opentelemetry/sdk-metrics and @opentelemetry/exporter-prometheus.
+   */
+  metricsPort?: number;
+  /** Interface of the metrics server. Default: all interfaces. */
+  metricsHost?: string;
+  /** Spans (and metrics, without metricsPort) go here; default the global OpenTelemetry providers. */
+  telemetry?: TelemetryOptions | false;
 }
 
 export interface BanksyncWorker {
@@ -54,11 +64,13 @@ export interface BanksyncWorker {
   readonly store: PostgresStore;
   /** Worker ids of other processes this one found dead and unlocked, with when. */
   readonly reaped: { processId: string; at: number }[];
+  /** Base URL of the metrics server (`<url>/metrics`, `<url>/healthz`), or null without metricsPort. */
+  readonly metricsUrl: string | null;
   stop(): Promise<void>;
 }
 
 /** The API side of a scale-out deployment: an engine that enqueues work for the workers instead of doing it. */
-export async function createDispatchingEngine(options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron'>): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
+export async function createDispatchingEngine(options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron' | 'metricsPort' | 'metricsHost'>): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
   const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8 });
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
   const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
@@ -72,6 +84,7 @@ export async function createDispatchingEngine(options: Omit<WorkerOptions, 'conc
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
+    ...(options.telemetry !== undefined ? { telemetry: options.telemetry } : {}),
   });
   return {
     engine,
@@ -107,11 +120,14 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   // Locks get their own pool: a job holding a lock must never wait for a connection another lock holder has.
   const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2, application_name: `banksync-locks:${graphileSchema}` });
   lockPool.on('error', () => {});
+  const metrics = options.metricsPort === undefined ? null : (await import('./metrics-server.js')).createMetricsEndpoint();
+  const telemetry = options.telemetry === false ? false : metrics ? { ...options.telemetry, meterProvider: metrics.meterProvider } : options.telemetry;
   const engine = createEngine({
     store,
     providers: options.providers,
     dispatch: new GraphileDispatch(utils, lockPool, graphileSchema),
     logger,
+    ...(telemetry !== undefined ? { telemetry } : {}),
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
   });
@@ -125,12 +141,14 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   events.on('worker:create', ({ worker }) => {
     graphileWorkerIds.push(worker.workerId);
   });
+  let lastHeartbeatAt: number | null = null;
   const heartbeat = async () => {
     await store.pool.query(
       `INSERT INTO ${store.schema}.workers (process_id, graphile_worker_ids, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
        ON CONFLICT (process_id) DO UPDATE SET graphile_worker_ids = excluded.graphile_worker_ids, heartbeat_at = excluded.heartbeat_at`,
       [processId, graphileWorkerIds, Date.now()],
     );
+    lastHeartbeatAt = Date.now();
   };
   await heartbeat();
 
@@ -157,6 +175,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       },
     });
   let stopping = false;
+  let runnerUp = true;
   let runner: Runner = await startRunner();
   /**
    * graphile-worker gives up its pool when it cannot record a job's outcome (the database went away:
@@ -166,6 +185,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   const supervise = (current: Runner): void => {
     current.promise.catch(async (error: unknown) => {
       if (stopping) return;
+      runnerUp = false;
       logger.error({ err: (error as Error)?.message }, 'job runner stopped on a database error; restarting it');
       const stale = [...graphileWorkerIds];
       for (let attempt = 0; !stopping; attempt++) {
@@ -176,6 +196,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
           if (stale.length > 0) await utils.forceUnlockWorkers(stale);
           graphileWorkerIds.splice(0, graphileWorkerIds.length, ...graphileWorkerIds.filter((id) => !stale.includes(id)));
           runner = await startRunner();
+          runnerUp = true;
           logger.warn({ attempt }, 'job runner restarted');
           supervise(runner);
           return;
@@ -210,14 +231,43 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     setInterval(guard('stale sweep', () => engine.recoverStuck(options.staleAfterMs ?? STALE_AFTER_MS)), options.staleAfterMs ?? STALE_AFTER_MS),
   ];
 
+  /** Healthy while the job runner runs, the database answers and the heartbeat is one the reaper accepts. */
+  const health = async () => {
+    const database = await withTimeout(store.pool.query('SELECT 1'), HEALTH_QUERY_TIMEOUT_MS).then(
+      () => 'up' as const,
+      () => 'down' as const,
+    );
+    const heartbeatAgeMs = lastHeartbeatAt === null ? null : Date.now() - lastHeartbeatAt;
+    const heartbeating = heartbeatAgeMs !== null && heartbeatAgeMs < deadAfterMs;
+    const ok = !stopping && runnerUp && database === 'up' && heartbeating;
+    return { ok, processId, database, runner: stopping ? 'stopping' : runnerUp ? 'running' : 'restarting', heartbeatAgeMs };
+  };
+  let metricsUrl: string | null = null;
+  try {
+    if (metrics) metricsUrl = await metrics.listen(options.metricsPort!, options.metricsHost, health);
+  } catch (error) {
+    stopping = true;
+    for (const timer of timers) clearInterval(timer);
+    await runner.stop().catch(() => {});
+    await engine.stop();
+    await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});
+    await utils.release();
+    await lockPool.end();
+    await store.close();
+    await metrics?.close();
+    throw error;
+  }
+
   return {
     processId,
     engine,
     store,
     reaped,
+    metricsUrl,
     async stop() {
       stopping = true;
       for (const timer of timers) clearInterval(timer);
+      await metrics?.close();
       await runner.stop().catch(() => {});
       await engine.stop();
       await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});
@@ -226,4 +276,14 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       await store.close();
     },
   };
+}
+
+const HEALTH_QUERY_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -20,6 +20,7 @@ const worker = await startWorker({
   reapEveryMs: 500,
   staleAfterMs: Number(process.env.STALE_AFTER_MS ?? 5_000),
   onReap: (dead) => print({ reaped: dead }),
+  ...(process.env.METRICS_PORT ? { metricsPort: Number(process.env.METRICS_PORT), metricsHost: '127.0.0.1' } : {}),
 });
-print({ ready: worker.processId });
+print({ ready: worker.processId, metricsUrl: worker.metricsUrl });
 process.on('SIGTERM', () => void worker.stop().then(() => process.exit(0)));
