@@ -14,6 +14,10 @@ export function oneOf<T extends string>(allowed: readonly T[]) {
   };
 }
 
+/** pino's levels, for `--log-level`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export function port(value: string): number {
   const n = positiveInt(value);
   if (n > 65_535) throw new InvalidArgumentError('expected a port number (1-65535)');

@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -205,6 +207,38 @@ describe('banksync CLI, default invocations', () => {
         await client.end();
       }
       expect(running.child.exitCode).toBeNull();
+      expect(await stop(running)).toBe(0);
+    });
+
+    it('worker --metrics-port serves /healthz and /metrics and logs one info line per sync transition', async () => {
+      const schema = throwawaySchema('cli');
+      const free = createServer();
+      await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+      const metricsPort = (free.address() as AddressInfo).port;
+      await new Promise((resolve) => free.close(resolve));
+      const running = start(['worker', '--sandbox-url', sandbox.url, '--schema', schema, '--no-autosync', '--metrics-port', String(metricsPort), '--metrics-host', '127.0.0.1'], { env: { DATABASE_URL } });
+      const api = await (async () => {
+        await ready(running, /worker started/);
+        const { createDispatchingEngine } = await import('../../src/dispatch/worker.js');
+        const finx = createFinxAdapter({ baseUrl: `${sandbox.url}/finx`, token: 'sandbox-token' });
+        return createDispatchingEngine({ databaseUrl: DATABASE_URL, schema, providers: { finx }, telemetry: false });
+      })();
+      try {
+        const base = `http://127.0.0.1:${metricsPort}`;
+        expect((await fetch(`${base}/healthz`)).status).toBe(200);
+        const connectionId = await finxAccess('success');
+        const { syncId } = await api.engine.requestSync({ connectionId, provider: 'finx' });
+        await expect.poll(async () => (await api.engine.get(syncId)).status, { timeout: 30_000 }).toBe('COMPLETED');
+        await expect.poll(async () => (await (await fetch(`${base}/metrics`)).text()), { timeout: 10_000 }).toMatch(/^banksync_syncs_finished_total\{provider="finx",outcome="COMPLETED",error_code="none"\} 1$/m);
+        const history = await api.engine.history(syncId);
+        await expect.poll(() => running.output().split('\n').filter((l) => l.includes('"sync transition"') && l.includes(syncId)).length, { timeout: 10_000 }).toBe(history.length);
+        const last = running.output().split('\n').filter((l) => l.includes('"sync transition"') && l.includes(syncId)).at(-1)!;
+        expect(JSON.parse(last)).toMatchObject({ level: 30, syncId, connectionId, tenantId: 'default', provider: 'finx', to: 'COMPLETED' });
+        expect(running.output()).not.toContain('sandbox-token');
+      } finally {
+        await api.store.pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+        await api.close();
+      }
       expect(await stop(running)).toBe(0);
     });
   });
