@@ -20,6 +20,7 @@ export type { SyncView } from './engine/view.js';
 export type { ConnectionView } from './engine/connections.js';
 export { systemClock, type Clock } from './engine/clock.js';
 export { createLogger, type Logger } from './engine/logger.js';
+export type { TelemetryOptions } from './engine/telemetry.js';
 export { AutosyncScheduler, startAutosync, type AutosyncReport } from './engine/autosync.js';
 export { MemoryStore } from './stores/memory.js';
 export type { Store, SyncFilter, SyncRecord } from './stores/types.js';
