@@ -176,6 +176,34 @@ describe('OpenTelemetry spans and metrics of sandbox syncs', () => {
     expect(text).not.toMatch(/authorization|bearer/i);
   });
 
+  it('a sync resumed by another engine after a restart is a second segment span with the same sync id', async () => {
+    current = rig();
+    const first = current;
+    const access = await finx.createAccess({ providerId: 'bank', accessMethodId: 'FINTS', credentials: { pin: PIN }, scenario: 'one-challenge' });
+    const view = await first.engine.requestSync({ connectionId: access.id, provider: 'finx' });
+    await expect.poll(async () => (await first.engine.get(view.syncId)).state, { timeout: 20_000 }).toBe('AWAIT_AUTH.AwaitingUser');
+    await first.engine.stop();
+    const [before] = first.spans.getFinishedSpans().filter((s) => s.name === 'banksync.sync');
+    expect(before?.attributes).toMatchObject({ 'banksync.sync.id': view.syncId, 'banksync.sync.resumed': false });
+    expect(before?.attributes['banksync.outcome']).toBeUndefined();
+
+    const second = createEngine({ store: first.store, providers: { finx }, policy: DEMO_POLICY, telemetry: { tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(first.spans)] }) } });
+    try {
+      await second.start();
+      const challenge = (await second.get(view.syncId)).challenge!;
+      await second.submitChallengeResponse(view.syncId, { challengeId: challenge.id, response: '123456' });
+      expect((await second.waitForTerminal(view.syncId)).status).toBe('COMPLETED');
+    } finally {
+      await second.stop();
+    }
+    const segments = first.spans.getFinishedSpans().filter((s) => s.name === 'banksync.sync');
+    expect(segments).toHaveLength(2);
+    expect(segments[1]!.attributes).toMatchObject({ 'banksync.sync.id': view.syncId, 'banksync.sync.resumed': true, 'banksync.outcome': 'COMPLETED' });
+    // Together the segments' events are the sync's whole history, each transition once.
+    const history = await first.store.listTransitions(view.syncId);
+    expect(segments.flatMap((s) => s.events.map((e) => e.attributes?.['banksync.to']))).toEqual(history.map((t) => t.to));
+  });
+
   it('telemetry: false records nothing', async () => {
     current = rig({ telemetry: false });
     expect((await current.run('success')).status).toBe('COMPLETED');
