@@ -4,7 +4,7 @@
  * produced from the machine definition, is inserted as markup.
  */
 
-const CSS = `
+export const CSS = `
 :root { --bg:#f6f7f9; --panel:#fff; --line:#dde1e6; --text:#1f2933; --muted:#6b7785; --accent:#1c7ed6;
   --queued:#868e96; --running:#1c7ed6; --await:#f08c00; --completed:#2f9e44; --failed:#e03131; }
 * { box-sizing: border-box; }
