@@ -8,8 +8,8 @@ import { CSS } from './page.js';
 
 const CONSOLE_CSS = `
 .filters { display:grid; grid-template-columns: 1fr 1fr; gap:6px 8px; padding:10px 12px; }
-.filters label { font-size:11.5px; color:var(--muted); display:flex; flex-direction:column; gap:2px; }
-.filters input, .filters select { font:inherit; font-size:12.5px; padding:3px 6px; border:1px solid #c3cad2; border-radius:5px; }
+.filters label { font-size:11.5px; color:var(--muted); display:flex; flex-direction:column; gap:2px; min-width:0; }
+.filters input, .filters select { font:inherit; font-size:12.5px; padding:3px 6px; border:1px solid #c3cad2; border-radius:5px; width:100%; min-width:0; }
 .filters .row { grid-column: 1 / -1; display:flex; gap:8px; align-items:center; }
 .filters .err { color:var(--failed); font-size:12px; }
 .tabs { display:flex; gap:4px; padding:8px 12px 0; }
@@ -149,7 +149,7 @@ function focusDiagram(box) {
   svg.removeAttribute('height'); svg.setAttribute('width', '100%');
   if (!state.focus || !cur) { box.setAttribute('data-focus', 'all'); return; }
   var b = cur.getBBox(), pad = 60;
-  var w = Math.min(full.width, Math.max(b.width + 2 * pad, 640)), h = Math.min(full.height, Math.max(b.height + 2 * pad, 380));
+  var w = Math.min(full.width, Math.max(b.width + 2 * pad, 900)), h = Math.min(full.height, Math.max(b.height + 2 * pad, 520));
   var x = Math.max(0, Math.min(full.width - w, b.x + b.width / 2 - w / 2)), y = Math.max(0, Math.min(full.height - h, b.y + b.height / 2 - h / 2));
   svg.setAttribute('viewBox', [x, y, w, h].map(function (n) { return Math.round(n); }).join(' '));
   box.setAttribute('data-focus', 'current');

@@ -145,8 +145,8 @@ export function highlightSvgPath(
   }
   let out = highlightSvg(name, stateValue, machines);
   for (const id of visited) {
-    const pattern = new RegExp(`class="bs-state((?: bs-final)?)" data-state="${escapeRegex(escapeXml(id))}"`, 'g');
-    out = out.replace(pattern, (_m, final: string) => `class="bs-state${final} bs-visited" data-state="${escapeXml(id)}"`);
+    const pattern = new RegExp(`class="bs-state([^"]*)" data-state="${escapeRegex(escapeXml(id))}"`, 'g');
+    out = out.replace(pattern, (_m, classes: string) => `class="bs-state${classes} bs-visited" data-state="${escapeXml(id)}"`);
   }
   out = out.replace(/<path class="bs-edge" data-source="([^"]*)" data-target="([^"]*)"/g, (whole, source: string, target: string) =>
     taken.has(`${unescapeXml(source)}\u0000${unescapeXml(target)}`) ? `<path class="bs-edge bs-taken" data-source="${source}" data-target="${target}"` : whole,

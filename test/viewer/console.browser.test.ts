@@ -245,7 +245,7 @@ describe.runIf(HAS_CHROMIUM || IN_CI)('operator console on PostgreSQL (chromium)
     if (SHOTS) {
       const list = await open(`#sync=${sync.success.syncId}&tenant=default`);
       await list.locator('#sync-status', { hasText: 'COMPLETED' }).waitFor();
-      await list.screenshot({ path: join(SHOTS, 'console-list.png') });
+      await list.screenshot({ path: join(SHOTS, 'console-list.png'), fullPage: true });
       await list.close();
     }
     const page = await open(`#sync=${sync['two-challenges'].syncId}&tenant=default`);
