@@ -64,6 +64,8 @@ interface ServeOptions {
   scenarios: string[];
 }
 
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/;
+
 function consoleToken(value: string): string {
   if (value.length < 16) throw new InvalidArgumentError('the token must be at least 16 characters');
   return value;
@@ -88,6 +90,9 @@ export function registerServe(program: Command): void {
       const { startViewer } = await loadFor('serve', () => import('../../viewer/index.js'));
       const token = opts.token ?? process.env.BANKSYNC_CONSOLE_TOKEN;
       if (token !== undefined) consoleToken(token);
+      if (!LOOPBACK.test(opts.host) && token === undefined) {
+        throw new UsageError(`binding ${opts.host} (not a loopback address) requires --token (or $BANKSYNC_CONSOLE_TOKEN)`);
+      }
       const attach = !opts.demo && Boolean(opts.config || opts.databaseUrl || opts.db);
       const inspector = attach ? null : await openInspector(opts.inspect);
       const hosting = attach ? await consoleHosting(opts) : await sandboxHosting(opts, inspector);
