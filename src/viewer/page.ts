@@ -59,7 +59,7 @@ td.event { color:var(--muted); }
 
 const SCRIPT = `
 'use strict';
-var state = { syncs: [], connections: [], selected: null, detail: null, fit: true, detailSeq: 0, timer: null };
+var state = { syncs: [], connections: [], selected: null, detail: null, fit: false, detailSeq: 0, timer: null };
 function $(sel) { return document.querySelector(sel); }
 function el(tag, props) {
   var node = document.createElement(tag);
