@@ -14,8 +14,12 @@
  *   GET  /api/events                 text/event-stream, `event: sync` with a SyncView per committed transition
  *   GET  /machines/:name.svg         plain diagram
  *
+ * With `console` (the operator console, attached to a real store) the page and API are those of console.ts
+ * instead of the demo's connections/syncs/answer routes.
+ *
  * Binds 127.0.0.1 by default; on a loopback address, requests whose Host is not a loopback name are refused
- * (DNS rebinding), and every POST must be `application/json` (no cross-site form posts).
+ * (DNS rebinding), and every POST must be `application/json` (no cross-site form posts) and, when the browser
+ * names an Origin, same-origin. Any other address needs `token`, checked (constant-time) on every request.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
