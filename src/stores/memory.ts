@@ -179,6 +179,11 @@ export class MemoryStore implements Store {
       if (filter.connectionId !== undefined && s.connectionId !== filter.connectionId) continue;
       if (filter.active !== undefined && s.active !== filter.active) continue;
       if (filter.status !== undefined && s.status !== filter.status) continue;
+      if (filter.provider !== undefined && s.provider !== filter.provider) continue;
+      if (filter.createdBefore !== undefined && !(s.createdAt < filter.createdBefore)) continue;
+      if (filter.createdAfter !== undefined && !(s.createdAt >= filter.createdAfter)) continue;
+      if (filter.updatedBefore !== undefined && !(s.updatedAt < filter.updatedBefore)) continue;
+      if (filter.after !== undefined && !(newestFirst(filter.after as SyncRecord, s) < 0)) continue;
       out.push(s);
     }
     out.sort(newestFirst);

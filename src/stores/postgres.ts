@@ -370,6 +370,15 @@ export class PostgresStore implements Store {
     if (filter.connectionId !== undefined) add('connection_id = ?', filter.connectionId);
     if (filter.active !== undefined) add('active = ?', filter.active);
     if (filter.status !== undefined) add('status = ?', filter.status);
+    if (filter.provider !== undefined) add('provider = ?', filter.provider);
+    if (filter.createdBefore !== undefined) add('created_at < ?', filter.createdBefore);
+    if (filter.createdAfter !== undefined) add('created_at >= ?', filter.createdAfter);
+    if (filter.updatedBefore !== undefined) add('updated_at < ?', filter.updatedBefore);
+    if (filter.after !== undefined) {
+      params.push(filter.after.createdAt, filter.after.syncId);
+      const [c, id] = [`$${params.length - 1}`, `$${params.length}`];
+      where.push(`(created_at < ${c} OR (created_at = ${c} AND sync_id COLLATE "C" < ${id}))`);
+    }
     const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
     const { rows } = await this.pool.query<SyncRow>(
       `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}

@@ -486,6 +486,27 @@ export class SqliteStore implements Store {
       where.push('status = @status');
       params.status = filter.status;
     }
+    if (filter.provider !== undefined) {
+      where.push('provider = @provider');
+      params.provider = filter.provider;
+    }
+    if (filter.createdBefore !== undefined) {
+      where.push('created_at < @createdBefore');
+      params.createdBefore = filter.createdBefore;
+    }
+    if (filter.createdAfter !== undefined) {
+      where.push('created_at >= @createdAfter');
+      params.createdAfter = filter.createdAfter;
+    }
+    if (filter.updatedBefore !== undefined) {
+      where.push('updated_at < @updatedBefore');
+      params.updatedBefore = filter.updatedBefore;
+    }
+    if (filter.after !== undefined) {
+      where.push('(created_at < @afterCreatedAt OR (created_at = @afterCreatedAt AND sync_id < @afterSyncId))');
+      params.afterCreatedAt = filter.after.createdAt;
+      params.afterSyncId = filter.after.syncId;
+    }
     // LIMIT -1 means "no limit" in SQLite.
     params.limit = filter.limit === undefined ? -1 : clampLimit(filter.limit);
     const key = where.join(' AND ');

@@ -119,8 +119,16 @@ export interface ConnectionFilter {
 export interface SyncFilter {
   tenantId?: string;
   connectionId?: string;
+  provider?: string;
   active?: boolean;
   status?: SyncStatus;
+  /** Created strictly before / at or after this time (epoch ms): filters by age. */
+  createdBefore?: number;
+  createdAfter?: number;
+  /** Last written strictly before this time (epoch ms): with `active`, the stale syncs. */
+  updatedBefore?: number;
+  /** Keyset paging: only syncs after this one in the newest-first order (the last row of the previous page). */
+  after?: { createdAt: number; syncId: string };
   limit?: number;
 }
 

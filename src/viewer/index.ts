@@ -14,10 +14,14 @@
  *   GET  /api/events                 text/event-stream, `event: sync` with a SyncView per committed transition
  *   GET  /machines/:name.svg         plain diagram
  *
+ * With `console` (the operator console, attached to a real store) the page and API are those of console.ts
+ * instead of the demo's connections/syncs/answer routes.
+ *
  * Binds 127.0.0.1 by default; on a loopback address, requests whose Host is not a loopback name are refused
- * (DNS rebinding), and every POST must be `application/json` (no cross-site form posts).
+ * (DNS rebinding), and every POST must be `application/json` (no cross-site form posts) and, when the browser
+ * names an Origin, same-origin. Any other address needs `token`, checked (constant-time) on every request.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { isIPv4 } from 'node:net';
 import Fastify, { type FastifyError, type FastifyReply } from 'fastify';
@@ -28,6 +32,8 @@ import type { SyncView } from '../engine/view.js';
 import { highlightSvg, type MachineRegistry } from '../viz/index.js';
 import { machines as registry } from '../../machines/index.js';
 import { renderPage } from './page.js';
+import { registerConsole, type ConsoleOptions } from './console.js';
+import { renderConsolePage } from './console-page.js';
 
 export interface ViewerConnection {
   connectionId: string;
@@ -49,8 +55,37 @@ export interface ViewerOptions {
   machine?: string;
   machines?: MachineRegistry;
   tenantId?: string;
-  /** Page title. Default 'banksync viewer'. */
+  /** Page title. Default 'banksync viewer' ('banksync console' with `console`). */
   title?: string;
+  /**
+   * Operator console mode (attached to a real store): the console page and API (src/viewer/console.ts)
+   * instead of the demo page and its sync/answer routes.
+   */
+  console?: ConsoleOptions;
+  /**
+   * Required to bind a non-loopback address. Every request must then carry it: `Authorization: Bearer <token>`,
+   * or the HttpOnly SameSite=Strict cookie set by opening `/?token=<token>` once in the browser.
+   */
+  token?: string;
+}
+
+/** The viewer was asked to listen somewhere it may not (a non-loopback address without a token). */
+export class ViewerConfigError extends Error {
+  override readonly name = 'ViewerConfigError';
+}
+
+const TOKEN_COOKIE = 'banksync_console';
+const digest = (text: string) => createHash('sha256').update(text).digest();
+/** Constant-time: both sides are hashed to the same length first. */
+function tokenMatches(given: string | undefined, expected: Buffer): boolean {
+  return given !== undefined && timingSafeEqual(digest(given), expected);
+}
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return undefined;
 }
 
 export interface Viewer {
@@ -99,6 +134,10 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
   const machines = options.machines ?? registry;
   const tenantId = options.tenantId ?? 'default';
   if (!machines[machineName]) throw new Error(`viewer: unknown machine ${JSON.stringify(machineName)}`);
+  if (options.token !== undefined && options.token.length < 16) throw new ViewerConfigError('viewer: the token must be at least 16 characters');
+  if (!isLoopback(host) && options.token === undefined) {
+    throw new ViewerConfigError(`viewer: binding ${host} (not a loopback address) requires a token (--token or BANKSYNC_CONSOLE_TOKEN)`);
+  }
   const configured = options.connections ?? [];
   const streams = new Set<ServerResponse>();
 
@@ -113,6 +152,38 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
       }
     });
   }
+  if (options.token !== undefined) {
+    const expected = digest(options.token);
+    app.addHook('onRequest', async (request, reply) => {
+      const auth = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
+      if (tokenMatches(auth, expected) || tokenMatches(cookieValue(request.headers.cookie, TOKEN_COOKIE), expected)) return;
+      const url = new URL(request.url, 'http://viewer.invalid');
+      const query = url.searchParams.get('token') ?? undefined;
+      if (request.method === 'GET' && url.pathname === '/' && tokenMatches(query, expected)) {
+        // Trade the token in the address for a cookie the browser sends on same-site requests only.
+        return reply
+          .header('set-cookie', `${TOKEN_COOKIE}=${encodeURIComponent(options.token!)}; HttpOnly; SameSite=Strict; Path=/`)
+          .redirect('/', 303);
+      }
+      return reply.status(401).header('www-authenticate', 'Bearer').send({ error: { code: 'UNAUTHORIZED', message: 'a valid token is required' } });
+    });
+  }
+  // State changes are same-origin only: a browser names the page that sent a POST in Origin.
+  app.addHook('onRequest', async (request, reply) => {
+    const origin = request.headers.origin;
+    if (request.method === 'POST' && origin !== undefined && origin !== 'null') {
+      let sameHost = false;
+      try {
+        sameHost = new URL(origin).host.toLowerCase() === (request.headers.host ?? '').toLowerCase();
+      } catch {
+        sameHost = false;
+      }
+      if (!sameHost) return reply.status(403).send({ error: { code: 'FORBIDDEN_ORIGIN', message: 'cross-origin requests may not change anything' } });
+    }
+    if (request.method === 'POST' && origin === 'null') {
+      return reply.status(403).send({ error: { code: 'FORBIDDEN_ORIGIN', message: 'cross-origin requests may not change anything' } });
+    }
+  });
   // Every POST must be JSON: a cross-site <form> cannot send application/json (that needs a CORS
   // preflight, which this server never answers), so no other site can trigger, answer or cancel a sync.
   app.addHook('onRequest', async (request, reply) => {
@@ -146,49 +217,57 @@ export async function startViewer(options: ViewerOptions): Promise<Viewer> {
         `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
       )
       .type('text/html; charset=utf-8')
-      .send(renderPage({ nonce, title: options.title ?? 'banksync viewer', machine: machineName }));
+      .send(
+        options.console
+          ? renderConsolePage({ nonce, title: options.title ?? 'banksync console', machine: machineName })
+          : renderPage({ nonce, title: options.title ?? 'banksync viewer', machine: machineName }),
+      );
   });
 
   app.get('/favicon.ico', async (_request, reply) => reply.status(204).send());
 
-  app.get('/api/connections', async () => {
-    const seen = new Map<string, ViewerConnection & { lastSync: SyncView | null }>();
-    for (const c of configured) seen.set(`${c.provider}\u0000${c.connectionId}`, { ...c, lastSync: null });
-    for (const s of await syncs()) {
-      const key = `${s.provider}\u0000${s.connectionId}`;
-      const entry = seen.get(key) ?? { connectionId: s.connectionId, provider: s.provider, lastSync: null };
-      if (!entry.lastSync) entry.lastSync = s;
-      seen.set(key, entry);
-    }
-    return { connections: [...seen.values()] };
-  });
+  if (options.console) {
+    registerConsole(app, { ...options.console, engine, machine: machineName, machines });
+  } else {
+    app.get('/api/connections', async () => {
+      const seen = new Map<string, ViewerConnection & { lastSync: SyncView | null }>();
+      for (const c of configured) seen.set(`${c.provider}\u0000${c.connectionId}`, { ...c, lastSync: null });
+      for (const s of await syncs()) {
+        const key = `${s.provider}\u0000${s.connectionId}`;
+        const entry = seen.get(key) ?? { connectionId: s.connectionId, provider: s.provider, lastSync: null };
+        if (!entry.lastSync) entry.lastSync = s;
+        seen.set(key, entry);
+      }
+      return { connections: [...seen.values()] };
+    });
 
-  app.get('/api/syncs', async () => ({ syncs: await syncs() }));
+    app.get('/api/syncs', async () => ({ syncs: await syncs() }));
 
-  app.get<{ Params: { id: string } }>('/api/syncs/:id', async (request) => {
-    const sync = await engine.get(request.params.id, { tenantId });
-    const history = await engine.history(sync.syncId, { tenantId });
-    return { sync, history, machine: machineName, svg: highlightSvg(machineName, sync.state, machines) };
-  });
+    app.get<{ Params: { id: string } }>('/api/syncs/:id', async (request) => {
+      const sync = await engine.get(request.params.id, { tenantId });
+      const history = await engine.history(sync.syncId, { tenantId });
+      return { sync, history, machine: machineName, svg: highlightSvg(machineName, sync.state, machines) };
+    });
 
-  app.post('/api/syncs', async (request, reply) => {
-    const body = SyncRequestBody.safeParse(request.body);
-    if (!body.success) return invalid(reply, body.error);
-    const sync = await engine.requestSync({ tenantId, ...body.data });
-    return reply.status(201).send({ sync });
-  });
+    app.post('/api/syncs', async (request, reply) => {
+      const body = SyncRequestBody.safeParse(request.body);
+      if (!body.success) return invalid(reply, body.error);
+      const sync = await engine.requestSync({ tenantId, ...body.data });
+      return reply.status(201).send({ sync });
+    });
 
-  app.post<{ Params: { id: string } }>('/api/syncs/:id/answer', async (request, reply) => {
-    const body = AnswerBody.safeParse(request.body);
-    if (!body.success) return invalid(reply, body.error);
-    const sync = await engine.submitChallengeResponse(request.params.id, body.data, { tenantId });
-    return { sync };
-  });
+    app.post<{ Params: { id: string } }>('/api/syncs/:id/answer', async (request, reply) => {
+      const body = AnswerBody.safeParse(request.body);
+      if (!body.success) return invalid(reply, body.error);
+      const sync = await engine.submitChallengeResponse(request.params.id, body.data, { tenantId });
+      return { sync };
+    });
 
-  app.post<{ Params: { id: string } }>('/api/syncs/:id/cancel', async (request) => {
-    const sync = await engine.cancel(request.params.id, { tenantId, reason: 'cancelled in the viewer' });
-    return { sync };
-  });
+    app.post<{ Params: { id: string } }>('/api/syncs/:id/cancel', async (request) => {
+      const sync = await engine.cancel(request.params.id, { tenantId, reason: 'cancelled in the viewer' });
+      return { sync };
+    });
+  }
 
   app.get<{ Params: { name: string } }>('/machines/:name', async (request, reply) => {
     const name = request.params.name.replace(/\.svg$/, '');

@@ -4,7 +4,7 @@
  * produced from the machine definition, is inserted as markup.
  */
 
-const CSS = `
+export const CSS = `
 :root { --bg:#f6f7f9; --panel:#fff; --line:#dde1e6; --text:#1f2933; --muted:#6b7785; --accent:#1c7ed6;
   --queued:#868e96; --running:#1c7ed6; --await:#f08c00; --completed:#2f9e44; --failed:#e03131; }
 * { box-sizing: border-box; }
@@ -59,7 +59,7 @@ td.event { color:var(--muted); }
 
 const SCRIPT = `
 'use strict';
-var state = { syncs: [], connections: [], selected: null, detail: null, fit: true, detailSeq: 0, timer: null };
+var state = { syncs: [], connections: [], selected: null, detail: null, fit: false, detailSeq: 0, timer: null };
 function $(sel) { return document.querySelector(sel); }
 function el(tag, props) {
   var node = document.createElement(tag);

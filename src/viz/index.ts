@@ -17,6 +17,7 @@ import { toMermaid } from './mermaid.js';
 import { activeStateIds, buildModel, type VizModel } from './model.js';
 import { toStatelySource } from './stately.js';
 import { highlightSvgStates, toSvg } from './svg.js';
+import { escapeXml } from './text.js';
 
 export { activeStateIds, buildModel, type VizModel, type VizState, type VizTransition } from './model.js';
 export { toMermaid } from './mermaid.js';
@@ -110,4 +111,52 @@ export function highlightSvg(name: string, stateValue: unknown, machines: Machin
   const { model, svg } = cached(name, machines);
   const ids = activeStateIds(model, stateValue);
   return highlightSvgStates(svg, ids, ids[ids.length - 1]);
+}
+
+const PATH_STYLE =
+  '<style>' +
+  '.bs-visited>.bs-box{fill:#fff9db}' +
+  '.bs-edge.bs-taken{stroke:#e8590c;stroke-width:2.6px}' +
+  '</style>';
+
+/**
+ * `highlightSvg` plus the path a sync took: every state its history entered gets class `bs-visited` (light
+ * fill), every drawn edge a recorded transition followed gets `bs-taken` (orange). `history` holds the
+ * transitions as stored (`from`/`to` as dotted state names, e.g. `RUNNING.Waiting`).
+ */
+export function highlightSvgPath(
+  name: string,
+  stateValue: unknown,
+  history: readonly { from: string | null; to: string }[],
+  machines: MachineRegistry = registry,
+): string {
+  const { model, svg } = cached(name, machines);
+  const visited = new Set<string>();
+  const taken = new Set<string>();
+  for (const t of history) {
+    const to = activeStateIds(model, t.to);
+    const leaf = to[to.length - 1];
+    if (leaf) visited.add(leaf);
+    if (t.from === null || to.length === 0) continue;
+    const from = activeStateIds(model, t.from);
+    // The drawn edge starts at the innermost state that declares it and ends at its target, which may be a
+    // composite the sync entered through its initial state: any (source within from, target within to).
+    for (const source of [model.root.id, ...from]) for (const target of to) taken.add(`${source}\u0000${target}`);
+  }
+  let out = highlightSvg(name, stateValue, machines);
+  for (const id of visited) {
+    const pattern = new RegExp(`class="bs-state([^"]*)" data-state="${escapeRegex(escapeXml(id))}"`, 'g');
+    out = out.replace(pattern, (_m, classes: string) => `class="bs-state${classes} bs-visited" data-state="${escapeXml(id)}"`);
+  }
+  out = out.replace(/<path class="bs-edge" data-source="([^"]*)" data-target="([^"]*)"/g, (whole, source: string, target: string) =>
+    taken.has(`${unescapeXml(source)}\u0000${unescapeXml(target)}`) ? `<path class="bs-edge bs-taken" data-source="${source}" data-target="${target}"` : whole,
+  );
+  return out.replace('</defs>', `</defs>${PATH_STYLE}`);
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+function unescapeXml(text: string): string {
+  return text.replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&gt;/g, '>').replace(/&lt;/g, '<').replace(/&amp;/g, '&');
 }

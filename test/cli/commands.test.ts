@@ -4,7 +4,7 @@
  * waited on until they say they are ready, then stopped with SIGTERM and must exit 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -186,6 +186,31 @@ describe('banksync CLI, default invocations', () => {
       await ready(running, /banksync viewer: (http:\/\/\S+)/);
       // The connection lines follow the URL line: wait for them rather than read the output at once.
       await ready(running, new RegExp(`finx ${connection}`));
+    } finally {
+      expect(await stop(running)).toBe(0);
+    }
+  });
+
+  it('serve --db: attaches the console read-only to an existing SQLite store; refuses a missing file and an open bind without a token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'banksync-cli-'));
+    const missing = await cli(['serve', '--db', join(dir, 'nope.sqlite')]);
+    expect(missing.code).toBe(2);
+    expect(missing.out).toMatch(/no SQLite store at/);
+    expect(existsSync(join(dir, 'nope.sqlite'))).toBe(false);
+    const open = await cli(['serve', '--host', '0.0.0.0', '--port', '4612']);
+    expect(open.code).toBe(2);
+    expect(open.out).toMatch(/requires --token/);
+
+    const db = join(dir, 'store.sqlite');
+    expect(await cli(['demo', '--scenario', 'success', '--db', db])).toMatchObject({ code: 0 });
+    const running = start(['serve', '--db', db, '--port', '4613']);
+    try {
+      const [, url] = await ready(running, /banksync viewer: (http:\/\/\S+)/);
+      const about = (await (await fetch(`${url}/api/console/about`)).json()) as { store: string; actions: { enabled: boolean } };
+      expect(about).toMatchObject({ store: 'sqlite', actions: { enabled: false } });
+      const { syncs } = (await (await fetch(`${url}/api/console/syncs`)).json()) as { syncs: { status: string }[] };
+      expect(syncs.length).toBeGreaterThan(0);
+      expect((await fetch(`${url}/api/console/syncs?status=nope`)).status).toBe(400);
     } finally {
       expect(await stop(running)).toBe(0);
     }

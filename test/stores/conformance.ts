@@ -613,6 +613,29 @@ export function storeConformanceSuite(
         expect((await store.listSyncs({ status: 'AWAIT_AUTH' }))[0]).toEqual(await store.getSync(a2.syncId));
       });
 
+      it('listSyncs filters by provider, age and last write, and pages by keyset (the operator console)', async () => {
+        const old = await create({ provider: 'finx' });
+        const mid = await create({ provider: 'xs2a' });
+        const same = await create({ provider: 'finx', createdAt: mid.createdAt, syncId: `${mid.syncId}-b` });
+        const young = await create({ provider: 'finx' });
+        await store.commit(change(old.syncId, 0, { at: young.createdAt + 100 }));
+        const ids = (rs: SyncRecord[]): string[] => rs.map((r) => r.syncId);
+        const everything = ids(await store.listSyncs());
+        expect(everything).toEqual([young.syncId, same.syncId, mid.syncId, old.syncId]);
+        expect(ids(await store.listSyncs({ provider: 'finx' }))).toEqual([young.syncId, same.syncId, old.syncId]);
+        expect(ids(await store.listSyncs({ provider: 'tink' }))).toEqual([]);
+        expect(ids(await store.listSyncs({ createdBefore: mid.createdAt }))).toEqual([old.syncId]);
+        expect(ids(await store.listSyncs({ createdAfter: mid.createdAt }))).toEqual([young.syncId, same.syncId, mid.syncId]);
+        expect(ids(await store.listSyncs({ active: true, updatedBefore: young.createdAt }))).toEqual([same.syncId, mid.syncId]);
+        // Keyset pages of two cover everything exactly once, ties on created_at included.
+        const first = await store.listSyncs({ limit: 2 });
+        const second = await store.listSyncs({ limit: 2, after: first[1]! });
+        const third = await store.listSyncs({ limit: 2, after: second[1]! });
+        expect([...ids(first), ...ids(second)]).toEqual(everything);
+        expect(third).toEqual([]);
+        expect(ids(await store.listSyncs({ provider: 'finx', limit: 1, after: { createdAt: same.createdAt, syncId: same.syncId } }))).toEqual([old.syncId]);
+      });
+
       it('countByStatus counts syncs per status (absent statuses omitted)', async () => {
         expect(await store.countByStatus()).toEqual({});
         const a = await create();

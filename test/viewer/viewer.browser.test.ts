@@ -125,6 +125,15 @@ describe('viewer in a browser (chromium)', () => {
     // The diagram highlights the final state; the history lists every committed transition.
     await page.locator('#diagram svg .bs-current[data-state$=".COMPLETED"]').waitFor();
     expect(await page.locator('#diagram svg .bs-active').count()).toBe(1);
+    // The diagram opens at its actual size (readable labels), scrolled so the current state is in view.
+    const inView = await page.locator('#diagram').evaluate((box) => {
+      const b = box.getBoundingClientRect();
+      const c = box.querySelector('.bs-current')!.getBoundingClientRect();
+      const label = box.querySelector('.bs-label text')!.getBoundingClientRect();
+      return { inside: c.left >= b.left && c.right <= b.right && c.top >= b.top && c.bottom <= b.bottom, labelPx: label.height };
+    });
+    expect(inView.inside).toBe(true);
+    expect(inView.labelPx).toBeGreaterThanOrEqual(10);
     const history = await env.engine.history(sync!.syncId);
     await expect.poll(() => page.locator('[data-testid="history"] tbody tr').count()).toBe(history.length);
     expect(await page.locator(`[data-sync="${sync!.syncId}"] .badge`).textContent()).toBe('COMPLETED');

@@ -1,9 +1,12 @@
 /**
  * `banksync serve [--port N]`: the offline viewer on a self-contained setup — the engine on an embedded
- * SQLite store (a fresh temp directory unless `--db`), the provider sandbox, the finX adapter against it,
+ * SQLite store (a fresh temp directory unless `--demo --db`), the provider sandbox, the finX adapter against it,
  * one finX access per listed sandbox scenario — and prints the viewer URL. Runs until interrupted.
+ *
+ * `banksync serve --config F | --database-url URL | --db FILE`: the operator console attached to that store
+ * (no sandbox, no demo accesses; see src/viewer/attach.ts for what it may do there).
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
@@ -16,9 +19,11 @@ import { createFinxAdapter } from '../../providers/finx/index.js';
 import { FINX_SCENARIOS, isFinxScenario } from '../../sandbox/finx.js';
 import type { ViewerConnection } from '../../viewer/index.js';
 import type { StatelyInspector } from '../../engine/inspect.js';
-import { port } from '../options.js';
+import { port, postgresUrl } from '../options.js';
 import { openInspector } from '../inspect.js';
-import { loadFor, openStore } from '../peers.js';
+import { loadFor, UsageError } from '../peers.js';
+import type { ConsoleStoreTarget } from '../../viewer/attach.js';
+import type { ConsoleOptions } from '../../viewer/console.js';
 
 export const SERVE_DEFAULT_PORT = 4610;
 export const SERVE_DEFAULT_SCENARIOS = ['success', 'one-challenge', 'decoupled', 'redirect', 'provider-5xx', 'partial', 'failed'] as const;
@@ -47,6 +52,11 @@ function scenarioList(value: string): string[] {
 
 interface ServeOptions {
   config?: string;
+  databaseUrl?: string;
+  schema?: string;
+  demo?: boolean;
+  runSyncs?: boolean;
+  token?: string;
   inspect?: boolean | string;
   port: number;
   host: string;
@@ -54,24 +64,49 @@ interface ServeOptions {
   scenarios: string[];
 }
 
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/;
+
+function consoleToken(value: string): string {
+  if (value.length < 16) throw new InvalidArgumentError('the token must be at least 16 characters');
+  return value;
+}
+
 export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('start the local web viewer and print its URL: on a sandbox with finX accesses, or on the store and providers of --config')
-    .option('--config <file>', "attach to the configured store and providers (no sandbox); lists the store's connections")
+    .option('--config <file>', "operator console on the configured store and providers (no sandbox)")
+    .option('--database-url <url>', 'operator console on this PostgreSQL database', postgresUrl)
+    .option('--schema <name>', 'PostgreSQL schema of banksync tables (default: the config\'s, else banksync)')
+    .option('--db <path>', 'operator console on this SQLite file (with --demo: the file the demo keeps its syncs in)')
+    .option('--run-syncs', 'SQLite console: host and resume the syncs in this process, so retry and cancel work (only when nothing else runs them)')
+    .option('--demo', 'the self-contained demo (sandbox + finX accesses) even with --db')
+    .option('--token <token>', 'required to bind a non-loopback --host; every request must carry it (default: $BANKSYNC_CONSOLE_TOKEN)', consoleToken)
     .option('--port <n>', `viewer port (default ${SERVE_DEFAULT_PORT})`, port, SERVE_DEFAULT_PORT)
-    .option('--host <host>', 'address to bind (default 127.0.0.1, local only)', '127.0.0.1')
-    .option('--db <path>', 'SQLite file to keep syncs in (default: a fresh temporary directory)')
+    .option('--host <host>', 'address to bind (default 127.0.0.1, local only; another address needs --token)', '127.0.0.1')
     .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
-    .option('--scenarios <names>', 'comma-separated finX sandbox scenarios to create accesses for', scenarioList, [...SERVE_DEFAULT_SCENARIOS])
+    .option('--scenarios <names>', 'comma-separated finX sandbox scenarios to create accesses for (demo)', scenarioList, [...SERVE_DEFAULT_SCENARIOS])
     .action(async (opts: ServeOptions) => {
       const { startViewer } = await loadFor('serve', () => import('../../viewer/index.js'));
-      const inspector = await openInspector(opts.inspect);
-      const hosting = opts.config ? await configuredHosting(opts.config, opts.db, inspector) : await sandboxHosting(opts, inspector);
+      const token = opts.token ?? process.env.BANKSYNC_CONSOLE_TOKEN;
+      if (token !== undefined) consoleToken(token);
+      if (!LOOPBACK.test(opts.host) && token === undefined) {
+        throw new UsageError(`binding ${opts.host} (not a loopback address) requires --token (or $BANKSYNC_CONSOLE_TOKEN)`);
+      }
+      const attach = !opts.demo && Boolean(opts.config || opts.databaseUrl || opts.db);
+      const inspector = attach ? null : await openInspector(opts.inspect);
+      const hosting = attach ? await consoleHosting(opts) : await sandboxHosting(opts, inspector);
       let viewer: Awaited<ReturnType<typeof startViewer>> | null = null;
       try {
-        await hosting.engine.start();
-        viewer = await startViewer({ engine: hosting.engine, port: opts.port, host: opts.host, connections: hosting.connections });
+        if (!hosting.console) await hosting.engine.start();
+        viewer = await startViewer({
+          engine: hosting.engine,
+          port: opts.port,
+          host: opts.host,
+          connections: hosting.connections,
+          ...(hosting.console ? { console: hosting.console } : {}),
+          ...(token !== undefined ? { token } : {}),
+        });
         process.stdout.write(`banksync viewer: ${viewer.url}\n${hosting.about.map((line) => `  ${line}\n`).join('')}`);
         for (const c of hosting.connections) process.stdout.write(`  ${c.label}: ${c.connectionId}\n`);
         process.stdout.write('press Ctrl+C to stop\n');
@@ -93,30 +128,59 @@ interface Hosting {
   engine: SyncEngine;
   connections: ViewerConnection[];
   about: string[];
+  /** Set when attached to a real store: the console, which starts nothing by itself. */
+  console?: ConsoleOptions;
   close(): Promise<void>;
 }
 
 const inspectOption = (inspector: StatelyInspector | null) => (inspector ? { inspect: inspector.inspect } : {});
 
-/** `--config`: the configured store and providers; the connections the store already knows. */
-async function configuredHosting(file: string, db: string | undefined, inspector: StatelyInspector | null): Promise<Hosting> {
-  const config = await loadConfig(file);
-  const store = await openStore('serve', db, config.store);
-  const engine = createEngine({
-    store,
-    providers: adaptersFromConfig(config),
-    policy: config.policy,
-    webhookSecrets: config.webhookSecrets,
+/** Shown at start: a few connections the store knows (bounded: a production store may hold millions). */
+const LISTED_CONNECTIONS = 20;
+
+/** `--config` / `--database-url` / `--db`: the operator console on that store. */
+async function consoleHosting(opts: ServeOptions): Promise<Hosting> {
+  const config = opts.config ? await loadConfig(opts.config) : undefined;
+  const configured = config?.store;
+  let target: ConsoleStoreTarget;
+  if (opts.databaseUrl) {
+    target = { postgres: { url: opts.databaseUrl, schema: opts.schema ?? (configured && 'postgres' in configured ? configured.postgres.schema : undefined) ?? 'banksync' } };
+  } else if (opts.db) {
+    if (!existsSync(opts.db)) throw new UsageError(`banksync serve: no SQLite store at ${opts.db} (the console attaches to an existing store; --demo --db creates one)`);
+    target = { sqlite: opts.db };
+  } else if (configured && 'postgres' in configured) {
+    target = { postgres: { url: configured.postgres.url, schema: opts.schema ?? configured.postgres.schema ?? 'banksync' } };
+  } else if (configured && 'sqlite' in configured) {
+    target = { sqlite: configured.sqlite };
+  } else {
+    throw new UsageError('banksync serve: the configuration has no store: give --database-url or --db');
+  }
+  if (opts.runSyncs && !('sqlite' in target)) throw new UsageError('--run-syncs is for SQLite; on PostgreSQL the workers run the syncs');
+  const { attachConsole } = await loadFor('serve', () => import('../../viewer/attach.js'));
+  const attached = await attachConsole({
+    target,
+    ...(config ? { providers: adaptersFromConfig(config), policy: config.policy, webhookSecrets: config.webhookSecrets } : {}),
     logger: createLogger({ level: 'warn', destination: process.stderr }),
-    ...inspectOption(inspector),
+    ...(opts.runSyncs ? { runSyncs: true } : {}),
   });
-  const connections = (await store.listConnections()).map((c) => ({
-    connectionId: c.connectionId,
-    provider: c.provider,
-    label: `${c.provider} ${c.connectionId}`,
-    description: `tenant ${c.tenantId}, ${c.state}`,
-  }));
-  return { engine, connections, about: [`config: ${file}`], close: () => store.close() };
+  try {
+    const connections = (await attached.store.listConnections({ limit: LISTED_CONNECTIONS })).map((c) => ({
+      connectionId: c.connectionId,
+      provider: c.provider,
+      label: `${c.provider} ${c.connectionId}`,
+      description: `tenant ${c.tenantId}, ${c.state}`,
+    }));
+    return {
+      engine: attached.engine,
+      connections,
+      console: attached.console,
+      about: [`console on ${attached.about}`, ...(opts.config ? [`config: ${opts.config}`] : [])],
+      close: () => attached.close(),
+    };
+  } catch (error) {
+    await attached.close();
+    throw error;
+  }
 }
 
 /** No config: a sandbox, a SQLite file (temporary unless --db) and one finX access per scenario. */
