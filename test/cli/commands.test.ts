@@ -24,6 +24,8 @@ const TSX = pathToFileURL(join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
 interface Running {
   child: ChildProcess;
   output: () => string;
+  /** stdout alone (logs go to stderr). */
+  stdout: () => string;
   exited: Promise<number | null>;
 }
 
@@ -42,16 +44,20 @@ function start(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv 
   });
   children.add(child);
   let text = '';
-  child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  let stdout = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+    stdout += chunk.toString();
+  });
   child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, output: () => text, exited };
+  return { child, output: () => text, stdout: () => stdout, exited };
 }
 
-async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; out: string }> {
+async function cli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; out: string; stdout: string }> {
   const running = start(args, options);
   const code = await running.exited;
-  return { code, out: running.output() };
+  return { code, out: running.output(), stdout: running.stdout() };
 }
 
 /** Resolves with the first match of `pattern` in the process's output; rejects if it exits first. */
@@ -115,9 +121,13 @@ describe('banksync CLI, default invocations', () => {
 
   it('sync --sandbox-url: one sync, the final view as JSON, exit 0', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'banksync-cli-'));
-    const { code, out } = await cli(['sync', '--provider', 'finx', '--connection', await finxAccess('success'), '--sandbox-url', sandbox.url], { cwd: dir });
+    const { code, out, stdout } = await cli(['sync', '--provider', 'finx', '--connection', await finxAccess('success'), '--sandbox-url', sandbox.url], { cwd: dir });
     expect(code).toBe(0);
-    expect(JSON.parse(out.slice(out.indexOf('{')))).toMatchObject({ status: 'COMPLETED' });
+    expect(JSON.parse(stdout.slice(stdout.indexOf('{')))).toMatchObject({ status: 'COMPLETED' });
+    // The CLI logs at info by default: one JSON line per committed transition on stderr, the last one into COMPLETED.
+    const transitions = out.split('\n').filter((line) => line.includes('"sync transition"')).map((line) => JSON.parse(line) as { to: string; provider: string });
+    expect(transitions.length).toBeGreaterThan(1);
+    expect(transitions.at(-1)).toMatchObject({ provider: 'finx', to: 'COMPLETED' });
   });
 
   it('sync --config --json: providers and OAuth client credentials from the file; JSON alone on stdout', async () => {

@@ -19,7 +19,7 @@ import { createFinxAdapter } from '../../providers/finx/index.js';
 import { FINX_SCENARIOS, isFinxScenario } from '../../sandbox/finx.js';
 import type { ViewerConnection } from '../../viewer/index.js';
 import type { StatelyInspector } from '../../engine/inspect.js';
-import { port, postgresUrl } from '../options.js';
+import { LOG_LEVELS, oneOf, port, postgresUrl, type LogLevel } from '../options.js';
 import { openInspector } from '../inspect.js';
 import { loadFor, UsageError } from '../peers.js';
 import type { ConsoleStoreTarget } from '../../viewer/attach.js';
@@ -62,6 +62,7 @@ interface ServeOptions {
   host: string;
   db?: string;
   scenarios: string[];
+  logLevel: LogLevel;
 }
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/;
@@ -85,6 +86,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', `viewer port (default ${SERVE_DEFAULT_PORT})`, port, SERVE_DEFAULT_PORT)
     .option('--host <host>', 'address to bind (default 127.0.0.1, local only; another address needs --token)', '127.0.0.1')
     .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
+    .option('--log-level <level>', `log level on stderr (${LOG_LEVELS.join(', ')}); info logs one line per sync transition`, oneOf(LOG_LEVELS), 'info')
     .option('--scenarios <names>', 'comma-separated finX sandbox scenarios to create accesses for (demo)', scenarioList, [...SERVE_DEFAULT_SCENARIOS])
     .action(async (opts: ServeOptions) => {
       const { startViewer } = await loadFor('serve', () => import('../../viewer/index.js'));
@@ -160,7 +162,7 @@ async function consoleHosting(opts: ServeOptions): Promise<Hosting> {
   const attached = await attachConsole({
     target,
     ...(config ? { providers: adaptersFromConfig(config), policy: config.policy, webhookSecrets: config.webhookSecrets } : {}),
-    logger: createLogger({ level: 'warn', destination: process.stderr }),
+    logger: createLogger({ level: opts.logLevel, destination: process.stderr }),
     ...(opts.runSyncs ? { runSyncs: true } : {}),
   });
   try {
@@ -199,7 +201,7 @@ async function sandboxHosting(opts: ServeOptions, inspector: StatelyInspector | 
   };
   try {
     const adapter = createFinxAdapter({ baseUrl: `${sandbox.url}/finx`, token: SANDBOX_TOKEN });
-    const engine = createEngine({ store, providers: { finx: adapter }, policy: SERVE_POLICY, logger: createLogger({ level: 'warn', destination: process.stderr }), ...inspectOption(inspector) });
+    const engine = createEngine({ store, providers: { finx: adapter }, policy: SERVE_POLICY, logger: createLogger({ level: opts.logLevel, destination: process.stderr }), ...inspectOption(inspector) });
     const connections: ViewerConnection[] = [];
     for (const name of opts.scenarios) {
       const info = FINX_SCENARIOS.find((s) => s.name === name)!;

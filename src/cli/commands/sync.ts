@@ -6,7 +6,7 @@ import { createLogger } from '../../engine/logger.js';
 import type { SyncView } from '../../engine/view.js';
 import { PROVIDER_FAMILIES, type ProviderFamily } from '../../providers/registry.js';
 import { DEMO_POLICY } from '../demo/policy.js';
-import { httpUrl, oneOf } from '../options.js';
+import { httpUrl, LOG_LEVELS, oneOf, type LogLevel } from '../options.js';
 import { openInspector } from '../inspect.js';
 import { openStore, providerSource, UsageError } from '../peers.js';
 
@@ -22,6 +22,7 @@ interface SyncOptions {
   tenant: string;
   inspect?: boolean | string;
   json?: boolean;
+  logLevel: LogLevel;
 }
 
 export const DEFAULT_SYNC_DB = '.banksync/banksync.sqlite';
@@ -41,6 +42,7 @@ export function registerSync(program: Command): void {
     .option('--tenant <id>', 'tenant id', 'default')
     .option('--inspect [port]', 'stream actor events to the Stately inspector (local bridge, default port 8080)')
     .option('--json', 'print the final sync as JSON on stdout; progress goes to stderr')
+    .option('--log-level <level>', `log level on stderr (${LOG_LEVELS.join(', ')}); info logs one line per sync transition`, oneOf(LOG_LEVELS), 'info')
     .action(async (opts: SyncOptions) => {
       const { config, sandbox } = await providerSource(opts);
       const adapters = adaptersFromConfig(config);
@@ -55,7 +57,7 @@ export function registerSync(program: Command): void {
         // Sub-second polls are for the sandbox only; a configured provider gets production timings.
         policy: sandbox ? DEMO_POLICY : config.policy,
         webhookSecrets: config.webhookSecrets,
-        logger: createLogger({ level: 'warn', destination: process.stderr }),
+        logger: createLogger({ level: opts.logLevel, destination: process.stderr }),
         ...(inspector ? { inspect: inspector.inspect } : {}),
       });
       const tans = [...(opts.tan ?? [])];
