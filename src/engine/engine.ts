@@ -277,7 +277,7 @@ export class SyncEngine {
     if (view.status !== 'COMPLETED' && view.status !== 'FAILED') return;
     const failureLimit = this.providers[sync.provider]?.failureLimit;
     const at = this.clock.now();
-    const { view: connection, previous, changed } = await this.connections.apply(
+    const { view: connection, before, previous, changed } = await this.connections.apply(
       { tenantId: sync.tenantId, connectionId: sync.connectionId, provider: sync.provider },
       {
         type: 'SYNC.FINISHED',
@@ -296,6 +296,14 @@ export class SyncEngine {
     const known = new Set(previous?.linkedAccessIds ?? []);
     const created = connection.linkedAccessIds.filter((id) => !known.has(id));
     if (created.length > 0) await this.adoptUpgradedAccesses(connection, created);
+    if (connection.state === 'RETIRED' && before !== 'RETIRED') this.events.emit('connection.retired', connection);
+    await this.warnConsent(connection);
+  }
+
+  /** Warns of a consent about to run out, once per consent, whoever first sees it inside the window. */
+  private async warnConsent(view: ConnectionView): Promise<void> {
+    const warned = await this.connections.warnConsentIfDue(view);
+    if (warned) this.events.emit('connection.consentExpiring', warned);
   }
 
   /**
@@ -341,7 +349,8 @@ export class SyncEngine {
         ...(rest.consentGrantedAt !== undefined ? { consentGrantedAt: rest.consentGrantedAt, consentExpiresAt: consentEnd ?? null } : {}),
       },
     );
-    return view;
+    await this.warnConsent(view);
+    return (await this.connections.get(tenantId, connectionId)) ?? view;
   }
 
   async getConnection(connectionId: string, options?: TenantOption): Promise<ConnectionView> {
@@ -364,10 +373,9 @@ export class SyncEngine {
       const context = record.context as ConnectionContext;
       const expiry = consentExpiry(context);
       if (expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || context.consentWarnedAt != null) continue;
-      const { view: updated } = await this.connections.apply(
-        { tenantId: record.tenantId, connectionId: record.connectionId, provider: record.provider },
-        { type: 'CONSENT.WARNED', at: this.clock.now() },
-      );
+      const view = await this.connections.get(record.tenantId, record.connectionId);
+      const updated = view && (await this.connections.warnConsentIfDue(view));
+      if (!updated) continue;
       this.events.emit('connection.consentExpiring', updated);
       warned++;
     }
@@ -886,8 +894,11 @@ export class SyncEngine {
         at,
       });
       const failed = { ...record, status: 'FAILED' as const, active: false, snapshot, version, updatedAt: at };
-      this.events.emit('sync.failed', toView(failed));
-      await this.finishConnection(failed);
+      try {
+        await this.finishConnection(failed);
+      } finally {
+        this.events.emit('sync.failed', toView(failed));
+      }
     } catch (error) {
       this.reportError(syncId, `could not record the failure of sync ${syncId}: ${(error as Error)?.message ?? String(error)}`, 'STORAGE_ERROR');
     }
@@ -987,13 +998,14 @@ export class SyncEngine {
       if (transitions.length > 0) this.events.emit('sync.updated', view);
       if (newChallenge) this.events.emit('sync.awaitingUser', view);
       if (finished) {
-        this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
         try {
           await this.finishConnection({ ...runtime.record, status, active: false, snapshot: persisted, version: runtime.version });
         } catch (error) {
           // The sync's outcome is committed; start() settles the connection if this write was lost.
           this.logger.error({ syncId: runtime.record.syncId, err: (error as Error)?.message }, 'connection update failed');
         }
+        // After the connection's update: a listener reading the connection sees the outcome.
+        this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
       }
     });
   }
