@@ -34,6 +34,7 @@ import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
 import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
+import { DEFAULT_RETENTION, pruneStore, type PruneOptions, type PruneReport, type Retention } from './retention.js';
 
 export interface EngineOptions {
   store: Store;
@@ -61,6 +62,8 @@ export interface EngineOptions {
    * ENGINE_ERROR (only that sync; the process goes on).
    */
   migrateSnapshot?: (snapshot: PersistedSyncSnapshot, fromVersion: number) => PersistedSyncSnapshot;
+  /** How long finished syncs, transitions, effects and events are kept (see `prune`). Default 90 days each. */
+  retention?: Partial<Retention>;
 }
 
 /**
@@ -202,6 +205,7 @@ export class SyncEngine {
   private readonly dispatch: Dispatch | undefined;
   private readonly cooldownCeilingMs: number | undefined;
   private readonly migrateSnapshot: EngineOptions['migrateSnapshot'];
+  private readonly retention: Retention;
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
@@ -228,6 +232,7 @@ export class SyncEngine {
     this.dispatch = options.dispatch;
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
+    this.retention = { ...DEFAULT_RETENTION, ...options.retention };
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
@@ -391,6 +396,14 @@ export class SyncEngine {
     );
     this.events.emit('connection.updated', view);
     return view;
+  }
+
+  /**
+   * Deletes finished syncs, transitions, effects (and events) past retention in bounded batches; never an
+   * active sync or the newest sync of a connection. `{ dryRun: true }` only counts. Returns the counts.
+   */
+  async prune(options: PruneOptions = {}): Promise<PruneReport> {
+    return pruneStore(this.store, this.retention, options, this.clock.now());
   }
 
   /** Stops hosting actors. Durable state stays in the store; another engine can resume it. */
