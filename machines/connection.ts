@@ -4,6 +4,7 @@
  *
  *   IDLE ──SYNC.REQUEST──► SYNCING ──SYNC.FINISHED──► IDLE | NEEDS_USER | DISABLED
  *   NEEDS_USER ──SYNC.REQUEST (user present)──► SYNCING
+ *   SYNCING ──SYNC.FINISHED (access upgrade moved every account away)──► RETIRED
  *
  * - Breaker: only failures the bank or provider counts against the connection (credentials, SCA, bank
  *   rejection; see COUNTED_FAILURE_CODES) move toward a stop, counted by the provider's own counter when it
@@ -18,6 +19,10 @@
  * - Autosync (unattended) eligibility (seed 000, 002, PSD2 RTS Art. 36(5)(b)): stored credentials, consent
  *   not expired (calendar term in the provider's zone, computed by the engine), no web-scraping interface, not
  *   needing the user, not cooling down, fewer than 4 unattended accesses in the last 24 hours.
+ * - Access upgrades (finX 40001/40002/40003): accounts that moved to new accesses live on as connections in
+ *   linkedAccessIds. An old access left with no supported account is RETIRED (final: nothing left to sync,
+ *   no transition out; every request is refused with CONNECTION_RETIRED). One that keeps accounts stays a live connection (IDLE)
+ *   for them. An upgrade that moved nothing (40001, a new access method for the same access) needs the user.
  *
  * Pure: every event carries `at` (epoch ms); nothing reads a clock.
  */
@@ -72,6 +77,8 @@ export interface ConnectionContext {
   /** Accesses the provider created for this connection's accounts (finX 40002/40003). */
   linkedAccessIds: string[];
   lastSync: { syncId: string; status: 'COMPLETED' | 'FAILED'; outcome: SyncResult['outcome'] | null; errorCode: string | null; at: number } | null;
+  /** When an access upgrade retired this access (state RETIRED); null while it is live. */
+  retiredAt?: number | null;
 }
 
 export interface ConnectionInput {
@@ -103,6 +110,7 @@ export type ConnectionEvent =
 export type RefusalReason =
   | 'SYNC_ACTIVE'
   | 'CONNECTION_DISABLED'
+  | 'CONNECTION_RETIRED'
   | 'USER_REQUIRED'
   | 'NO_STORED_CREDENTIALS'
   | 'CONSENT_EXPIRED'
@@ -155,6 +163,24 @@ export function isRetired(context: Pick<ConnectionContext, 'connectionId' | 'acc
   return context.linkedAccessIds.length > 0 && accounts.length > 0 && accounts.every((a) => a.accessId !== context.connectionId || !a.supported);
 }
 
+/** The account mapping, access method and linked accesses after an access upgrade. */
+function afterUpgrade(
+  context: ConnectionContext,
+  upgrade: AccessUpgrade,
+): Pick<ConnectionContext, 'connectionId' | 'accounts' | 'accessMethodId' | 'linkedAccessIds'> {
+  const accounts = { ...context.accounts };
+  for (const account of upgrade.accounts) accounts[account.accountId] = { accessId: account.accessId, supported: account.supported };
+  const linked = upgrade.accounts
+    .map((a) => a.accessId)
+    .filter((id): id is string => id !== null && id !== context.connectionId && !context.linkedAccessIds.includes(id));
+  return {
+    connectionId: context.connectionId,
+    accounts,
+    accessMethodId: upgrade.newAccessMethodId ?? context.accessMethodId,
+    linkedAccessIds: [...context.linkedAccessIds, ...new Set(linked)],
+  };
+}
+
 /** Counted failures in a row after this failure: the provider's counter when published, else ours. */
 function countAfter(context: ConnectionContext, error: SyncError | null): number {
   if (error?.failureCount !== undefined) return error.failureCount;
@@ -203,7 +229,20 @@ export const connectionMachine = setup({
     /** The provider's preflight refused before any bank access: nothing failed at the bank, nothing counts. */
     refusedBeforeBankAccess: ({ event }) => finishedError(event)?.code === 'PREFLIGHT_REFUSED',
     refusalNeedsUser: ({ event }) => finishedError(event)?.userActionRequired === true,
+    notYetWarned: ({ context }) => context.consentWarnedAt == null,
     accessUpgraded: ({ event }) => finishedError(event)?.code === 'ACCESS_UPGRADE',
+    /** The upgrade leaves this access without a supported account: everything moved to the new accesses. */
+    upgradeRetires: ({ context, event }) => {
+      const upgrade = finishedError(event)?.upgrade;
+      return upgrade !== undefined && isRetired(afterUpgrade(context, upgrade));
+    },
+    /** The upgrade moved some accounts to new accesses and left this one others: it stays live for those. */
+    upgradeSplits: ({ context, event }) => {
+      const upgrade = finishedError(event)?.upgrade;
+      if (upgrade === undefined) return false;
+      const after = afterUpgrade(context, upgrade);
+      return after.linkedAccessIds.length > context.linkedAccessIds.length && !isRetired(after);
+    },
     /** One more counted failure could make the provider disable the connection (or lock the bank account). */
     reachesFailureLimit: ({ context, event }) =>
       event.type === 'SYNC.FINISHED' &&
@@ -278,18 +317,9 @@ export const connectionMachine = setup({
     }),
     applyUpgrade: assign(({ context, event }) => {
       const upgrade: AccessUpgrade | undefined = finishedError(event)?.upgrade;
-      if (!upgrade) return {};
-      const accounts = { ...context.accounts };
-      for (const account of upgrade.accounts) accounts[account.accountId] = { accessId: account.accessId, supported: account.supported };
-      const linked = upgrade.accounts
-        .map((a) => a.accessId)
-        .filter((id): id is string => id !== null && id !== context.connectionId && !context.linkedAccessIds.includes(id));
-      return {
-        accounts,
-        accessMethodId: upgrade.newAccessMethodId ?? context.accessMethodId,
-        linkedAccessIds: [...context.linkedAccessIds, ...new Set(linked)],
-      };
+      return upgrade ? afterUpgrade(context, upgrade) : {};
     }),
+    retire: assign({ retiredAt: ({ event }) => event.at, needsUser: null, cooldownUntil: null }),
     updateSettings: assign(({ context, event }) => {
       if (event.type !== 'SETTINGS.UPDATE') return {};
       return {
@@ -327,11 +357,13 @@ export const connectionMachine = setup({
     accounts: {},
     linkedAccessIds: [],
     lastSync: null,
+    retiredAt: null,
   }),
   initial: 'IDLE',
   on: {
     'SETTINGS.UPDATE': { actions: 'updateSettings' },
-    'CONSENT.WARNED': { actions: 'recordConsentWarning' },
+    // One warning per consent: a second report (another process, the hourly scan) changes nothing.
+    'CONSENT.WARNED': { guard: 'notYetWarned', actions: 'recordConsentWarning' },
   },
   states: {
     IDLE: {
@@ -355,6 +387,11 @@ export const connectionMachine = setup({
           { guard: 'providerDisabled', target: 'DISABLED', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'] },
           // One before the provider's own limit: a person decides whether to spend the last attempt.
           { guard: 'reachesFailureLimit', target: 'NEEDS_USER', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'stopBeforeProviderLimit'] },
+          // Everything moved to new accesses (which become connections): this access is retired, visibly.
+          { guard: and(['accessUpgraded', 'upgradeRetires']), target: 'RETIRED', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'retire'] },
+          // Some accounts moved, others stayed: a live connection for those, nothing for the user to do.
+          { guard: and(['accessUpgraded', 'upgradeSplits']), target: 'IDLE', actions: ['releaseLock', 'countFailure', 'applyUpgrade'] },
+          // Nothing moved (40001: a new access method for the same access): the user must look.
           { guard: 'accessUpgraded', target: 'NEEDS_USER', actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'] },
           { guard: 'userMustAct', target: 'NEEDS_USER', actions: ['releaseLock', 'countFailure', 'requireUser'] },
           // Transient failures: the lock is released; autosync tries again after the cooldown.
@@ -373,16 +410,19 @@ export const connectionMachine = setup({
         RECREATED: { target: 'IDLE', actions: 'resetForRecreation' },
       },
     },
+    /** An access upgrade moved every account to other accesses; kept (not deleted) so the app can see why. */
+    RETIRED: {},
   },
 });
 
 export type ConnectionMachine = typeof connectionMachine;
-export type ConnectionState = 'IDLE' | 'SYNCING' | 'NEEDS_USER' | 'DISABLED';
+export type ConnectionState = 'IDLE' | 'SYNCING' | 'NEEDS_USER' | 'DISABLED' | 'RETIRED';
 
 /** Why a sync request is refused in this state, or null when it would start. */
 export function refusalReason(state: ConnectionState, context: ConnectionContext, unattended: boolean, at: number): RefusalReason | null {
   if (state === 'SYNCING') return 'SYNC_ACTIVE';
   if (state === 'DISABLED') return 'CONNECTION_DISABLED';
+  if (state === 'RETIRED') return 'CONNECTION_RETIRED';
   if (!unattended) return null;
   if (state === 'NEEDS_USER') return 'USER_REQUIRED';
   return unattendedRefusal(context, at);

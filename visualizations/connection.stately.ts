@@ -11,6 +11,7 @@ export const connectionMachine = createMachine({
       actions: 'updateSettings',
     },
     'CONSENT.WARNED': {
+      guard: 'notYetWarned',
       actions: 'recordConsentWarning',
     },
   },
@@ -68,6 +69,16 @@ export const connectionMachine = createMachine({
             actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'stopBeforeProviderLimit'],
           },
           {
+            target: 'RETIRED',
+            guard: '(accessUpgraded && upgradeRetires)',
+            actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'retire'],
+          },
+          {
+            target: 'IDLE',
+            guard: '(accessUpgraded && upgradeSplits)',
+            actions: ['releaseLock', 'countFailure', 'applyUpgrade'],
+          },
+          {
             target: 'NEEDS_USER',
             guard: 'accessUpgraded',
             actions: ['releaseLock', 'countFailure', 'applyUpgrade', 'requireUser'],
@@ -101,5 +112,6 @@ export const connectionMachine = createMachine({
         },
       },
     },
+    RETIRED: {},
   },
 });

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { BanksyncError } from '../engine/errors.js';
 import { PACKAGE_VERSION } from '../package-info.js';
 import { registerDemo } from './commands/demo.js';
+import { registerPrune } from './commands/prune.js';
 import { registerSandbox } from './commands/sandbox.js';
 import { registerServe } from './commands/serve.js';
 import { registerStatus } from './commands/status.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerSandbox(program);
   registerWorker(program);
   registerStatus(program);
+  registerPrune(program);
   registerViz(program);
   registerServe(program);
   for (const command of program.commands) command.exitOverride().showHelpAfterError();

@@ -7,12 +7,14 @@
 import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Duration as LuxonDuration } from 'luxon';
 import { z } from 'zod';
 import type { SyncPolicy } from '../../machines/synchronization.js';
 import { BanksyncError } from '../engine/errors.js';
 import type { ProviderAuth, TokenResolver, AuthContext } from '../providers/auth.js';
 import { createAdapter, PROVIDER_FAMILIES, type ProviderFamily } from '../providers/registry.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import { MAX_BATCH_SIZE, MIN_RETENTION_MS, type Retention } from '../engine/retention.js';
 
 export class ConfigError extends BanksyncError {
   override readonly name = 'ConfigError';
@@ -91,6 +93,39 @@ const Policy = z
   .partial()
   .strict();
 
+/** A retention period: `"90d"`, `"36h"`, or ISO 8601 (`"P90D"`, `"PT36H"`); at least an hour. */
+const RetentionPeriod = z
+  .string()
+  .transform((text, ctx) => {
+    const short = /^(\d+)(d|h)$/.exec(text);
+    const ms = short ? Number(short[1]) * (short[2] === 'd' ? 24 : 1) * 3_600_000 : /^P/.test(text) ? LuxonDuration.fromISO(text).toMillis() : NaN;
+    if (!Number.isFinite(ms)) {
+      ctx.addIssue({ code: 'custom', message: 'must be a duration such as "90d", "36h" or "P90D"' });
+      return z.NEVER;
+    }
+    if (ms < MIN_RETENTION_MS) {
+      ctx.addIssue({ code: 'custom', message: 'must be at least 1 hour' });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const RetentionFile = z
+  .object({
+    finishedSyncs: RetentionPeriod,
+    transitions: RetentionPeriod,
+    effects: RetentionPeriod,
+    events: RetentionPeriod,
+    /** Rows per kind per store transaction. */
+    batchSize: z.number().int().positive().max(MAX_BATCH_SIZE),
+    /** Transactions per pruning run at most. */
+    maxBatches: z.number().int().positive().max(100_000),
+    /** When workers prune (graphile-worker crontab line, UTC); false: workers never prune. Default hourly. */
+    cron: z.union([z.string().regex(/^\S+( \S+){4}$/, 'must be a 5-field cron line such as "17 * * * *"'), z.literal(false)]),
+  })
+  .partial()
+  .strict();
+
 const ConfigFile = z
   .object({
     $schema: z.string().optional(),
@@ -103,6 +138,7 @@ const ConfigFile = z
       .optional(),
     webhooks: z.object({ secrets: z.partialRecord(z.enum(PROVIDER_FAMILIES), Secret).optional() }).strict().optional(),
     policy: Policy.optional(),
+    retention: RetentionFile.optional(),
   })
   .strict();
 
@@ -114,7 +150,11 @@ export interface BanksyncConfig {
   store?: { sqlite: string } | { postgres: { url: string; schema?: string } };
   webhookSecrets: Record<string, string>;
   policy: Partial<SyncPolicy>;
+  /** Retention overrides from the file (defaults: DEFAULT_RETENTION) and the workers' pruning schedule. */
+  retention?: RetentionSettings;
 }
+
+export type RetentionSettings = Partial<Retention> & { cron?: string | false };
 
 export interface ProviderSettings {
   baseUrl: string;
@@ -152,7 +192,17 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
     : 'sqlite' in file.store
       ? { sqlite: file.store.sqlite }
       : { postgres: { url: secret(file.store.postgres.url, 'store.postgres.url'), ...(file.store.postgres.schema ? { schema: file.store.postgres.schema } : {}) } };
-  return { providers, ...(store ? { store } : {}), webhookSecrets, policy: { ...PRODUCTION_POLICY, ...file.policy } };
+  const r = file.retention;
+  const retention: RetentionSettings | undefined = r && {
+    ...(r.finishedSyncs !== undefined ? { finishedSyncsMs: r.finishedSyncs } : {}),
+    ...(r.transitions !== undefined ? { transitionsMs: r.transitions } : {}),
+    ...(r.effects !== undefined ? { effectsMs: r.effects } : {}),
+    ...(r.events !== undefined ? { eventsMs: r.events } : {}),
+    ...(r.batchSize !== undefined ? { batchSize: r.batchSize } : {}),
+    ...(r.maxBatches !== undefined ? { maxBatches: r.maxBatches } : {}),
+    ...(r.cron !== undefined ? { cron: r.cron } : {}),
+  };
+  return { providers, ...(store ? { store } : {}), webhookSecrets, policy: { ...PRODUCTION_POLICY, ...file.policy }, ...(retention ? { retention } : {}) };
 }
 
 function providerSettings(family: ProviderFamily, file: ProviderFile, secret: (value: Secret, field: string) => string): ProviderSettings {

@@ -17,6 +17,8 @@ import type { TimerRecord } from '../stores/types.js';
 export const ACTIVATE_TASK = 'banksync.activate';
 /** A crontab task name: graphile-worker's crontab accepts `[_a-zA-Z][_a-zA-Z0-9:/_-]*` (no dot). */
 export const AUTOSYNC_TASK = 'banksync:autosync';
+/** Retention: deletes what is past retention in bounded batches (see src/engine/retention.ts). */
+export const PRUNE_TASK = 'banksync:prune';
 export const QUEUE_COUNT = 64;
 
 export interface ActivatePayload {

@@ -19,7 +19,8 @@ import { silentLogger, type Logger } from '../engine/logger.js';
 import type { TelemetryOptions } from '../engine/telemetry.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { PostgresStore } from '../stores/postgres.js';
-import { ACTIVATE_TASK, AUTOSYNC_TASK, GraphileDispatch, type ActivatePayload } from './graphile.js';
+import type { RetentionSettings } from '../config/index.js';
+import { ACTIVATE_TASK, AUTOSYNC_TASK, GraphileDispatch, PRUNE_TASK, type ActivatePayload } from './graphile.js';
 
 export const HEARTBEAT_MS = 2_000;
 export const DEAD_AFTER_MS = 15_000;
@@ -27,6 +28,8 @@ export const REAP_EVERY_MS = 5_000;
 export const POLL_INTERVAL_MS = 500;
 /** An active sync nothing has moved for this long gets a resume job (a lost job, a crash before enqueue). */
 export const STALE_AFTER_MS = 60_000;
+/** Workers prune once an hour (at minute 17, away from the autosync quarter hours); one worker runs each tick. */
+export const DEFAULT_PRUNE_CRON = '17 * * * *';
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -40,6 +43,11 @@ export interface WorkerOptions {
   logger?: Logger;
   /** Cron line for the daily autosync ticks; false disables it. Default every 15 minutes. */
   autosyncCron?: string | false;
+  /**
+   * Retention (DEFAULT_RETENTION for what is not given) and `cron`, when workers prune in bounded batches
+   * (default DEFAULT_PRUNE_CRON; false: never).
+   */
+  retention?: RetentionSettings;
   heartbeatMs?: number;
   deadAfterMs?: number;
   reapEveryMs?: number;
@@ -98,6 +106,11 @@ export async function createDispatchingEngine(options: Omit<WorkerOptions, 'conc
   };
 }
 
+function withoutCron(settings: RetentionSettings): Omit<RetentionSettings, 'cron'> {
+  const { cron: _cron, ...retention } = settings;
+  return retention;
+}
+
 function quietGraphileLogger(logger: Logger = silentLogger): GraphileLogger {
   return new GraphileLogger(() => (level, message) => {
     if (level === 'error') logger.error({ component: 'graphile-worker' }, message);
@@ -130,7 +143,13 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     ...(telemetry !== undefined ? { telemetry } : {}),
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
+    ...(options.retention ? { retention: withoutCron(options.retention) } : {}),
   });
+  const pruneCron = options.retention?.cron ?? DEFAULT_PRUNE_CRON;
+  const crontab = [
+    ...(options.autosyncCron === false ? [] : [`${options.autosyncCron ?? '*/15 * * * *'} ${AUTOSYNC_TASK}`]),
+    ...(pruneCron === false ? [] : [`${pruneCron} ${PRUNE_TASK}`]),
+  ].join('\n');
   const autosync = new AutosyncScheduler(engine, store);
   const graphileWorkerIds: string[] = [];
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
@@ -162,7 +181,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       useNodeTime: true,
       logger: graphileLogger,
       events,
-      crontab: options.autosyncCron === false ? '' : `${options.autosyncCron ?? '*/15 * * * *'} ${AUTOSYNC_TASK}`,
+      crontab,
       taskList: {
         [ACTIVATE_TASK]: async (payload) => {
           const { syncId, activation } = payload as ActivatePayload;
@@ -171,6 +190,10 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
         [AUTOSYNC_TASK]: async () => {
           const report = await autosync.tick(Date.now());
           logger.info({ ...report }, 'autosync tick');
+        },
+        [PRUNE_TASK]: async () => {
+          const { cutoffs: _cutoffs, ...report } = await engine.prune();
+          logger.info({ ...report }, 'retention: pruned');
         },
       },
     });

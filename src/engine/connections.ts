@@ -35,7 +35,10 @@ export interface ConnectionView extends ConnectionContext {
   consentExpiresAt: number | null;
   /** The consent runs out within 7 days: the app should ask the user to renew it. */
   consentExpiresSoon: boolean;
-  /** An access upgrade moved all its accounts to the connections in linkedAccessIds: autosync skips it. */
+  /**
+   * An access upgrade moved all its accounts to the connections in linkedAccessIds (state RETIRED, since
+   * `retiredAt`): nothing is synced here any more, the moved accounts are synced as those connections.
+   */
   retired: boolean;
 }
 
@@ -67,8 +70,25 @@ export class ConnectionService {
       nextAttemptAt: nextUnattendedAt(state, snapshot.context, now),
       consentExpiresAt: expiry,
       consentExpiresSoon: expiry !== null && expiry > now && expiry - now <= CONSENT_WARNING_MS,
-      retired: isRetired(snapshot.context),
+      retired: state === 'RETIRED' || isRetired(snapshot.context),
+      retiredAt: snapshot.context.retiredAt ?? null,
     };
+  }
+
+  /**
+   * Records the consent warning when the connection is inside the warning window and was not yet warned for
+   * this consent. Returns the warned view only to the one caller whose write recorded it (exactly once per
+   * consent, however many processes look), else null.
+   */
+  async warnConsentIfDue(view: ConnectionView): Promise<ConnectionView | null> {
+    const now = this.now();
+    const expiry = consentExpiry(view);
+    if (view.state === 'RETIRED' || expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || view.consentWarnedAt != null) return null;
+    const { view: warned, previous } = await this.apply(
+      { tenantId: view.tenantId, connectionId: view.connectionId, provider: view.provider },
+      { type: 'CONSENT.WARNED', at: now },
+    );
+    return previous !== null && previous.consentWarnedAt == null && warned.consentWarnedAt != null ? warned : null;
   }
 
   async get(tenantId: string, connectionId: string): Promise<ConnectionView | null> {

@@ -35,6 +35,7 @@ import type { Activation, Dispatch } from './dispatch.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
 import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
 import { SyncObserver, type TelemetryOptions } from './telemetry.js';
+import { DEFAULT_RETENTION, pruneStore, type PruneOptions, type PruneReport, type Retention } from './retention.js';
 
 export interface EngineOptions {
   store: Store;
@@ -67,6 +68,8 @@ export interface EngineOptions {
    * `@opentelemetry/api` is installed (no-ops unless an SDK registered them); false turns them off.
    */
   telemetry?: TelemetryOptions | false;
+  /** How long finished syncs, transitions, effects and events are kept (see `prune`). Default 90 days each. */
+  retention?: Partial<Retention>;
 }
 
 /**
@@ -208,6 +211,7 @@ export class SyncEngine {
   private readonly dispatch: Dispatch | undefined;
   private readonly cooldownCeilingMs: number | undefined;
   private readonly migrateSnapshot: EngineOptions['migrateSnapshot'];
+  private readonly retention: Retention;
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
@@ -235,6 +239,7 @@ export class SyncEngine {
     this.dispatch = options.dispatch;
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
+    this.retention = { ...DEFAULT_RETENTION, ...options.retention };
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.observer = new SyncObserver(this.logger, options.telemetry, () => this.store.countByStatus());
@@ -307,6 +312,14 @@ export class SyncEngine {
     const known = new Set(previous?.linkedAccessIds ?? []);
     const created = connection.linkedAccessIds.filter((id) => !known.has(id));
     if (created.length > 0) await this.adoptUpgradedAccesses(connection, created);
+    if (connection.state === 'RETIRED' && before !== 'RETIRED') this.events.emit('connection.retired', connection);
+    await this.warnConsent(connection);
+  }
+
+  /** Warns of a consent about to run out, once per consent, whoever first sees it inside the window. */
+  private async warnConsent(view: ConnectionView): Promise<void> {
+    const warned = await this.connections.warnConsentIfDue(view);
+    if (warned) this.events.emit('connection.consentExpiring', warned);
   }
 
   /**
@@ -352,7 +365,8 @@ export class SyncEngine {
         ...(rest.consentGrantedAt !== undefined ? { consentGrantedAt: rest.consentGrantedAt, consentExpiresAt: consentEnd ?? null } : {}),
       },
     );
-    return view;
+    await this.warnConsent(view);
+    return (await this.connections.get(tenantId, connectionId)) ?? view;
   }
 
   async getConnection(connectionId: string, options?: TenantOption): Promise<ConnectionView> {
@@ -375,10 +389,9 @@ export class SyncEngine {
       const context = record.context as ConnectionContext;
       const expiry = consentExpiry(context);
       if (expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || context.consentWarnedAt != null) continue;
-      const { view: updated } = await this.connections.apply(
-        { tenantId: record.tenantId, connectionId: record.connectionId, provider: record.provider },
-        { type: 'CONSENT.WARNED', at: this.clock.now() },
-      );
+      const view = await this.connections.get(record.tenantId, record.connectionId);
+      const updated = view && (await this.connections.warnConsentIfDue(view));
+      if (!updated) continue;
       this.events.emit('connection.consentExpiring', updated);
       warned++;
     }
@@ -394,6 +407,14 @@ export class SyncEngine {
     );
     this.events.emit('connection.updated', view);
     return view;
+  }
+
+  /**
+   * Deletes finished syncs, transitions, effects (and events) past retention in bounded batches; never an
+   * active sync or the newest sync of a connection. `{ dryRun: true }` only counts. Returns the counts.
+   */
+  async prune(options: PruneOptions = {}): Promise<PruneReport> {
+    return pruneStore(this.store, this.retention, options, this.clock.now());
   }
 
   /** Stops hosting actors. Durable state stays in the store; another engine can resume it. */
@@ -901,8 +922,11 @@ export class SyncEngine {
       });
       const failed = { ...record, status: 'FAILED' as const, active: false, snapshot, version, updatedAt: at };
       this.observer.committed(record, [{ from: stored.value === undefined ? null : stateName(stored.value), to: 'FAILED', event: 'engine.error', at }], { status: 'FAILED', errorCode: 'ENGINE_ERROR' }, at);
-      this.events.emit('sync.failed', toView(failed));
-      await this.finishConnection(failed);
+      try {
+        await this.finishConnection(failed);
+      } finally {
+        this.events.emit('sync.failed', toView(failed));
+      }
     } catch (error) {
       this.reportError(syncId, `could not record the failure of sync ${syncId}: ${(error as Error)?.message ?? String(error)}`, 'STORAGE_ERROR');
     }
@@ -1003,13 +1027,14 @@ export class SyncEngine {
       if (transitions.length > 0) this.events.emit('sync.updated', view);
       if (newChallenge) this.events.emit('sync.awaitingUser', view);
       if (finished) {
-        this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
         try {
           await this.finishConnection({ ...runtime.record, status, active: false, snapshot: persisted, version: runtime.version });
         } catch (error) {
           // The sync's outcome is committed; start() settles the connection if this write was lost.
           this.logger.error({ syncId: runtime.record.syncId, err: (error as Error)?.message }, 'connection update failed');
         }
+        // After the connection's update: a listener reading the connection sees the outcome.
+        this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
       }
     });
   }

@@ -22,10 +22,15 @@ export interface EngineEvents {
   'connection.updated': ConnectionView;
   /** Automatic syncs stopped until the user is present (SCA met unattended, credentials, the breaker's stop...). */
   'connection.needsUser': ConnectionView;
-  /** The consent runs out within CONSENT_WARNING_MS: the user should renew it (sent once per consent). */
+  /**
+   * The consent runs out within CONSENT_WARNING_MS: the user should renew it. Sent once per consent, by
+   * whatever first sees the connection inside the window (a finished sync, a settings change, the autosync scan).
+   */
   'connection.consentExpiring': ConnectionView;
   /** An access upgrade moved accounts to new provider accesses; each became a connection (see `created`). */
   'connection.upgraded': { from: ConnectionView; created: ConnectionView[] };
+  /** An access upgrade moved every account of this access to new ones (state RETIRED): it is never synced again. */
+  'connection.retired': ConnectionView;
   /** Something went wrong that no caller is waiting for: a sync failed by the engine, a lost commit. */
   'engine.error': EngineErrorEvent;
 }

@@ -16,6 +16,8 @@ import {
   type ConnectionRecord,
   type EffectRecord,
   type NewSync,
+  type PruneCounts,
+  type PruneRequest,
   type Store,
   type SyncFilter,
   type SyncRecord,
@@ -286,6 +288,64 @@ export class MemoryStore implements Store {
       .filter((c) => (filter.tenantId === undefined || c.tenantId === filter.tenantId) && (filter.provider === undefined || c.provider === filter.provider) && (filter.state === undefined || c.state === filter.state))
       .sort((a, b) => (a.tenantId === b.tenantId ? a.connectionId.localeCompare(b.connectionId) : a.tenantId.localeCompare(b.tenantId)));
     return structuredClone(filter.limit === undefined ? all : all.slice(0, Math.max(0, Math.floor(filter.limit))));
+  }
+
+  async prune(request: PruneRequest): Promise<PruneCounts> {
+    this.#open();
+    const limit = clampLimit(request.limit);
+    const { finishedSyncs, transitions: transitionsBefore, effects: effectsBefore } = request.cutoffs;
+    const counts: PruneCounts = { syncs: 0, transitions: 0, effects: 0, timers: 0 };
+    // The newest sync of each connection stays (the connection machine may still point at it).
+    const newest = new Map<string, SyncRecord>();
+    for (const s of this.#syncs.values()) {
+      const key = activeKey(s.tenantId, s.connectionId);
+      const best = newest.get(key);
+      if (best === undefined || newestFirst(s, best) < 0) newest.set(key, s);
+    }
+    const byAge = (a: SyncRecord, b: SyncRecord) => cmp(a.updatedAt, b.updatedAt) || cmp(a.syncId, b.syncId);
+    const doomed = finishedSyncs === undefined
+      ? []
+      : [...this.#syncs.values()]
+          .filter((s) => !s.active && s.updatedAt < finishedSyncs && newest.get(activeKey(s.tenantId, s.connectionId)) !== s)
+          .sort(byAge)
+          .slice(0, limit);
+    const gone = new Set(doomed.map((s) => s.syncId));
+    counts.syncs = doomed.length;
+    for (const id of gone) {
+      counts.transitions += this.#transitions.get(id)?.length ?? 0;
+      counts.timers += this.#timers.get(id)?.size ?? 0;
+    }
+    const doomedEffects = [...this.#effects.values()].filter((e) => gone.has(e.syncId));
+    const finished = (syncId: string) => !gone.has(syncId) && this.#syncs.get(syncId)?.active === false;
+    // Old rows of finished syncs that are kept, oldest first, at most `limit` of each kind.
+    const oldTransitions = transitionsBefore === undefined
+      ? []
+      : [...this.#transitions.entries()]
+          .filter(([syncId]) => finished(syncId))
+          .flatMap(([, rows]) => rows.filter((t) => t.at < transitionsBefore))
+          .sort((a, b) => cmp(a.at, b.at) || cmp(a.syncId, b.syncId) || cmp(a.seq, b.seq))
+          .slice(0, limit);
+    const effectAt = (e: EffectRecord) => e.finishedAt ?? e.startedAt ?? e.createdAt;
+    const oldEffects = effectsBefore === undefined
+      ? []
+      : [...this.#effects.values()]
+          .filter((e) => finished(e.syncId) && effectAt(e) < effectsBefore)
+          .sort((a, b) => cmp(effectAt(a), effectAt(b)) || cmp(a.effectKey, b.effectKey))
+          .slice(0, limit);
+    counts.transitions += oldTransitions.length;
+    counts.effects = doomedEffects.length + oldEffects.length;
+    if (request.dryRun) return counts;
+    for (const id of gone) {
+      this.#syncs.delete(id);
+      this.#transitions.delete(id);
+      this.#timers.delete(id);
+    }
+    for (const e of [...doomedEffects, ...oldEffects]) this.#effects.delete(e.effectKey);
+    const dropped = new Set(oldTransitions);
+    for (const syncId of new Set(oldTransitions.map((t) => t.syncId))) {
+      this.#transitions.set(syncId, (this.#transitions.get(syncId) ?? []).filter((t) => !dropped.has(t)));
+    }
+    return counts;
   }
 
   async close(): Promise<void> {

@@ -17,6 +17,8 @@ import {
   type EffectRecord,
   type EffectState,
   type NewSync,
+  type PruneCounts,
+  type PruneRequest,
   type Store,
   type SyncFilter,
   type SyncRecord,
@@ -111,6 +113,17 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
         started_at          BIGINT NOT NULL,
         heartbeat_at        BIGINT NOT NULL
       );
+    `,
+  },
+  {
+    version: 3,
+    name: 'retention indexes',
+    sql: (s) => `
+      -- prune(): finished syncs by age, the newest sync of a connection, old rows of finished syncs.
+      CREATE INDEX syncs_finished_updated_at ON ${s}.syncs (updated_at) WHERE NOT active;
+      CREATE INDEX syncs_connection_created_at ON ${s}.syncs (tenant_id, connection_id, created_at);
+      CREATE INDEX transitions_at ON ${s}.transitions (at);
+      CREATE INDEX effects_settled_at ON ${s}.effects ((COALESCE(finished_at, started_at, created_at)));
     `,
   },
 ];
@@ -499,6 +512,63 @@ export class PostgresStore implements Store {
   }
 
   /** Drops the schema (tests use a throwaway schema per store). */
+  async prune(request: PruneRequest): Promise<PruneCounts> {
+    const limit = Math.max(0, Math.floor(request.limit));
+    const { finishedSyncs, transitions, effects } = request.cutoffs;
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const counts: PruneCounts = { syncs: 0, transitions: 0, effects: 0, timers: 0 };
+      if (finishedSyncs !== undefined && limit > 0) {
+        // Finished, old, and not the newest sync of its connection (the connection may still point at it).
+        // SKIP LOCKED: pruners in several workers take disjoint batches.
+        const { rows } = await client.query<{ sync_id: string }>(
+          `SELECT s.sync_id FROM ${this.t('syncs')} s
+            WHERE NOT s.active AND s.updated_at < $1
+              AND EXISTS (SELECT 1 FROM ${this.t('syncs')} n WHERE n.tenant_id = s.tenant_id AND n.connection_id = s.connection_id
+                            AND (n.created_at > s.created_at OR (n.created_at = s.created_at AND n.sync_id > s.sync_id)))
+            ORDER BY s.updated_at, s.sync_id LIMIT $2
+            FOR UPDATE OF s SKIP LOCKED`,
+          [finishedSyncs, limit],
+        );
+        const ids = rows.map((r) => r.sync_id);
+        if (ids.length > 0) {
+          const del = async (table: string) => (await client.query(`DELETE FROM ${this.t(table)} WHERE sync_id = ANY($1::text[])`, [ids])).rowCount ?? 0;
+          counts.timers = await del('timers');
+          counts.effects = await del('effects');
+          counts.transitions = await del('transitions');
+          counts.syncs = await del('syncs');
+        }
+      }
+      if (transitions !== undefined && limit > 0) {
+        const result = await client.query(
+          `DELETE FROM ${this.t('transitions')} WHERE (sync_id, seq) IN (
+             SELECT t.sync_id, t.seq FROM ${this.t('transitions')} t JOIN ${this.t('syncs')} s ON s.sync_id = t.sync_id
+              WHERE NOT s.active AND t.at < $1 ORDER BY t.at LIMIT $2 FOR UPDATE OF t SKIP LOCKED)`,
+          [transitions, limit],
+        );
+        counts.transitions += result.rowCount ?? 0;
+      }
+      if (effects !== undefined && limit > 0) {
+        const result = await client.query(
+          `DELETE FROM ${this.t('effects')} WHERE effect_key IN (
+             SELECT e.effect_key FROM ${this.t('effects')} e JOIN ${this.t('syncs')} s ON s.sync_id = e.sync_id
+              WHERE NOT s.active AND COALESCE(e.finished_at, e.started_at, e.created_at) < $1
+              ORDER BY COALESCE(e.finished_at, e.started_at, e.created_at) LIMIT $2 FOR UPDATE OF e SKIP LOCKED)`,
+          [effects, limit],
+        );
+        counts.effects += result.rowCount ?? 0;
+      }
+      await client.query(request.dryRun ? 'ROLLBACK' : 'COMMIT');
+      return counts;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
   async dropSchema(): Promise<void> {
     await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
   }

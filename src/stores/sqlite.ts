@@ -16,6 +16,8 @@ import {
   type EffectRecord,
   type EffectState,
   type NewSync,
+  type PruneCounts,
+  type PruneRequest,
   type Store,
   type SyncFilter,
   type SyncRecord,
@@ -103,6 +105,17 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
         PRIMARY KEY (tenant_id, connection_id)
       );
       CREATE INDEX connections_state ON connections (state);
+    `,
+  },
+  {
+    version: 3,
+    name: 'retention indexes',
+    sql: `
+      -- prune(): finished syncs by age, the newest sync of a connection, old rows of finished syncs.
+      CREATE INDEX syncs_finished_updated_at ON syncs (updated_at) WHERE active = 0;
+      CREATE INDEX syncs_connection_created_at ON syncs (tenant_id, connection_id, created_at);
+      CREATE INDEX transitions_at ON transitions (at);
+      CREATE INDEX effects_settled_at ON effects (COALESCE(finished_at, started_at, created_at));
     `,
   },
 ];
@@ -607,7 +620,71 @@ export class SqliteStore implements Store {
     return this.db.prepare<[Record<string, unknown>], ConnectionRow>(sql).all(params).map(toConnection);
   }
 
+  async prune(request: PruneRequest): Promise<PruneCounts> {
+    const limit = Math.max(0, Math.floor(request.limit));
+    const { finishedSyncs, transitions, effects } = request.cutoffs;
+    const db = this.db;
+    const work = db.transaction((): PruneCounts => {
+      const counts: PruneCounts = { syncs: 0, transitions: 0, effects: 0, timers: 0 };
+      if (finishedSyncs !== undefined && limit > 0) {
+        // Finished, old, and not the newest sync of its connection (the connection may still point at it).
+        const ids = db
+          .prepare<[number, number], string>(
+            `SELECT s.sync_id FROM syncs s
+              WHERE s.active = 0 AND s.updated_at < ?
+                AND EXISTS (SELECT 1 FROM syncs n WHERE n.tenant_id = s.tenant_id AND n.connection_id = s.connection_id
+                              AND (n.created_at > s.created_at OR (n.created_at = s.created_at AND n.sync_id > s.sync_id)))
+              ORDER BY s.updated_at, s.sync_id LIMIT ?`,
+          )
+          .pluck()
+          .all(finishedSyncs, limit);
+        if (ids.length > 0) {
+          const list = JSON.stringify(ids);
+          const inList = 'sync_id IN (SELECT value FROM json_each(?))';
+          counts.timers = db.prepare(`DELETE FROM timers WHERE ${inList}`).run(list).changes;
+          counts.effects = db.prepare(`DELETE FROM effects WHERE ${inList}`).run(list).changes;
+          counts.transitions = db.prepare(`DELETE FROM transitions WHERE ${inList}`).run(list).changes;
+          counts.syncs = db.prepare(`DELETE FROM syncs WHERE ${inList}`).run(list).changes;
+        }
+      }
+      if (transitions !== undefined && limit > 0) {
+        counts.transitions += db
+          .prepare(
+            `DELETE FROM transitions WHERE rowid IN (
+               SELECT t.rowid FROM transitions t JOIN syncs s ON s.sync_id = t.sync_id
+                WHERE s.active = 0 AND t.at < ? ORDER BY t.at LIMIT ?)`,
+          )
+          .run(transitions, limit).changes;
+      }
+      if (effects !== undefined && limit > 0) {
+        counts.effects += db
+          .prepare(
+            `DELETE FROM effects WHERE effect_key IN (
+               SELECT e.effect_key FROM effects e JOIN syncs s ON s.sync_id = e.sync_id
+                WHERE s.active = 0 AND COALESCE(e.finished_at, e.started_at, e.created_at) < ?
+                ORDER BY COALESCE(e.finished_at, e.started_at, e.created_at) LIMIT ?)`,
+          )
+          .run(effects, limit).changes;
+      }
+      if (request.dryRun) throw new DryRunRollback(counts);
+      return counts;
+    });
+    try {
+      return work.immediate();
+    } catch (error) {
+      if (error instanceof DryRunRollback) return error.counts;
+      throw toStorageError(error, 'sqlite prune');
+    }
+  }
+
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+  }
+}
+
+/** Thrown inside a dry-run transaction so better-sqlite3 rolls it back; carries what would have gone. */
+class DryRunRollback extends Error {
+  constructor(readonly counts: PruneCounts) {
+    super('dry run');
   }
 }

@@ -132,6 +132,45 @@ export interface SyncFilter {
   limit?: number;
 }
 
+/**
+ * What `Store.prune` may delete, by kind: the cutoff (epoch ms) before which rows of that kind are old enough.
+ * A kind without a cutoff is left alone. Kinds a store does not hold (e.g. `events` before the event log
+ * exists) are ignored; a store that adds a table adds its kind here and to its pruners.
+ */
+export interface PruneCutoffs {
+  /** Finished syncs whose last update (their finish) is older: deleted with their timers, effects and transitions. */
+  finishedSyncs?: number;
+  /** Transition rows of finished syncs recorded before this (the sync itself is kept). */
+  transitions?: number;
+  /** Effect journal rows (DONE/FAILED) of finished syncs finished before this. */
+  effects?: number;
+  /** The durable event log, once a store has one. */
+  events?: number;
+}
+export type PruneKind = keyof PruneCutoffs;
+
+export interface PruneRequest {
+  cutoffs: PruneCutoffs;
+  /** At most this many rows per kind in this call (one bounded transaction); call again while a count hits it. */
+  limit: number;
+  /** Count what would go, in a transaction that is rolled back; nothing changes. */
+  dryRun?: boolean;
+}
+
+/**
+ * Rows deleted (or, dry, that would be) per kind. `syncs` counts finished syncs; `transitions` and
+ * `effects` include the rows of those syncs. A kind counts at most `limit` rows of its own (the rows that
+ * go with a deleted sync come on top).
+ */
+export interface PruneCounts {
+  syncs: number;
+  transitions: number;
+  effects: number;
+  timers: number;
+  /** Set by a store that holds a durable event log. */
+  events?: number;
+}
+
 export interface Store {
   readonly kind: 'memory' | 'sqlite' | 'postgres';
   /** Single-flight: creates the sync unless the connection already has an active one, which is returned instead. */
@@ -160,5 +199,11 @@ export interface Store {
   saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number>;
   /** Ordered by tenantId, connectionId. */
   listConnections(filter?: ConnectionFilter): Promise<ConnectionRecord[]>;
+  /**
+   * Retention: deletes, in one bounded transaction, what is past its cutoff. Never touches an active sync or
+   * anything of one, and never the newest sync of a connection (the connection machine may still point at it:
+   * a lock left by a crash is settled from it). Idempotent; safe to run from several processes at once.
+   */
+  prune(request: PruneRequest): Promise<PruneCounts>;
   close(): Promise<void>;
 }

@@ -68,6 +68,26 @@ describe('parseConfig', () => {
   });
 });
 
+describe('retention', () => {
+  it('reads durations ("90d", "36h", ISO 8601), batch size and the workers\' cron; absent means the defaults', () => {
+    expect(parseConfig(full, env).retention).toBeUndefined();
+    const config = parseConfig({ ...full, retention: { finishedSyncs: '30d', transitions: 'PT36H', effects: '36h', events: 'P1M', batchSize: 200, cron: false } }, env);
+    expect(config.retention).toEqual({ finishedSyncsMs: 30 * 86_400_000, transitionsMs: 36 * 3_600_000, effectsMs: 36 * 3_600_000, eventsMs: 30 * 86_400_000, batchSize: 200, cron: false });
+  });
+
+  it.each([
+    [{ finishedSyncs: '30m' }, 'retention.finishedSyncs'],
+    [{ transitions: 'PT10M' }, 'retention.transitions'],
+    [{ effects: 90 }, 'retention.effects'],
+    [{ batchSize: 0 }, 'retention.batchSize'],
+    [{ batchSize: 1_000_000 }, 'retention.batchSize'],
+    [{ cron: 'hourly' }, 'retention.cron'],
+    [{ keepForever: true }, 'retention'],
+  ])('rejects %j naming %s', (retention, field) => {
+    expect(configError(() => parseConfig({ ...full, retention }, env)).issues.join(' ')).toContain(field);
+  });
+});
+
 describe('loadConfig and adaptersFromConfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'banksync-config-'));
 

@@ -42,8 +42,9 @@ describe('finX end to end over HTTP (engine + SQLite + sandbox + webhooks)', () 
     const upgrade = final.error!.upgrade!;
     expect(upgrade.accounts.length).toBeGreaterThan(0);
     const connection = await harness.engine.getConnection(access.id);
-    expect(connection.state).toBe('NEEDS_USER');
-    expect(connection.needsUser?.reason).toBe('ACCESS_UPGRADE');
+    // The old access kept accounts: it stays a live connection for them (not parked waiting for a person);
+    // the moved accounts became connections of their own.
+    expect(connection).toMatchObject({ state: 'IDLE', needsUser: null, retired: false });
     for (const account of upgrade.accounts) expect(connection.accounts[account.accountId]).toEqual({ accessId: account.accessId, supported: account.supported });
     expect(connection.linkedAccessIds.length).toBeGreaterThan(0);
     // The sandbox now wants SCA on that access: with the user present, the next sync asks for a TAN and completes.

@@ -120,7 +120,7 @@ describe('connection machine in the engine', () => {
     expect((await finish('c', true)).status).toBe('COMPLETED');
   });
 
-  it('remaps accounts on an access upgrade and asks for the user before the next sync', async () => {
+  it('remaps accounts on an access upgrade; the old access stays live for the account it kept, without waiting for the user', async () => {
     const upgrade: Observation = {
       status: 'FAILED',
       error: {
@@ -143,13 +143,15 @@ describe('connection machine in the engine', () => {
     await finish('c');
     const connection = await engine.getConnection('c');
     expect(connection).toMatchObject({
-      state: 'NEEDS_USER',
-      needsUser: { reason: 'ACCESS_UPGRADE' },
+      state: 'IDLE',
+      needsUser: null,
+      retired: false,
       accessMethodId: 'PSD2_API',
       accounts: { giro: { accessId: 'access-new', supported: true }, savings: { accessId: 'c', supported: true } },
       linkedAccessIds: ['access-new'],
     });
-    expect(await refusal(engine.requestSync({ connectionId: 'c', provider: 'fake', unattended: true }))).toBe('USER_REQUIRED');
+    // no stored credentials were registered: autosync is refused for that, not because a user is needed
+    expect(await refusal(engine.requestSync({ connectionId: 'c', provider: 'fake', unattended: true }))).toBe('NO_STORED_CREDENTIALS');
   });
 
   it('settles a lock left behind by a crash between the sync commit and the connection update', async () => {

@@ -245,22 +245,47 @@ describe('#13.6 access upgrades', () => {
     engine.events.on('connection.upgraded', ({ from, created }) => upgrades.push([from.connectionId, ...created.map((c) => c.connectionId)]));
     await finish('c');
     const old = await engine.getConnection('c');
-    expect(old).toMatchObject({ state: 'NEEDS_USER', needsUser: { reason: 'ACCESS_UPGRADE' }, linkedAccessIds: ['access-new'] });
+    // the savings account stayed: the old access is a live connection for it, not stuck waiting for a person
+    expect(old).toMatchObject({ state: 'IDLE', needsUser: null, linkedAccessIds: ['access-new'], retired: false, retiredAt: null });
     const moved = await engine.getConnection('access-new');
     expect(moved).toMatchObject({ tenantId: 'default', provider: 'fake', state: 'IDLE', storedCredentials: true, consentGrantedAt: old.consentGrantedAt, autosyncRefusal: null });
     expect(upgrades).toEqual([['c', 'access-new']]);
-    // the savings account stayed: the old connection lives on
-    expect(old.retired).toBe(false);
+  });
+
+  it('an old access that keeps accounts stays autosynced, and so is the new one', async () => {
+    const upgrade = multiAccessUpgrade([{ accountId: 'giro', accessId: 'access-new', supported: true }, { accountId: 'savings', accessId: 'c', supported: true }]);
+    const { clock, engine, store, finish, eligible, advance } = setup({ poll: [upgrade, completed, completed, completed] });
+    await eligible();
+    await finish('c');
+    const scheduler = new AutosyncScheduler(engine, store);
+    const started = new Set<string>();
+    engine.events.on('connection.updated', (view) => {
+      if (view.state === 'SYNCING') started.add(view.connectionId);
+    });
+    const end = clock.now() + 2 * DAY;
+    for (let t = clock.now() + HOUR; t < end; t += HOUR) {
+      clock.set(t);
+      await scheduler.tick(t);
+      await settle();
+      await advance(1_000);
+    }
+    expect([...started].sort()).toEqual(['access-new', 'c']);
   });
 
   it('an old access left without accounts is retired visibly and never autosynced again; the new one is', async () => {
     const upgrade = multiAccessUpgrade([{ accountId: 'giro', accessId: 'access-new', supported: true }]);
     const { clock, engine, store, finish, eligible } = setup({ poll: [upgrade, completed] });
     await eligible();
+    const retired: string[] = [];
+    engine.events.on('connection.retired', (view) => retired.push(`${view.connectionId}:${view.state}`));
+    const at = clock.now();
     await finish('c');
-    expect(await engine.getConnection('c')).toMatchObject({ retired: true, linkedAccessIds: ['access-new'] });
-    // even after the user syncs it once more (IDLE again), autosync leaves it alone
-    await finish('c');
+    const old = await engine.getConnection('c');
+    expect(old).toMatchObject({ state: 'RETIRED', retired: true, needsUser: null, linkedAccessIds: ['access-new'], autosyncRefusal: 'CONNECTION_RETIRED' });
+    expect(old.retiredAt).toBeGreaterThanOrEqual(at);
+    expect(retired).toEqual(['c:RETIRED']);
+    // a person cannot sync it either: there is nothing left on it (the accounts are synced as access-new)
+    expect((await rejection(engine.requestSync({ connectionId: 'c', provider: 'fake' }))).issues).toEqual(['CONNECTION_RETIRED']);
     const scheduler = new AutosyncScheduler(engine, store);
     const started: string[] = [];
     engine.events.on('connection.updated', (view) => {
@@ -320,5 +345,78 @@ describe('#13.7 consent in calendar time (Europe/Berlin)', () => {
     expect(todayOf(Date.parse('2026-06-30T23:30:00.000Z'))).toBe('2026-07-01');
     expect(todayOf(Date.parse('2026-06-30T21:59:59.999Z'))).toBe('2026-06-30');
     expect(DateTime.fromISO('2026-07-01', { zone: 'Europe/Berlin' }).toMillis()).toBe(Date.parse('2026-06-30T22:00:00.000Z'));
+  });
+});
+
+describe('#13.7 consent warning: raised by whatever first sees the connection inside the window, once per consent', () => {
+  it('a sync that finishes inside the window warns at once (no autosync scan runs); later syncs do not warn again', async () => {
+    const { clock, engine, finish, eligible } = setup({ poll: [completed, completed, completed] });
+    await eligible();
+    const expiry = (await engine.getConnection('c')).consentExpiresAt!;
+    const warnings: { id: string; warnedAt: number | null }[] = [];
+    engine.events.on('connection.consentExpiring', (view) => warnings.push({ id: view.connectionId, warnedAt: view.consentWarnedAt }));
+    // a sync a day before the window: no warning
+    clock.set(expiry - 8 * DAY);
+    await finish('c');
+    expect(warnings).toEqual([]);
+    // first sync inside the window warns, and the stored connection records it
+    clock.set(expiry - 6 * DAY);
+    await finish('c');
+    expect(warnings).toHaveLength(1);
+    expect((await engine.getConnection('c')).consentWarnedAt).toBe(warnings[0]!.warnedAt);
+    clock.set(expiry - 5 * DAY);
+    await finish('c');
+    expect(warnings).toHaveLength(1);
+  });
+
+  it('registering a consent already inside the window warns; a renewed consent warns again in its own window; the scan adds none', async () => {
+    const { clock, engine, store } = setup({});
+    const warnings: number[] = [];
+    engine.events.on('connection.consentExpiring', (view) => warnings.push(view.consentExpiresAt!));
+    const granted = clock.now() - 85 * DAY;
+    const view = await engine.registerConnection({ connectionId: 'c', provider: 'fake', storedCredentials: true, consentGrantedAt: granted });
+    expect(warnings).toEqual([view.consentExpiresAt]);
+    expect(view.consentWarnedAt).toBe(clock.now());
+    const scheduler = new AutosyncScheduler(engine, store);
+    await scheduler.tick(clock.now());
+    expect(warnings).toHaveLength(1);
+    // renewed: the next warning comes 7 days before the new end, from the hourly scan, over simulated days
+    const renewed = await engine.registerConnection({ connectionId: 'c', provider: 'fake', consentGrantedAt: clock.now() });
+    expect(renewed.consentWarnedAt).toBeNull();
+    for (let t = clock.now(); t < renewed.consentExpiresAt!; t += 12 * HOUR) {
+      clock.set(t);
+      await scheduler.tick(t);
+    }
+    expect(warnings).toEqual([view.consentExpiresAt, renewed.consentExpiresAt]);
+  });
+
+  it('two engines on one store looking at the same moment warn once between them', async () => {
+    const { clock, engine, store, adapter } = setup({});
+    const other = createEngine({ store, providers: { fake: adapter }, clock });
+    await engine.registerConnection({ connectionId: 'c', provider: 'fake', storedCredentials: true, consentGrantedAt: clock.now() });
+    const expiry = (await engine.getConnection('c')).consentExpiresAt!;
+    let warnings = 0;
+    engine.events.on('connection.consentExpiring', () => warnings++);
+    other.events.on('connection.consentExpiring', () => warnings++);
+    clock.set(expiry - DAY);
+    await Promise.all([engine.warnExpiringConsents(), other.warnExpiringConsents()]);
+    expect(warnings).toBe(1);
+  });
+});
+
+describe('sync.completed / sync.failed come after the connection is updated', () => {
+  it('a listener reading the connection in the event handler sees the outcome', async () => {
+    const outage = new ProviderError('503', { code: 'PROVIDER_UNAVAILABLE', retryable: true });
+    const { engine, finish, eligible } = setup({ trigger: [{ providerRef: 'r', observation: completed }, outage] });
+    await eligible();
+    const seen: Promise<string>[] = [];
+    const read = (kind: string) => (view: { syncId: string; connectionId: string }) => {
+      seen.push(engine.getConnection(view.connectionId).then((c) => `${kind}:${c.state}:${c.lastSync?.syncId === view.syncId}:${c.activeSyncId}`));
+    };
+    engine.events.on('sync.completed', read('completed'));
+    engine.events.on('sync.failed', read('failed'));
+    await finish('c');
+    await finish('c');
+    expect(await Promise.all(seen)).toEqual(['completed:IDLE:true:null', 'failed:IDLE:true:null']);
   });
 });

@@ -104,6 +104,17 @@ export function multiUpgrade(connectionId = ELIGIBLE.connectionId, newAccessId =
     ],
   };
 }
+/** finX 40002 that moves every account of this access to new accesses. */
+export function movedAway(): AccessUpgrade {
+  return {
+    kind: 'MULTI_ACCESS',
+    newAccessMethodId: 'method-psd2',
+    accounts: [
+      { accountId: 'acc-giro', accessId: 'access-2', supported: true },
+      { accountId: 'acc-savings', accessId: 'access-3', supported: true },
+    ],
+  };
+}
 /** finX 40003: the savings account is not supported by the new access method any more. */
 export function partialUpgrade(connectionId = ELIGIBLE.connectionId): AccessUpgrade {
   return {
@@ -261,6 +272,7 @@ export function referenceStep(
         },
       };
     case 'CONSENT.WARNED':
+      if (ctx.consentWarnedAt != null) return same;
       return { state, ctx: { ...ctx, consentWarnedAt: event.at } };
     case 'RECREATED':
       if (state !== 'DISABLED') return same;
@@ -325,6 +337,15 @@ export function referenceStep(
       const mustAct = error !== null && (error.code === 'ACCESS_UPGRADE' || error.userActionRequired || !error.retryable);
       const next: ConnectionContext = { ...released, lastSync, consecutiveFailures: failures };
       if (error?.upgrade && !(disabled && KNOWN_BUGS.upgradeDroppedWhenDisabled)) Object.assign(next, remap(ctx, error.upgrade));
+      if (!disabled && !stopped && error?.code === 'ACCESS_UPGRADE' && error.upgrade) {
+        // every account of this access moved away (or lost support): retired, visibly and for good
+        const own = Object.values(next.accounts).filter((a) => a.accessId === ctx.connectionId && a.supported);
+        if (next.linkedAccessIds.length > 0 && Object.keys(next.accounts).length > 0 && own.length === 0) {
+          return { state: 'RETIRED', ctx: { ...next, retiredAt: event.at, needsUser: null, cooldownUntil: null } };
+        }
+        // some accounts moved to new accesses, others stayed: a live connection for those, no user needed
+        if (next.linkedAccessIds.length > ctx.linkedAccessIds.length) return { state: 'IDLE', ctx: next };
+      }
       if (stopped) {
         next.needsUser = { reason: 'FAILURE_LIMIT', message: expect.stringContaining(`${failures} failed syncs in a row`) as string, at: event.at };
       } else if (disabled || mustAct) {

@@ -35,6 +35,7 @@ import {
   directUpgrade,
   ELIGIBLE,
   KNOWN_BUGS,
+  movedAway,
   multiUpgrade,
   partialUpgrade,
   recentAccesses,
@@ -170,6 +171,8 @@ const OUTCOMES = [
   { name: '40001', status: 'FAILED', error: upgradeError(directUpgrade(), '40001') },
   { name: '40002', status: 'FAILED', error: upgradeError(multiUpgrade(), '40002') },
   { name: '40003', status: 'FAILED', error: upgradeError(partialUpgrade(), '40003') },
+  // every account moves to new accesses: the old access is retired
+  { name: '40002-all', status: 'FAILED', error: upgradeError(movedAway(), '40002') },
 ] as const satisfies ReadonlyArray<{ name: string; status: 'COMPLETED' | 'FAILED'; error: SyncError | null; policy?: { providerFailureLimit?: number } }>;
 /** Outcomes that cool the connection down; offered only a few times in a row to keep the graph finite. */
 const COOLING: readonly Outcome[] = ['unavailable', 'no-error', 'rate-limited-1h'];
@@ -605,6 +608,7 @@ function coveredBy(paths: Path[]): { transitions: Set<string>; refusals: Set<str
 const ALL_REFUSALS: RefusalReason[] = [
   'SYNC_ACTIVE',
   'CONNECTION_DISABLED',
+  'CONNECTION_RETIRED',
   'USER_REQUIRED',
   'NO_STORED_CREDENTIALS',
   'CONSENT_EXPIRED',
@@ -625,7 +629,7 @@ describe('connection machine model (xstate/graph)', () => {
 
   it('the static inventory sees every state node and every guarded branch, root-level `on` included', () => {
     const viaGraph = [realMachine.root, ...getStateNodes(realMachine.root)].map((n: AnyStateNode) => n.id).sort();
-    expect(viaGraph).toEqual(['connection', 'connection.DISABLED', 'connection.IDLE', 'connection.NEEDS_USER', 'connection.SYNCING']);
+    expect(viaGraph).toEqual(['connection', 'connection.DISABLED', 'connection.IDLE', 'connection.NEEDS_USER', 'connection.RETIRED', 'connection.SYNCING']);
     expect([...new Set(TRANSITIONS.map((t) => t.source))].every((id) => viaGraph.includes(id))).toBe(true);
     const lines = TRANSITIONS.map((t) => `${t.key} -> ${t.target} [${t.guard}]`);
     expect(lines).toContain('connection | SETTINGS.UPDATE | #0 -> (none) [-]');
@@ -640,8 +644,10 @@ describe('connection machine model (xstate/graph)', () => {
     expect(TRANSITIONS.filter((t) => t.source === 'connection.IDLE' && t.eventType === 'SYNC.REQUEST')).toHaveLength(2);
     // every state can be entered, and DISABLED is left only by RECREATED
     const targets = new Set(TRANSITIONS.map((t) => t.target));
-    for (const s of ['IDLE', 'SYNCING', 'NEEDS_USER', 'DISABLED']) expect(targets.has(`connection.${s}`), s).toBe(true);
+    for (const s of ['IDLE', 'SYNCING', 'NEEDS_USER', 'DISABLED', 'RETIRED']) expect(targets.has(`connection.${s}`), s).toBe(true);
     expect(TRANSITIONS.filter((t) => t.source === 'connection.DISABLED').map((t) => t.eventType)).toEqual(['RECREATED']);
+    // RETIRED is never left
+    expect(TRANSITIONS.filter((t) => t.source === 'connection.RETIRED')).toEqual([]);
   });
 
   it('the generated shortest paths cover every transition and every refusal reason', () => {

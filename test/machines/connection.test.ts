@@ -10,6 +10,7 @@ import {
   BREAKER_THRESHOLD,
   CONSENT_MAX_AGE_MS,
   connectionMachine,
+  isRetired,
   refusalReason,
   UNATTENDED_MAX_PER_WINDOW,
   UNATTENDED_WINDOW_MS,
@@ -27,6 +28,7 @@ import {
   HOUR,
   initial,
   MINUTE,
+  movedAway,
   multiUpgrade,
   partialUpgrade,
   RESULT,
@@ -56,6 +58,8 @@ function reach(state: ConnectionState): ConnectionSnapshot {
       return sync(s0, 's-cred', T0, syncError('INVALID_CREDENTIALS'));
     case 'DISABLED':
       return sync(s0, 's-dis', T0, syncError('CONNECTION_DISABLED'));
+    case 'RETIRED':
+      return sync(s0, 's-ret', T0, upgradeError(movedAway(), '40002'));
   }
 }
 
@@ -91,6 +95,7 @@ describe('constants match the spec', () => {
       accounts: {},
       linkedAccessIds: [],
       lastSync: null,
+      retiredAt: null,
     } satisfies ConnectionContext);
   });
 });
@@ -468,9 +473,12 @@ describe('access upgrades (finX 40001/40002/40003)', () => {
     expect(s.context.consecutiveFailures).toBe(0);
   });
 
-  it('40002 multi-access: the moved account points at the new access, which is linked', () => {
+  it('40002 multi-access: the moved account points at the new access, which is linked; the old access stays live for the account it kept', () => {
     const s = sync(initial(), 's1', T0, upgradeError(multiUpgrade(), '40002'));
-    expect(stateOf(s)).toBe('NEEDS_USER');
+    expect(stateOf(s)).toBe('IDLE');
+    expect(s.context.needsUser).toBeNull();
+    expect(s.context.retiredAt).toBeNull();
+    expect(unattendedRefusal(s.context, T0 + DAY)).toBeNull();
     expect(s.context.accounts).toEqual({
       'acc-giro': { accessId: 'access-2', supported: true },
       'acc-savings': { accessId: 'access-1', supported: true },
@@ -510,6 +518,26 @@ describe('access upgrades (finX 40001/40002/40003)', () => {
     const s = sync(initial(), 's1', T0, syncError('ACCESS_UPGRADE', { retryable: true, userActionRequired: false, upgrade: directUpgrade() }));
     expect(stateOf(s)).toBe('NEEDS_USER');
     expect(s.context.needsUser?.reason).toBe('ACCESS_UPGRADE');
+  });
+
+  it('40002 that moves every account away retires the old access: RETIRED, refused attended and unattended, nothing changes it', () => {
+    const s = sync(initial(), 's1', T0, upgradeError(movedAway(), '40002'));
+    expect(stateOf(s)).toBe('RETIRED');
+    expect(s.context).toMatchObject({ retiredAt: T0 + MINUTE, needsUser: null, linkedAccessIds: ['access-2', 'access-3'], activeSyncId: null, consecutiveFailures: 0 });
+    expect(isRetired(s.context)).toBe(true);
+    for (const unattended of [false, true]) {
+      expect(refusalReason('RETIRED', s.context, unattended, T0 + DAY)).toBe('CONNECTION_RETIRED');
+      expect(stateOf(step(s, { type: 'SYNC.REQUEST', syncId: 's2', unattended, at: T0 + DAY }))).toBe('RETIRED');
+    }
+    expect(stateOf(step(s, { type: 'RECREATED', at: T0 + DAY }))).toBe('RETIRED');
+  });
+
+  it('40003 that leaves this access only unsupported accounts retires it', () => {
+    const s = sync(initial(), 's1', T0, upgradeError({ kind: 'PARTIAL', newAccessMethodId: 'm', accounts: [
+      { accountId: 'acc-giro', accessId: 'access-2', supported: true },
+      { accountId: 'acc-savings', accessId: ELIGIBLE.connectionId, supported: false },
+    ] }, '40003'));
+    expect(stateOf(s)).toBe('RETIRED');
   });
 
   it('a report for another sync carrying an upgrade is ignored', () => {

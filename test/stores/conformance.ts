@@ -871,5 +871,101 @@ export function storeConformanceSuite(
         expect(await store.listConnections({ limit: 1 })).toHaveLength(1);
       });
     });
+
+    describe('prune (retention)', () => {
+      const T = 5_000_000;
+      const CUTOFF = T + 1_000;
+      /** A sync of `connectionId` created at `at` with a transition, a journaled effect and (active) a timer; finished unless active. */
+      const syncAt = async (connectionId: string, at: number, active = false): Promise<string> => {
+        const sync = await create({ connectionId, createdAt: at });
+        await store.commit(
+          change(sync.syncId, 0, {
+            at,
+            transitions: [{ from: null, to: 'RUNNING', event: 'start', at }],
+            pendingEffects: [{ effectKey: uid('effect'), kind: 'trigger' }],
+            timers: active ? [{ syncId: sync.syncId, timerId: 'poll', eventType: 'xstate.after.poll', dueAt: FAR_FUTURE }] : [],
+          }),
+        );
+        if (!active) {
+          await store.commit(change(sync.syncId, 1, { status: 'COMPLETED', active: false, at: at + 1, transitions: [{ from: 'RUNNING', to: 'COMPLETED', event: 'done', at: at + 1 }] }));
+        }
+        return sync.syncId;
+      };
+      const everything = async (ids: string[]) => Promise.all(ids.map((id) => stateOf(id)));
+
+      it('removes only finished syncs past retention, with their rows; keeps active syncs and the newest sync of each connection', async () => {
+        const a = uid('conn');
+        const b = uid('conn');
+        const c = uid('conn');
+        const d = uid('conn');
+        const a1 = await syncAt(a, T + 1);
+        const a2 = await syncAt(a, T + 10);
+        const a3 = await syncAt(a, T + 20, true); // active, newest
+        const b1 = await syncAt(b, T + 30);
+        const b2 = await syncAt(b, T + 2_000); // finished after the cutoff
+        const c1 = await syncAt(c, T + 40); // old, but the only (newest) sync of its connection
+        const d1 = await syncAt(d, T + 50, true); // active and old
+        const kept = [a3, b2, c1, d1];
+        const before = await everything(kept);
+
+        const counts = await store.prune({ cutoffs: { finishedSyncs: CUTOFF }, limit: 100 });
+        expect(counts).toMatchObject({ syncs: 3, transitions: 6, effects: 3, timers: 0 });
+        for (const gone of [a1, a2, b1]) {
+          expect(await stateOf(gone)).toEqual({ sync: null, timers: [], transitions: [], effects: [], due: [] });
+        }
+        expect(await everything(kept)).toEqual(before);
+        expect((await store.listSyncs()).map((s) => s.syncId).sort()).toEqual([...kept].sort());
+        // idempotent: nothing more to do
+        expect(await store.prune({ cutoffs: { finishedSyncs: CUTOFF }, limit: 100 })).toMatchObject({ syncs: 0, transitions: 0, effects: 0 });
+      });
+
+      it('works in bounded batches, oldest first', async () => {
+        const conn = uid('conn');
+        const old: string[] = [];
+        for (let i = 0; i < 5; i++) old.push(await syncAt(conn, T + i * 10));
+        const newest = await syncAt(conn, T + 100);
+        const batches: number[] = [];
+        for (;;) {
+          const { syncs } = await store.prune({ cutoffs: { finishedSyncs: CUTOFF }, limit: 2 });
+          batches.push(syncs);
+          const left = (await store.listSyncs({ connectionId: conn })).map((s) => s.syncId);
+          // the oldest go first
+          expect(left).toEqual([newest, ...old.slice(batches.reduce((n, x) => n + x, 0)).reverse()]);
+          if (syncs < 2) break;
+        }
+        expect(batches).toEqual([2, 2, 1]);
+      });
+
+      it('prunes old transitions and effects of finished syncs it keeps, never those of an active sync', async () => {
+        const conn = uid('conn');
+        const finished = await syncAt(conn, T + 1); // kept: newest of its connection
+        const active = await syncAt(uid('conn'), T + 2, true);
+        const activeBefore = await stateOf(active);
+        const first = await store.prune({ cutoffs: { transitions: CUTOFF, effects: CUTOFF }, limit: 1 });
+        expect(first).toMatchObject({ syncs: 0, transitions: 1, effects: 1 });
+        const second = await store.prune({ cutoffs: { transitions: CUTOFF, effects: CUTOFF }, limit: 10 });
+        expect(second).toMatchObject({ syncs: 0, transitions: 1, effects: 0 });
+        const after = await stateOf(finished);
+        expect(after.sync?.syncId).toBe(finished);
+        expect(after.transitions).toEqual([]);
+        expect(after.effects).toEqual([]);
+        expect(await stateOf(active)).toEqual(activeBefore);
+        // a cutoff before everything removes nothing
+        const younger = await syncAt(conn, T + 3_000);
+        expect(await store.prune({ cutoffs: { transitions: T, effects: T, finishedSyncs: T }, limit: 10 })).toMatchObject({ syncs: 0, transitions: 0, effects: 0 });
+        expect((await stateOf(younger)).transitions).toHaveLength(2);
+      });
+
+      it('a dry run counts what a real run removes and changes nothing', async () => {
+        const conn = uid('conn');
+        const ids = [await syncAt(conn, T + 1), await syncAt(conn, T + 2), await syncAt(conn, T + 3)];
+        const request = { cutoffs: { finishedSyncs: CUTOFF, transitions: CUTOFF, effects: CUTOFF }, limit: 100 };
+        const before = await everything(ids);
+        const dry = await store.prune({ ...request, dryRun: true });
+        expect(await everything(ids)).toEqual(before);
+        expect(dry.syncs).toBe(2);
+        expect(await store.prune(request)).toEqual(dry);
+      });
+    });
   });
 }

@@ -45,7 +45,7 @@ export function registerWorker(program: Command): void {
         schema: opts.schema ?? configured?.schema ?? 'banksync',
         concurrency: opts.concurrency,
         providers: adaptersFromConfig(config),
-        ...(sandbox ? {} : { policy: config.policy, webhookSecrets: config.webhookSecrets }),
+        ...(sandbox ? {} : { policy: config.policy, webhookSecrets: config.webhookSecrets, ...(config.retention ? { retention: config.retention } : {}) }),
         logger,
         ...(opts.autosync ? {} : { autosyncCron: false as const }),
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort, ...(opts.metricsHost ? { metricsHost: opts.metricsHost } : {}) } : {}),
