@@ -8,13 +8,18 @@
  * - each method does all of its work synchronously before its promise settles, which makes every
  *   method atomic with respect to the others (no interleaving inside a method).
  */
+import { EventEmitter } from 'node:events';
 import {
+  InvalidCursorError,
   NotFoundError,
   StaleWriteError,
   type CommitChange,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
+  type EventPage,
+  type EventRecord,
+  type NewEventRecord,
   type NewSync,
   type Store,
   type SyncFilter,
@@ -28,6 +33,13 @@ function toJson(value: unknown): unknown {
   if (value === undefined || value === null) return null;
   const text = JSON.stringify(value);
   return text === undefined ? null : (JSON.parse(text) as unknown);
+}
+
+/** SQLite and memory cursors: the decimal sequence number of the last event read. */
+export function parseSeqCursor(cursor: string | null): number {
+  if (cursor === null) return 0;
+  if (!/^(0|[1-9][0-9]{0,14})$/.test(cursor)) throw new InvalidCursorError(cursor);
+  return Number(cursor);
 }
 
 const cmp = (a: string | number, b: string | number): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -53,6 +65,10 @@ export class MemoryStore implements Store {
   readonly #transitions = new Map<string, TransitionRecord[]>();
   readonly #effects = new Map<string, EffectRecord>();
   readonly #connections = new Map<string, ConnectionRecord>();
+  readonly #events: EventRecord[] = [];
+  readonly #eventIds = new Set<string>();
+  readonly #eventCursors = new Map<string, string>();
+  readonly #eventSignal = new EventEmitter().setMaxListeners(0);
   #closed = false;
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
@@ -98,6 +114,7 @@ export class MemoryStore implements Store {
       );
     }
     const snapshot = toJson(change.snapshot);
+    const events = (change.events ?? []).map((e) => ({ ...e, payload: toJson(e.payload) }));
     const timers = new Map<string, TimerRecord>();
     for (const t of change.timers) {
       timers.set(t.timerId, { syncId: change.syncId, timerId: t.timerId, eventType: t.eventType, dueAt: t.dueAt });
@@ -144,7 +161,50 @@ export class MemoryStore implements Store {
         outcome: null,
       });
     }
+    this.#appendEvents(events);
     return version;
+  }
+
+  #appendEvents(events: NewEventRecord[]): void {
+    let appended = 0;
+    for (const e of events) {
+      if (this.#eventIds.has(e.eventId)) continue;
+      this.#eventIds.add(e.eventId);
+      const seq = this.#events.length + 1;
+      this.#events.push({ ...e, seq, cursor: String(seq) });
+      appended++;
+    }
+    if (appended > 0) queueMicrotask(() => this.#eventSignal.emit('wake'));
+  }
+
+  async readEvents(after: string | null, limit: number): Promise<EventPage> {
+    this.#open();
+    const from = parseSeqCursor(after);
+    const page = this.#events.slice(from, from + clampLimit(limit));
+    return { events: structuredClone(page), more: from + page.length < this.#events.length };
+  }
+
+  async latestEventCursor(): Promise<string | null> {
+    this.#open();
+    return this.#events.at(-1)?.cursor ?? null;
+  }
+
+  async watchEvents(onWake: () => void): Promise<() => Promise<void>> {
+    this.#eventSignal.on('wake', onWake);
+    return async () => {
+      this.#eventSignal.off('wake', onWake);
+    };
+  }
+
+  async getEventCursor(consumer: string): Promise<string | null> {
+    this.#open();
+    return this.#eventCursors.get(consumer) ?? null;
+  }
+
+  async saveEventCursor(consumer: string, cursor: string): Promise<void> {
+    this.#open();
+    parseSeqCursor(cursor);
+    this.#eventCursors.set(consumer, cursor);
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {
@@ -265,13 +325,15 @@ export class MemoryStore implements Store {
     return found ? structuredClone(found) : null;
   }
 
-  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events: NewEventRecord[] = []): Promise<number> {
     this.#open();
     const key = connectionKey(record.tenantId, record.connectionId);
     const current = this.#connections.get(key);
     if ((current?.version ?? 0) !== expectedVersion) throw new StaleWriteError(`connection ${record.tenantId}/${record.connectionId}`, expectedVersion);
     const version = expectedVersion + 1;
+    const prepared = events.map((e) => ({ ...e, payload: toJson(e.payload) }));
     this.#connections.set(key, { ...structuredClone(record), context: toJson(record.context), version });
+    this.#appendEvents(prepared);
     return version;
   }
 
