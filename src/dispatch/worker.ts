@@ -57,8 +57,16 @@ export interface BanksyncWorker {
   stop(): Promise<void>;
 }
 
-/** The API side of a scale-out deployment: an engine that enqueues work for the workers instead of doing it. */
-export async function createDispatchingEngine(options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron'>): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
+/**
+ * The API side of a scale-out deployment: an engine that enqueues work for the workers instead of doing it.
+ * Its `engine.events` (and waitForTerminal) follow the durable event log, so they report what the workers do.
+ */
+export async function createDispatchingEngine(
+  options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron'> & {
+    /** Feed engine.events from the event log (default true); false: only this process's own changes. */
+    followEvents?: boolean;
+  },
+): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
   const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8 });
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
   const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
@@ -73,6 +81,7 @@ export async function createDispatchingEngine(options: Omit<WorkerOptions, 'conc
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
   });
+  if (options.followEvents !== false) await engine.followEventLog();
   return {
     engine,
     store,
