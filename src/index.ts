@@ -15,6 +15,8 @@ export {
 } from './engine/engine.js';
 export { BanksyncError, type BanksyncErrorCode } from './engine/errors.js';
 export type { EngineEvents, EngineEventName, EngineErrorEvent, EngineErrorCode } from './engine/events.js';
+export { LOGGED_EVENTS, type BanksyncEvent, type LoggedEventName, type SubscribeOptions, type EventSubscription } from './engine/event-log.js';
+export { startWebhookDelivery, type OutgoingWebhookOptions, type OutgoingWebhookBody, type OutgoingWebhookDelivery } from './engine/outgoing-webhooks.js';
 export { CONSENT_WARNING_MS, DEFAULT_CONSENT_TERM, consentExpiresAt } from './engine/consent.js';
 export type { SyncView } from './engine/view.js';
 export type { ConnectionView } from './engine/connections.js';
@@ -22,7 +24,8 @@ export { systemClock, type Clock } from './engine/clock.js';
 export { createLogger, type Logger } from './engine/logger.js';
 export { AutosyncScheduler, startAutosync, type AutosyncReport } from './engine/autosync.js';
 export { MemoryStore } from './stores/memory.js';
-export type { Store, SyncFilter, SyncRecord } from './stores/types.js';
+export type { Store, SyncFilter, SyncRecord, EventRecord, NewEventRecord, EventPage } from './stores/types.js';
+export { InvalidCursorError } from './stores/types.js';
 export type { Dispatch } from './engine/dispatch.js';
 export { createFinxAdapter, type FinxAdapter, type FinxAdapterConfig } from './providers/finx/index.js';
 export { createFinapiAdapter, type FinapiAdapter, type FinapiAdapterConfig } from './providers/finapi/index.js';

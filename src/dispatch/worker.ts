@@ -15,6 +15,7 @@ import { Logger as GraphileLogger, makeWorkerUtils, run, type Runner, type Worke
 import type { SyncPolicy } from '../../machines/synchronization.js';
 import { AutosyncScheduler } from '../engine/autosync.js';
 import { createEngine, type SyncEngine } from '../engine/engine.js';
+import { startWebhookDelivery, type OutgoingWebhookOptions, type OutgoingWebhookDelivery } from '../engine/outgoing-webhooks.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
 import { PostgresStore } from '../stores/postgres.js';
@@ -46,6 +47,8 @@ export interface WorkerOptions {
   staleAfterMs?: number;
   /** Called when this process releases the jobs of a dead worker process. */
   onReap?: (deadProcessId: string) => void;
+  /** Deliver the event log to the app (Standard Webhooks); one worker process delivers at a time. */
+  outgoingWebhook?: OutgoingWebhookOptions;
 }
 
 export interface BanksyncWorker {
@@ -196,6 +199,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   };
   supervise(runner);
   await heartbeat();
+  const webhooks: OutgoingWebhookDelivery | null = options.outgoingWebhook ? await startWebhookDelivery(store, { logger, ...options.outgoingWebhook }) : null;
 
   const reaped: { processId: string; at: number }[] = [];
   const reap = async () => {
@@ -227,6 +231,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     async stop() {
       stopping = true;
       for (const timer of timers) clearInterval(timer);
+      await webhooks?.stop();
       await runner.stop().catch(() => {});
       await engine.stop();
       await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});

@@ -34,7 +34,7 @@ export interface OutgoingWebhookOptions {
   fetch?: typeof fetch;
 }
 
-export interface WebhookDelivery {
+export interface OutgoingWebhookDelivery {
   /** Events delivered (2xx) by this process. */
   readonly delivered: number;
   /** Failed attempts (each retried). */
@@ -54,7 +54,7 @@ type ExclusiveStore = Store & { tryExclusive?(name: string): Promise<Lease | nul
 
 const forever = new Promise<void>(() => {});
 
-export async function startWebhookDelivery(store: Store, options: OutgoingWebhookOptions): Promise<WebhookDelivery> {
+export async function startWebhookDelivery(store: Store, options: OutgoingWebhookOptions): Promise<OutgoingWebhookDelivery> {
   const consumer = options.consumer ?? 'webhooks.outgoing';
   const logger = options.logger ?? silentLogger;
   const send = options.fetch ?? fetch;

@@ -38,6 +38,7 @@ export function registerWorker(program: Command): void {
         concurrency: opts.concurrency,
         providers: adaptersFromConfig(config),
         ...(sandbox ? {} : { policy: config.policy, webhookSecrets: config.webhookSecrets }),
+        ...(config.outgoingWebhook ? { outgoingWebhook: config.outgoingWebhook } : {}),
         logger,
         ...(opts.autosync ? {} : { autosyncCron: false as const }),
       });
