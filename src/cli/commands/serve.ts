@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import type { SyncPolicy } from '../../../machines/synchronization.js';
 import { adaptersFromConfig, loadConfig } from '../../config/index.js';
+import { startWebhookDelivery } from '../../engine/outgoing-webhooks.js';
 import { createEngine, type SyncEngine } from '../../engine/engine.js';
 import { createLogger } from '../../engine/logger.js';
 import { createFinxAdapter } from '../../providers/finx/index.js';
@@ -116,7 +117,17 @@ async function configuredHosting(file: string, db: string | undefined, inspector
     label: `${c.provider} ${c.connectionId}`,
     description: `tenant ${c.tenantId}, ${c.state}`,
   }));
-  return { engine, connections, about: [`config: ${file}`], close: () => store.close() };
+  // webhooks.outgoing: this process delivers the event log to the app (with workers, they do it instead).
+  const webhooks = config.outgoingWebhook ? await startWebhookDelivery(store, { ...config.outgoingWebhook, logger: createLogger({ level: 'warn', destination: process.stderr }) }) : null;
+  return {
+    engine,
+    connections,
+    about: [`config: ${file}`, ...(webhooks ? ['outgoing webhooks: on'] : [])],
+    close: async () => {
+      await webhooks?.stop();
+      await store.close();
+    },
+  };
 }
 
 /** No config: a sandbox, a SQLite file (temporary unless --db) and one finX access per scenario. */
