@@ -15,6 +15,8 @@ export {
 } from './engine/engine.js';
 export { BanksyncError, type BanksyncErrorCode } from './engine/errors.js';
 export type { EngineEvents, EngineEventName, EngineErrorEvent, EngineErrorCode } from './engine/events.js';
+export { LOGGED_EVENTS, type BanksyncEvent, type LoggedEventName, type SubscribeOptions, type EventSubscription } from './engine/event-log.js';
+export { startWebhookDelivery, type OutgoingWebhookOptions, type OutgoingWebhookBody, type OutgoingWebhookDelivery } from './engine/outgoing-webhooks.js';
 export { CONSENT_WARNING_MS, DEFAULT_CONSENT_TERM, consentExpiresAt } from './engine/consent.js';
 export type { SyncView } from './engine/view.js';
 export type { ConnectionView } from './engine/connections.js';
@@ -24,7 +26,8 @@ export type { TelemetryOptions } from './engine/telemetry.js';
 export { AutosyncScheduler, startAutosync, type AutosyncReport } from './engine/autosync.js';
 export { DEFAULT_RETENTION, pruneStore, type Retention, type PruneOptions, type PruneReport } from './engine/retention.js';
 export { MemoryStore } from './stores/memory.js';
-export type { Store, SyncFilter, SyncRecord, PruneCounts, PruneCutoffs, PruneKind, PruneRequest } from './stores/types.js';
+export type { Store, SyncFilter, SyncRecord, PruneCounts, PruneCutoffs, PruneKind, PruneRequest, EventRecord, NewEventRecord, EventPage } from './stores/types.js';
+export { InvalidCursorError } from './stores/types.js';
 export type { Dispatch } from './engine/dispatch.js';
 export { createFinxAdapter, type FinxAdapter, type FinxAdapterConfig } from './providers/finx/index.js';
 export { createFinapiAdapter, type FinapiAdapter, type FinapiAdapterConfig } from './providers/finapi/index.js';

@@ -136,7 +136,14 @@ const ConfigFile = z
         z.object({ postgres: z.object({ url: Secret, schema: z.string().regex(/^[a-z_][a-z0-9_]*$/).optional() }).strict() }).strict(),
       ])
       .optional(),
-    webhooks: z.object({ secrets: z.partialRecord(z.enum(PROVIDER_FAMILIES), Secret).optional() }).strict().optional(),
+    webhooks: z
+      .object({
+        secrets: z.partialRecord(z.enum(PROVIDER_FAMILIES), Secret).optional(),
+        /** Deliver the event log to the app, signed per Standard Webhooks (workers deliver). */
+        outgoing: z.object({ url: HttpUrl, secret: Secret }).strict().optional(),
+      })
+      .strict()
+      .optional(),
     policy: Policy.optional(),
     retention: RetentionFile.optional(),
   })
@@ -149,6 +156,8 @@ export interface BanksyncConfig {
   providers: Partial<Record<ProviderFamily, ProviderSettings>>;
   store?: { sqlite: string } | { postgres: { url: string; schema?: string } };
   webhookSecrets: Record<string, string>;
+  /** `webhooks.outgoing`: the app's endpoint and its Standard Webhooks secret (`whsec_...`). */
+  outgoingWebhook?: { url: string; secret: string };
   policy: Partial<SyncPolicy>;
   /** Retention overrides from the file (defaults: DEFAULT_RETENTION) and the workers' pruning schedule. */
   retention?: RetentionSettings;
@@ -202,7 +211,22 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env, 
     ...(r.maxBatches !== undefined ? { maxBatches: r.maxBatches } : {}),
     ...(r.cron !== undefined ? { cron: r.cron } : {}),
   };
-  return { providers, ...(store ? { store } : {}), webhookSecrets, policy: { ...PRODUCTION_POLICY, ...file.policy }, ...(retention ? { retention } : {}) };
+  let outgoingWebhook: BanksyncConfig['outgoingWebhook'];
+  if (file.webhooks?.outgoing) {
+    const value = secret(file.webhooks.outgoing.secret, 'webhooks.outgoing.secret');
+    if (!/^whsec_[A-Za-z0-9+/]{16,}={0,2}$/.test(value)) {
+      throw new ConfigError(`${source}: webhooks.outgoing.secret (${file.webhooks.outgoing.secret.env}) must be a Standard Webhooks secret: whsec_ followed by base64`, ['webhooks.outgoing.secret']);
+    }
+    outgoingWebhook = { url: file.webhooks.outgoing.url, secret: value };
+  }
+  return {
+    providers,
+    ...(store ? { store } : {}),
+    webhookSecrets,
+    ...(outgoingWebhook ? { outgoingWebhook } : {}),
+    policy: { ...PRODUCTION_POLICY, ...file.policy },
+    ...(retention ? { retention } : {}),
+  };
 }
 
 function providerSettings(family: ProviderFamily, file: ProviderFile, secret: (value: Secret, field: string) => string): ProviderSettings {

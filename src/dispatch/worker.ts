@@ -15,6 +15,7 @@ import { Logger as GraphileLogger, makeWorkerUtils, run, type Runner, type Worke
 import type { SyncPolicy } from '../../machines/synchronization.js';
 import { AutosyncScheduler } from '../engine/autosync.js';
 import { createEngine, type SyncEngine } from '../engine/engine.js';
+import { startWebhookDelivery, type OutgoingWebhookOptions, type OutgoingWebhookDelivery } from '../engine/outgoing-webhooks.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { TelemetryOptions } from '../engine/telemetry.js';
 import type { ProviderAdapter } from '../providers/types.js';
@@ -64,6 +65,8 @@ export interface WorkerOptions {
   metricsHost?: string;
   /** Spans (and metrics, without metricsPort) go here; default the global OpenTelemetry providers. */
   telemetry?: TelemetryOptions | false;
+  /** Deliver the event log to the app (Standard Webhooks); one worker process delivers at a time. */
+  outgoingWebhook?: OutgoingWebhookOptions;
 }
 
 export interface BanksyncWorker {
@@ -77,8 +80,16 @@ export interface BanksyncWorker {
   stop(): Promise<void>;
 }
 
-/** The API side of a scale-out deployment: an engine that enqueues work for the workers instead of doing it. */
-export async function createDispatchingEngine(options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron' | 'metricsPort' | 'metricsHost'>): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
+/**
+ * The API side of a scale-out deployment: an engine that enqueues work for the workers instead of doing it.
+ * Its `engine.events` (and waitForTerminal) follow the durable event log, so they report what the workers do.
+ */
+export async function createDispatchingEngine(
+  options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron' | 'metricsPort' | 'metricsHost'> & {
+    /** Feed engine.events from the event log (default true); false: only this process's own changes. */
+    followEvents?: boolean;
+  },
+): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
   const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8 });
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
   const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
@@ -94,6 +105,7 @@ export async function createDispatchingEngine(options: Omit<WorkerOptions, 'conc
     ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
     ...(options.telemetry !== undefined ? { telemetry: options.telemetry } : {}),
   });
+  if (options.followEvents !== false) await engine.followEventLog();
   return {
     engine,
     store,
@@ -231,6 +243,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   };
   supervise(runner);
   await heartbeat();
+  const webhooks: OutgoingWebhookDelivery | null = options.outgoingWebhook ? await startWebhookDelivery(store, { logger, ...options.outgoingWebhook }) : null;
 
   const reaped: { processId: string; at: number }[] = [];
   const reap = async () => {
@@ -291,6 +304,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       stopping = true;
       for (const timer of timers) clearInterval(timer);
       await metrics?.close();
+      await webhooks?.stop();
       await runner.stop().catch(() => {});
       await engine.stop();
       await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});

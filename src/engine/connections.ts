@@ -17,7 +17,14 @@ import {
   type ConnectionState,
   type RefusalReason,
 } from '../../machines/connection.js';
-import { StaleWriteError, type ConnectionRecord, type Store } from '../stores/types.js';
+import { StaleWriteError, type ConnectionRecord, type NewEventRecord, type Store } from '../stores/types.js';
+
+export interface ConnectionOutcome {
+  view: ConnectionView;
+  before: ConnectionState;
+  previous: ConnectionContext | null;
+  changed: boolean;
+}
 
 type ConnectionSnapshot = ReturnType<typeof getInitialSnapshot<typeof connectionMachine>>;
 
@@ -80,15 +87,21 @@ export class ConnectionService {
    * this consent. Returns the warned view only to the one caller whose write recorded it (exactly once per
    * consent, however many processes look), else null.
    */
-  async warnConsentIfDue(view: ConnectionView): Promise<ConnectionView | null> {
+  /**
+   * Records the consent warning when the connection is inside the warning window and not yet warned for this
+   * consent. Returns the events `warningEvents` names for the warned view: written with that record (one writer
+   * wins), empty when nothing was due or another process warned first.
+   */
+  async warnConsentIfDue(view: ConnectionView, warningEvents: (warned: ConnectionView) => NewEventRecord[]): Promise<NewEventRecord[]> {
     const now = this.now();
     const expiry = consentExpiry(view);
-    if (view.state === 'RETIRED' || expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || view.consentWarnedAt != null) return null;
-    const { view: warned, previous } = await this.apply(
+    if (view.state === 'RETIRED' || expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || view.consentWarnedAt != null) return [];
+    const { events } = await this.apply(
       { tenantId: view.tenantId, connectionId: view.connectionId, provider: view.provider },
       { type: 'CONSENT.WARNED', at: now },
+      ({ view: warned, previous }) => (previous !== null && previous.consentWarnedAt == null && warned.consentWarnedAt != null ? warningEvents(warned) : []),
     );
-    return previous !== null && previous.consentWarnedAt == null && warned.consentWarnedAt != null ? warned : null;
+    return events;
   }
 
   async get(tenantId: string, connectionId: string): Promise<ConnectionView | null> {
@@ -103,22 +116,28 @@ export class ConnectionService {
 
   /**
    * Applies one event (creating the connection from `input` if it is new) and stores the result.
-   * Returns the new view and whether the event changed the machine's state value.
+   * Returns the new view and whether the event changed the machine's state value. `eventsFor` names the events
+   * the outcome causes: they are written with the connection, in its transaction, and returned as `events`
+   * (when nothing changed, nothing is written: they are returned for this process only).
    */
   async apply(
     input: ConnectionInput,
     event: ConnectionEvent,
-  ): Promise<{ view: ConnectionView; before: ConnectionState; previous: ConnectionContext | null; changed: boolean }> {
+    eventsFor?: (outcome: ConnectionOutcome) => NewEventRecord[],
+  ): Promise<ConnectionOutcome & { events: NewEventRecord[] }> {
     for (let attempt = 0; ; attempt++) {
       const record = await this.store.getConnection(input.tenantId, input.connectionId);
       const current = record ? this.snapshotOf(record) : this.initial({ registeredAt: event.at, ...input });
       const next = getNextSnapshot(connectionMachine, current, event);
       const before = current.value as ConnectionState;
       if (next === current || JSON.stringify(next.context) === JSON.stringify(current.context) && next.value === current.value) {
-        return { view: this.toView(current, record?.version ?? 0), before, previous: record ? current.context : null, changed: false };
+        const outcome = { view: this.toView(current, record?.version ?? 0), before, previous: record ? current.context : null, changed: false };
+        return { ...outcome, events: eventsFor?.(outcome) ?? [] };
       }
+      const outcome = { view: this.toView(next, (record?.version ?? 0) + 1), before, previous: record ? current.context : null, changed: next.value !== current.value };
+      const events = eventsFor?.(outcome) ?? [];
       try {
-        const version = await this.store.saveConnection(
+        await this.store.saveConnection(
           {
             tenantId: input.tenantId,
             connectionId: input.connectionId,
@@ -128,8 +147,9 @@ export class ConnectionService {
             updatedAt: this.now(),
           },
           record?.version ?? 0,
+          events,
         );
-        return { view: this.toView(next, version), before, previous: record ? current.context : null, changed: next.value !== current.value };
+        return { ...outcome, events };
       } catch (error) {
         if (!(error instanceof StaleWriteError) || attempt >= MAX_RETRIES) throw error;
       }

@@ -26,6 +26,8 @@ import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
 import { EngineEventStream, type EngineErrorCode } from './events.js';
+import { connectionEvent, subscribeEvents, syncEvent, toBanksyncEvent, type BanksyncEvent, type EventSubscription, type SubscribeOptions } from './event-log.js';
+import { InvalidCursorError, type NewEventRecord } from '../stores/types.js';
 import { silentLogger, type Logger } from './logger.js';
 import { scrubFailure, scrubObservation, scrubText, SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
@@ -133,6 +135,10 @@ const ChallengeResponseInput = z.object({
   response: z.string().min(1).max(4096),
 });
 const SyncIdInput = Id(256);
+const ReadEventsInput = z.object({
+  after: z.string().max(64).nullable().optional(),
+  limit: z.number().int().min(1).max(1_000).default(100),
+});
 const TenantInput = z.object({ tenantId: TenantId.default('default') }).default({ tenantId: 'default' });
 type TenantOption = z.input<typeof TenantInput>;
 
@@ -227,6 +233,8 @@ export class SyncEngine {
   private earlyBytes = 0;
   private readonly machine;
   private stopped = false;
+  /** Set while engine.events is fed from the durable event log (see followEventLog). */
+  private follower: EventSubscription | null = null;
 
   constructor(options: EngineOptions) {
     this.store = options.store;
@@ -290,7 +298,7 @@ export class SyncEngine {
     if (view.status !== 'COMPLETED' && view.status !== 'FAILED') return;
     const failureLimit = this.providers[sync.provider]?.failureLimit;
     const at = this.clock.now();
-    const { view: connection, before, previous, changed } = await this.connections.apply(
+    const { view: connection, before, previous, changed, events } = await this.connections.apply(
       { tenantId: sync.tenantId, connectionId: sync.connectionId, provider: sync.provider },
       {
         type: 'SYNC.FINISHED',
@@ -302,24 +310,30 @@ export class SyncEngine {
         ...(failureLimit !== undefined ? { providerFailureLimit: failureLimit } : {}),
         ...(this.cooldownCeilingMs !== undefined ? { cooldownCeilingMs: this.cooldownCeilingMs } : {}),
       },
+      ({ view, changed }) => [
+        ...(changed ? [connectionEvent('connection.updated', view, view, at)] : []),
+        // Tell the app whenever automatic syncs stop for the user (PSD2: no SCA without the user present).
+        ...(view.needsUser?.at === at && view.state === 'NEEDS_USER' ? [connectionEvent('connection.needsUser', view, view, at)] : []),
+        ...(changed && view.state === 'RETIRED' ? [connectionEvent('connection.retired', view, view, at)] : []),
+      ],
     );
-    if (changed) this.events.emit('connection.updated', connection);
+    this.publish(events);
     if (changed && before === 'SYNCING' && (connection.state === 'NEEDS_USER' || connection.state === 'DISABLED')) {
       this.observer.breakerStop(sync.provider, connection.state, connection.needsUser?.reason ?? null);
     }
-    // Tell the app whenever automatic syncs stop for the user (PSD2: no SCA without the user present).
-    if (connection.needsUser?.at === at && connection.state === 'NEEDS_USER') this.events.emit('connection.needsUser', connection);
     const known = new Set(previous?.linkedAccessIds ?? []);
     const created = connection.linkedAccessIds.filter((id) => !known.has(id));
     if (created.length > 0) await this.adoptUpgradedAccesses(connection, created);
-    if (connection.state === 'RETIRED' && before !== 'RETIRED') this.events.emit('connection.retired', connection);
     await this.warnConsent(connection);
   }
 
   /** Warns of a consent about to run out, once per consent, whoever first sees it inside the window. */
-  private async warnConsent(view: ConnectionView): Promise<void> {
-    const warned = await this.connections.warnConsentIfDue(view);
-    if (warned) this.events.emit('connection.consentExpiring', warned);
+  private async warnConsent(view: ConnectionView): Promise<boolean> {
+    const at = this.clock.now();
+    // Logged with the connection write that records the warning, so exactly one process reports it.
+    const events = await this.connections.warnConsentIfDue(view, (warned) => [connectionEvent('connection.consentExpiring', warned, warned, at)]);
+    this.publish(events);
+    return events.length > 0;
   }
 
   /**
@@ -328,8 +342,11 @@ export class SyncEngine {
    */
   private async adoptUpgradedAccesses(from: ConnectionView, accessIds: string[]): Promise<void> {
     const views: ConnectionView[] = [];
-    for (const connectionId of accessIds) {
-      const { view } = await this.connections.apply(
+    for (const [i, connectionId] of accessIds.entries()) {
+      const at = this.clock.now();
+      // The upgrade event is written with the last connection it creates, so it is logged once all exist.
+      const last = i === accessIds.length - 1;
+      const { view, events } = await this.connections.apply(
         { tenantId: from.tenantId, connectionId, provider: from.provider },
         {
           type: 'SETTINGS.UPDATE',
@@ -337,12 +354,13 @@ export class SyncEngine {
           hasWebScraping: from.hasWebScraping,
           consentGrantedAt: from.consentGrantedAt,
           consentExpiresAt: from.consentExpiresAt,
-          at: this.clock.now(),
+          at,
         },
+        (outcome) => (last ? [connectionEvent('connection.upgraded', outcome.view, { from, created: [...views, outcome.view] }, at)] : []),
       );
       views.push(view);
+      this.publish(events);
     }
-    this.events.emit('connection.upgraded', { from, created: views });
   }
 
   /** Registers or updates what autosync eligibility depends on (stored credentials, consent, interfaces). */
@@ -390,10 +408,7 @@ export class SyncEngine {
       const expiry = consentExpiry(context);
       if (expiry === null || expiry <= now || expiry - now > CONSENT_WARNING_MS || context.consentWarnedAt != null) continue;
       const view = await this.connections.get(record.tenantId, record.connectionId);
-      const updated = view && (await this.connections.warnConsentIfDue(view));
-      if (!updated) continue;
-      this.events.emit('connection.consentExpiring', updated);
-      warned++;
+      if (view && (await this.warnConsent(view))) warned++;
     }
     return warned;
   }
@@ -401,11 +416,13 @@ export class SyncEngine {
   /** After a disabled connection was deleted and recreated at the provider: start counting afresh. */
   async recreateConnection(connectionId: string, options?: TenantOption): Promise<ConnectionView> {
     const current = await this.getConnection(connectionId, options);
-    const { view } = await this.connections.apply(
+    const at = this.clock.now();
+    const { view, events } = await this.connections.apply(
       { tenantId: current.tenantId, connectionId, provider: current.provider },
-      { type: 'RECREATED', at: this.clock.now() },
+      { type: 'RECREATED', at },
+      (outcome) => [connectionEvent('connection.updated', outcome.view, outcome.view, at)],
     );
-    this.events.emit('connection.updated', view);
+    this.publish(events);
     return view;
   }
 
@@ -420,6 +437,7 @@ export class SyncEngine {
   /** Stops hosting actors. Durable state stays in the store; another engine can resume it. */
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.follower?.close();
     for (const runtime of this.runtimes.values()) this.close(runtime);
     await Promise.allSettled([...this.runtimes.values()].map((r) => r.chain));
     this.runtimes.clear();
@@ -479,8 +497,11 @@ export class SyncEngine {
     try {
       if (!this.dispatch) runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
       if (created) {
-        const { view } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at: this.clock.now() });
-        this.events.emit('connection.updated', view);
+        const at = this.clock.now();
+        const { events } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at }, ({ view }) => [
+          connectionEvent('connection.updated', view, view, at),
+        ]);
+        this.publish(events);
         if (this.dispatch) await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
       }
       if (runtime) await runtime.committed();
@@ -893,6 +914,70 @@ export class SyncEngine {
     runtime.failure = runtime.chain.then(() => this.failSync(runtime.record.syncId, message));
   }
 
+  /**
+   * Tells this process's listeners about events just committed. An engine that follows the event log hears
+   * them (and every other process's) from the log instead, once, in commit order.
+   */
+  private publish(events: readonly NewEventRecord[]): void {
+    if (this.follower) return;
+    for (const event of events) this.events.emit(event.name as 'sync.updated', event.payload as SyncView);
+  }
+
+  /**
+   * Makes `engine.events` (and so waitForTerminal) report what every process commits, by tailing the durable
+   * event log from now on, instead of only what this process does. createDispatchingEngine turns it on: the API
+   * process hears of syncs its workers run. `engine.error` stays local to the process that saw it.
+   */
+  async followEventLog(options: Pick<SubscribeOptions, 'pollMs'> = {}): Promise<void> {
+    if (this.follower) return;
+    const placeholder: EventSubscription = { cursor: null, close: async () => {} };
+    this.follower = placeholder;
+    try {
+      const after = await this.store.latestEventCursor();
+      const follower = await subscribeEvents(this.store, {
+        after,
+        ...options,
+        onEvent: (event) => this.events.emit(event.name as 'sync.updated', event.payload as SyncView),
+        onError: (error) => this.logger.warn({ err: describeError(error) }, 'reading the event log failed; retrying'),
+      });
+      if (this.follower === placeholder) this.follower = follower;
+      else await follower.close();
+    } catch (error) {
+      if (this.follower === placeholder) this.follower = null;
+      throw error;
+    }
+  }
+
+  /** Reads the durable event log after `after` (a cursor from an earlier event; absent: from the start). */
+  async readEvents(options: { after?: string | null; limit?: number } = {}): Promise<{ events: BanksyncEvent[]; cursor: string | null; more: boolean }> {
+    const parsed = ReadEventsInput.safeParse(options);
+    if (!parsed.success) throw invalidRequest('event read', parsed.error);
+    const after = parsed.data.after ?? null;
+    try {
+      const page = await this.store.readEvents(after, parsed.data.limit);
+      return { events: page.events.map(toBanksyncEvent), cursor: page.events.at(-1)?.cursor ?? after, more: page.more };
+    } catch (error) {
+      if (error instanceof InvalidCursorError) throw new BanksyncError('INVALID_REQUEST', error.message, ['after: not a cursor of this store']);
+      throw error;
+    }
+  }
+
+  /**
+   * Calls `onEvent` for every event after `after`, in commit order, then for each new one as it is committed
+   * (any process): at-least-once across restarts if you save `subscription.cursor`, exactly once per cursor.
+   */
+  async subscribe(options: SubscribeOptions): Promise<EventSubscription> {
+    const parsed = ReadEventsInput.safeParse({ after: options.after });
+    if (!parsed.success) throw invalidRequest('event subscription', parsed.error);
+    try {
+      await this.store.readEvents(options.after ?? null, 0);
+    } catch (error) {
+      if (error instanceof InvalidCursorError) throw new BanksyncError('INVALID_REQUEST', error.message, ['after: not a cursor of this store']);
+      throw error;
+    }
+    return subscribeEvents(this.store, options);
+  }
+
   private reportError(syncId: string | null, message: string, code: EngineErrorCode = 'ENGINE_ERROR'): void {
     this.logger.error({ syncId, code }, message);
     this.events.emit('engine.error', { syncId, code, message: scrubText(message) });
@@ -908,6 +993,8 @@ export class SyncEngine {
       const error = { code: 'ENGINE_ERROR' as const, retryable: false, userActionRequired: false, message: scrubText(problem) };
       const snapshot = { ...stored, status: 'done', value: 'FAILED', children: {}, context: { ...(stored.context ?? {}), error }, machineVersion: SYNC_MACHINE_VERSION };
       const at = this.clock.now();
+      const failedView = toView({ ...record, status: 'FAILED', active: false, snapshot, version: record.version + 1, updatedAt: at });
+      const events = [syncEvent('sync.failed', failedView, at)];
       const version = await this.store.commit({
         syncId,
         expectedVersion: record.version,
@@ -919,14 +1006,12 @@ export class SyncEngine {
         transitions: [{ from: stored.value === undefined ? null : stateName(stored.value), to: 'FAILED', event: 'engine.error', at }],
         pendingEffects: [],
         at,
+        events,
       });
       const failed = { ...record, status: 'FAILED' as const, active: false, snapshot, version, updatedAt: at };
       this.observer.committed(record, [{ from: stored.value === undefined ? null : stateName(stored.value), to: 'FAILED', event: 'engine.error', at }], { status: 'FAILED', errorCode: 'ENGINE_ERROR' }, at);
-      try {
-        await this.finishConnection(failed);
-      } finally {
-        this.events.emit('sync.failed', toView(failed));
-      }
+      this.publish(events);
+      await this.finishConnection(failed);
     } catch (error) {
       this.reportError(syncId, `could not record the failure of sync ${syncId}: ${(error as Error)?.message ?? String(error)}`, 'STORAGE_ERROR');
     }
@@ -988,6 +1073,22 @@ export class SyncEngine {
 
     runtime.chain = runtime.chain.then(async () => {
       if (runtime.closed && !finished) return;
+      const at = this.clock.now();
+      // Every commit bumps the version by one: the view (and the events it causes) of the state committed now.
+      const view = toView({
+        ...runtime.record,
+        status,
+        active: !finished,
+        providerRef: context.providerRef,
+        snapshot: persisted,
+        version: runtime.version + 1,
+        updatedAt: at,
+      });
+      const events = [
+        ...(transitions.length > 0 ? [syncEvent('sync.updated', view, at)] : []),
+        ...(newChallenge ? [syncEvent('sync.awaitingUser', view, at)] : []),
+        ...(finished ? [syncEvent(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view, at)] : []),
+      ];
       try {
         runtime.version = await this.store.commit({
           syncId: runtime.record.syncId,
@@ -999,7 +1100,8 @@ export class SyncEngine {
           timers,
           transitions,
           pendingEffects,
-          at: this.clock.now(),
+          at,
+          events,
         });
       } catch (error) {
         this.onCommitFailure(runtime, error);
@@ -1011,21 +1113,11 @@ export class SyncEngine {
         runtime.lastTimers = timers;
         await this.dispatch.timersChanged(runtime.record, previous, timers);
       }
-      const view = toView({
-        ...runtime.record,
-        status,
-        active: !finished,
-        providerRef: context.providerRef,
-        snapshot: persisted,
-        version: runtime.version,
-        updatedAt: this.clock.now(),
-      });
       if (context.providerRef && runtime.record.providerRef !== context.providerRef) {
         runtime.record = { ...runtime.record, providerRef: context.providerRef };
         this.releaseEarly(runtime, context.providerRef);
       }
-      if (transitions.length > 0) this.events.emit('sync.updated', view);
-      if (newChallenge) this.events.emit('sync.awaitingUser', view);
+      this.publish(events);
       if (finished) {
         try {
           await this.finishConnection({ ...runtime.record, status, active: false, snapshot: persisted, version: runtime.version });

@@ -8,13 +8,18 @@
  * - each method does all of its work synchronously before its promise settles, which makes every
  *   method atomic with respect to the others (no interleaving inside a method).
  */
+import { EventEmitter } from 'node:events';
 import {
+  InvalidCursorError,
   NotFoundError,
   StaleWriteError,
   type CommitChange,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
+  type EventPage,
+  type EventRecord,
+  type NewEventRecord,
   type NewSync,
   type PruneCounts,
   type PruneRequest,
@@ -30,6 +35,13 @@ function toJson(value: unknown): unknown {
   if (value === undefined || value === null) return null;
   const text = JSON.stringify(value);
   return text === undefined ? null : (JSON.parse(text) as unknown);
+}
+
+/** SQLite and memory cursors: the decimal sequence number of the last event read. */
+export function parseSeqCursor(cursor: string | null): number {
+  if (cursor === null) return 0;
+  if (!/^(0|[1-9][0-9]{0,14})$/.test(cursor)) throw new InvalidCursorError(cursor);
+  return Number(cursor);
 }
 
 const cmp = (a: string | number, b: string | number): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -55,6 +67,12 @@ export class MemoryStore implements Store {
   readonly #transitions = new Map<string, TransitionRecord[]>();
   readonly #effects = new Map<string, EffectRecord>();
   readonly #connections = new Map<string, ConnectionRecord>();
+  readonly #events: EventRecord[] = [];
+  /** Events pruned from the front of #events: the first one left has seq #eventBase + 1. */
+  #eventBase = 0;
+  readonly #eventIds = new Set<string>();
+  readonly #eventCursors = new Map<string, string>();
+  readonly #eventSignal = new EventEmitter().setMaxListeners(0);
   #closed = false;
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
@@ -100,6 +118,7 @@ export class MemoryStore implements Store {
       );
     }
     const snapshot = toJson(change.snapshot);
+    const events = (change.events ?? []).map((e) => ({ ...e, payload: toJson(e.payload) }));
     const timers = new Map<string, TimerRecord>();
     for (const t of change.timers) {
       timers.set(t.timerId, { syncId: change.syncId, timerId: t.timerId, eventType: t.eventType, dueAt: t.dueAt });
@@ -146,7 +165,50 @@ export class MemoryStore implements Store {
         outcome: null,
       });
     }
+    this.#appendEvents(events);
     return version;
+  }
+
+  #appendEvents(events: NewEventRecord[]): void {
+    let appended = 0;
+    for (const e of events) {
+      if (this.#eventIds.has(e.eventId)) continue;
+      this.#eventIds.add(e.eventId);
+      const seq = this.#eventBase + this.#events.length + 1;
+      this.#events.push({ ...e, seq, cursor: String(seq) });
+      appended++;
+    }
+    if (appended > 0) queueMicrotask(() => this.#eventSignal.emit('wake'));
+  }
+
+  async readEvents(after: string | null, limit: number): Promise<EventPage> {
+    this.#open();
+    const start = Math.max(0, parseSeqCursor(after) - this.#eventBase);
+    const page = this.#events.slice(start, start + clampLimit(limit));
+    return { events: structuredClone(page), more: start + page.length < this.#events.length };
+  }
+
+  async latestEventCursor(): Promise<string | null> {
+    this.#open();
+    return this.#events.at(-1)?.cursor ?? null;
+  }
+
+  async watchEvents(onWake: () => void): Promise<() => Promise<void>> {
+    this.#eventSignal.on('wake', onWake);
+    return async () => {
+      this.#eventSignal.off('wake', onWake);
+    };
+  }
+
+  async getEventCursor(consumer: string): Promise<string | null> {
+    this.#open();
+    return this.#eventCursors.get(consumer) ?? null;
+  }
+
+  async saveEventCursor(consumer: string, cursor: string): Promise<void> {
+    this.#open();
+    parseSeqCursor(cursor);
+    this.#eventCursors.set(consumer, cursor);
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {
@@ -272,13 +334,15 @@ export class MemoryStore implements Store {
     return found ? structuredClone(found) : null;
   }
 
-  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events: NewEventRecord[] = []): Promise<number> {
     this.#open();
     const key = connectionKey(record.tenantId, record.connectionId);
     const current = this.#connections.get(key);
     if ((current?.version ?? 0) !== expectedVersion) throw new StaleWriteError(`connection ${record.tenantId}/${record.connectionId}`, expectedVersion);
     const version = expectedVersion + 1;
+    const prepared = events.map((e) => ({ ...e, payload: toJson(e.payload) }));
     this.#connections.set(key, { ...structuredClone(record), context: toJson(record.context), version });
+    this.#appendEvents(prepared);
     return version;
   }
 
@@ -293,7 +357,7 @@ export class MemoryStore implements Store {
   async prune(request: PruneRequest): Promise<PruneCounts> {
     this.#open();
     const limit = clampLimit(request.limit);
-    const { finishedSyncs, transitions: transitionsBefore, effects: effectsBefore } = request.cutoffs;
+    const { finishedSyncs, transitions: transitionsBefore, effects: effectsBefore, events: eventsBefore } = request.cutoffs;
     const counts: PruneCounts = { syncs: 0, transitions: 0, effects: 0, timers: 0 };
     // The newest sync of each connection stays (the connection machine may still point at it).
     const newest = new Map<string, SyncRecord>();
@@ -334,7 +398,15 @@ export class MemoryStore implements Store {
           .slice(0, limit);
     counts.transitions += oldTransitions.length;
     counts.effects = doomedEffects.length + oldEffects.length;
+    // The log is appended in time order: its old events are a prefix.
+    let oldEvents = 0;
+    if (eventsBefore !== undefined) {
+      while (oldEvents < limit && oldEvents < this.#events.length && this.#events[oldEvents]!.at < eventsBefore) oldEvents++;
+      counts.events = oldEvents;
+    }
     if (request.dryRun) return counts;
+    for (const e of this.#events.splice(0, oldEvents)) this.#eventIds.delete(e.eventId);
+    this.#eventBase += oldEvents;
     for (const id of gone) {
       this.#syncs.delete(id);
       this.#transitions.delete(id);

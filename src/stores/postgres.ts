@@ -9,6 +9,7 @@ import pg from 'pg';
 import type { SyncScope } from '../../machines/canonical.js';
 import type { SyncStatus } from '../../machines/synchronization.js';
 import {
+  InvalidCursorError,
   NotFoundError,
   StaleWriteError,
   type CommitChange,
@@ -16,6 +17,9 @@ import {
   type ConnectionRecord,
   type EffectRecord,
   type EffectState,
+  type EventPage,
+  type EventRecord,
+  type NewEventRecord,
   type NewSync,
   type PruneCounts,
   type PruneRequest,
@@ -126,7 +130,70 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX effects_settled_at ON ${s}.effects ((COALESCE(finished_at, started_at, created_at)));
     `,
   },
+  {
+    version: 4,
+    name: 'event log',
+    sql: (s) => `
+      -- Sequence values can commit out of order; tx (the writer's transaction id) makes the order stable:
+      -- readers take rows of finished transactions only (tx below the oldest running one), by (tx, seq).
+      CREATE TABLE ${s}.events (
+        seq           BIGSERIAL PRIMARY KEY,
+        tx            xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        event_id      TEXT NOT NULL UNIQUE,
+        name          TEXT NOT NULL,
+        tenant_id     TEXT NOT NULL,
+        connection_id TEXT NOT NULL,
+        sync_id       TEXT,
+        payload       JSONB NOT NULL,
+        at            BIGINT NOT NULL
+      );
+      CREATE INDEX events_commit_order ON ${s}.events (tx, seq);
+      CREATE TABLE ${s}.event_cursors (
+        consumer   TEXT PRIMARY KEY,
+        cursor     TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+      );
+      -- prune(): old events first.
+      CREATE INDEX events_at ON ${s}.events (at);
+    `,
+  },
 ];
+
+/** PostgreSQL cursors: `<tx>-<seq>` of the last event read (commit order, see migration 4). */
+function parsePgCursor(cursor: string | null): [string, string] {
+  if (cursor === null) return ['0', '0'];
+  const match = /^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,18})$/.exec(cursor);
+  if (!match) throw new InvalidCursorError(cursor);
+  return [match[1]!, match[2]!];
+}
+
+interface EventRow {
+  seq: number;
+  tx: string;
+  event_id: string;
+  name: string;
+  tenant_id: string;
+  connection_id: string;
+  sync_id: string | null;
+  payload: unknown;
+  at: number;
+}
+
+const toEvent = (r: EventRow): EventRecord => ({
+  seq: r.seq,
+  cursor: `${r.tx}-${r.seq}`,
+  eventId: r.event_id,
+  name: r.name,
+  tenantId: r.tenant_id,
+  connectionId: r.connection_id,
+  syncId: r.sync_id,
+  payload: r.payload,
+  at: r.at,
+});
+const EVENT_COLUMNS = 'seq, tx::text AS tx, event_id, name, tenant_id, connection_id, sync_id, payload, at';
+/** LISTEN client reconnect backoff. */
+const LISTEN_RETRY_BASE_MS = 250;
+const LISTEN_RETRY_MAX_MS = 10_000;
 
 // BIGINT (int8) and NUMERIC arrive as strings by default; every one of ours fits a double exactly.
 const types = {
@@ -229,9 +296,17 @@ export class PostgresStore implements Store {
   readonly pool: pg.Pool;
   readonly schema: string;
 
-  private constructor(pool: pg.Pool, schema: string) {
+  private readonly connectionString: string;
+
+  private constructor(pool: pg.Pool, schema: string, connectionString: string) {
     this.pool = pool;
     this.schema = schema;
+    this.connectionString = connectionString;
+  }
+
+  /** The NOTIFY channel that wakes event readers of this schema. */
+  get eventChannel(): string {
+    return `banksync_events_${this.schema}`;
   }
 
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
@@ -240,7 +315,7 @@ export class PostgresStore implements Store {
     const pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types });
     // An idle client losing its server connection must not crash the process; the next query reconnects.
     pool.on('error', () => {});
-    const store = new PostgresStore(pool, schema);
+    const store = new PostgresStore(pool, schema, options.connectionString);
     try {
       await store.migrate();
     } catch (error) {
@@ -346,8 +421,147 @@ export class PostgresStore implements Store {
           [change.syncId, change.at, change.pendingEffects.map((e) => e.effectKey), change.pendingEffects.map((e) => e.kind)],
         );
       }
+      await this.appendEvents(client, change.events ?? []);
       return updated.rows[0].version;
     });
+  }
+
+  /** Appends events in the caller's transaction; NOTIFY is delivered when (and only if) it commits. */
+  private async appendEvents(client: pg.PoolClient, events: readonly NewEventRecord[]): Promise<void> {
+    if (events.length === 0) return;
+    await client.query(
+      `INSERT INTO ${this.t('events')} (event_id, name, tenant_id, connection_id, sync_id, payload, at)
+       SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[])
+       ON CONFLICT (event_id) DO NOTHING`,
+      [
+        events.map((e) => e.eventId),
+        events.map((e) => e.name),
+        events.map((e) => e.tenantId),
+        events.map((e) => e.connectionId),
+        events.map((e) => e.syncId),
+        events.map((e) => json(e.payload) ?? 'null'),
+        events.map((e) => e.at),
+      ],
+    );
+    await client.query('SELECT pg_notify($1, \'\')', [this.eventChannel]);
+  }
+
+  async readEvents(after: string | null, limit: number): Promise<EventPage> {
+    const [tx, seq] = parsePgCursor(after);
+    const max = clampLimit(limit);
+    // Only rows of transactions that have finished: any row committed later has a tx at or above the horizon,
+    // so nothing can appear behind a cursor once it moved past it.
+    const { rows } = await this.pool.query<EventRow & { held: boolean }>(
+      `WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+       SELECT ${EVENT_COLUMNS}, tx >= horizon.xmin AS held FROM ${this.t('events')}, horizon
+        WHERE (tx, seq) > ($1::text::xid8, $2::bigint)
+        ORDER BY tx, seq LIMIT $3`,
+      [tx, seq, max + 1],
+    );
+    const readable: EventRecord[] = [];
+    let more = false;
+    for (const row of rows) {
+      if (row.held || readable.length === max) {
+        more = true;
+        break;
+      }
+      readable.push(toEvent(row));
+    }
+    return { events: readable, more };
+  }
+
+  async latestEventCursor(): Promise<string | null> {
+    const { rows } = await this.pool.query<{ tx: string; seq: number }>(
+      `SELECT tx::text AS tx, seq FROM ${this.t('events')} WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx DESC, seq DESC LIMIT 1`,
+    );
+    return rows[0] ? `${rows[0].tx}-${rows[0].seq}` : null;
+  }
+
+  /**
+   * LISTENs on a dedicated connection (not the pool's) and calls onWake for every NOTIFY. A lost connection
+   * is reconnected with backoff; onWake is called after each reconnect, since NOTIFYs meanwhile were missed.
+   */
+  async watchEvents(onWake: () => void): Promise<() => Promise<void>> {
+    let closed = false;
+    let client: pg.Client | null = null;
+    let attempt = 0;
+    let retry: NodeJS.Timeout | undefined;
+    const connect = async (): Promise<void> => {
+      const next = new pg.Client({ connectionString: this.connectionString, application_name: 'banksync-events' });
+      // Every client needs an 'error' listener: without one a lost server connection kills the process.
+      next.on('error', () => reconnect(next));
+      next.on('end', () => reconnect(next));
+      next.on('notification', () => onWake());
+      try {
+        await next.connect();
+        await next.query(`LISTEN "${this.eventChannel}"`);
+      } catch (error) {
+        next.end().catch(() => {});
+        throw error;
+      }
+      if (closed) {
+        await next.end().catch(() => {});
+        return;
+      }
+      client = next;
+      attempt = 0;
+      onWake();
+    };
+    const reconnect = (broken: pg.Client): void => {
+      if (closed || (client !== broken && client !== null)) return;
+      client = null;
+      broken.end().catch(() => {});
+      const delay = Math.min(LISTEN_RETRY_MAX_MS, LISTEN_RETRY_BASE_MS * 2 ** attempt++);
+      retry = setTimeout(() => {
+        connect().catch(() => reconnect(broken));
+      }, delay);
+    };
+    await connect();
+    return async () => {
+      closed = true;
+      clearTimeout(retry);
+      const current = client;
+      client = null;
+      await current?.end().catch(() => {});
+    };
+  }
+
+  async getEventCursor(consumer: string): Promise<string | null> {
+    const { rows } = await this.pool.query<{ cursor: string }>(`SELECT cursor FROM ${this.t('event_cursors')} WHERE consumer = $1`, [consumer]);
+    return rows[0]?.cursor ?? null;
+  }
+
+  async saveEventCursor(consumer: string, cursor: string, at: number): Promise<void> {
+    parsePgCursor(cursor);
+    await this.pool.query(
+      `INSERT INTO ${this.t('event_cursors')} (consumer, cursor, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (consumer) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
+      [consumer, cursor, at],
+    );
+  }
+
+  /**
+   * Holds a session advisory lock on a dedicated connection while `work` runs, if no other process holds it;
+   * returns null (without running `work`) otherwise. For single-instance consumers such as webhook delivery.
+   */
+  async tryExclusive(name: string): Promise<{ release(): Promise<void>; lost: Promise<void> } | null> {
+    const client = new pg.Client({ connectionString: this.connectionString, application_name: 'banksync-exclusive' });
+    let markLost!: () => void;
+    const lost = new Promise<void>((resolve) => (markLost = resolve));
+    client.on('error', () => markLost());
+    client.on('end', () => markLost());
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`banksync-exclusive:${this.schema}:${name}`]);
+      if (!rows[0]?.ok) {
+        await client.end();
+        return null;
+      }
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
+    }
+    return { lost, release: () => client.end().catch(() => {}) };
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {
@@ -471,11 +685,20 @@ export class PostgresStore implements Store {
     return rows[0] ? toConnection(rows[0]) : null;
   }
 
-  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events: NewEventRecord[] = []): Promise<number> {
+    if (events.length === 0) return this.writeConnection(this.pool, record, expectedVersion);
+    return this.transaction(async (client) => {
+      const version = await this.writeConnection(client, record, expectedVersion);
+      await this.appendEvents(client, events);
+      return version;
+    });
+  }
+
+  private async writeConnection(db: pg.Pool | pg.PoolClient, record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
     const key = `connection ${record.tenantId}/${record.connectionId}`;
     const params = [record.tenantId, record.connectionId, record.provider, record.state, json(record.context) ?? 'null', record.updatedAt];
     if (expectedVersion === 0) {
-      const inserted = await this.pool.query(
+      const inserted = await db.query(
         `INSERT INTO ${this.t('connections')} (${CONNECTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5::jsonb, 1, $6)
          ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
         params,
@@ -483,7 +706,7 @@ export class PostgresStore implements Store {
       if (inserted.rowCount === 0) throw new StaleWriteError(key, expectedVersion);
       return 1;
     }
-    const { rows } = await this.pool.query<{ version: number }>(
+    const { rows } = await db.query<{ version: number }>(
       `UPDATE ${this.t('connections')} SET provider = $3, state = $4, context = $5::jsonb, updated_at = $6, version = version + 1
         WHERE tenant_id = $1 AND connection_id = $2 AND version = $7
        RETURNING version`,
@@ -514,7 +737,7 @@ export class PostgresStore implements Store {
   /** Drops the schema (tests use a throwaway schema per store). */
   async prune(request: PruneRequest): Promise<PruneCounts> {
     const limit = Math.max(0, Math.floor(request.limit));
-    const { finishedSyncs, transitions, effects } = request.cutoffs;
+    const { finishedSyncs, transitions, effects, events } = request.cutoffs;
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
@@ -558,6 +781,14 @@ export class PostgresStore implements Store {
           [effects, limit],
         );
         counts.effects += result.rowCount ?? 0;
+      }
+      if (events !== undefined && limit > 0) {
+        const result = await client.query(
+          `DELETE FROM ${this.t('events')} WHERE seq IN (
+             SELECT seq FROM ${this.t('events')} WHERE at < $1 ORDER BY at, seq LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+          [events, limit],
+        );
+        counts.events = result.rowCount ?? 0;
       }
       await client.query(request.dryRun ? 'ROLLBACK' : 'COMMIT');
       return counts;

@@ -7,6 +7,8 @@
  */
 import Database from 'better-sqlite3';
 import { StorageError, toStorageError } from './errors.js';
+import { EventEmitter } from 'node:events';
+import { parseSeqCursor } from './memory.js';
 import {
   NotFoundError,
   StaleWriteError,
@@ -15,6 +17,9 @@ import {
   type ConnectionRecord,
   type EffectRecord,
   type EffectState,
+  type EventPage,
+  type EventRecord,
+  type NewEventRecord,
   type NewSync,
   type PruneCounts,
   type PruneRequest,
@@ -116,6 +121,30 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       CREATE INDEX syncs_connection_created_at ON syncs (tenant_id, connection_id, created_at);
       CREATE INDEX transitions_at ON transitions (at);
       CREATE INDEX effects_settled_at ON effects (COALESCE(finished_at, started_at, created_at));
+    `,
+  },
+  {
+    version: 4,
+    name: 'event log',
+    sql: `
+      -- Writers are serialised (IMMEDIATE transactions), so seq order is commit order.
+      CREATE TABLE events (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id      TEXT NOT NULL UNIQUE,
+        name          TEXT NOT NULL,
+        tenant_id     TEXT NOT NULL,
+        connection_id TEXT NOT NULL,
+        sync_id       TEXT,
+        payload       TEXT NOT NULL,
+        at            INTEGER NOT NULL
+      );
+      CREATE TABLE event_cursors (
+        consumer   TEXT PRIMARY KEY,
+        cursor     TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      -- prune(): old events first.
+      CREATE INDEX events_at ON events (at);
     `,
   },
 ];
@@ -260,6 +289,29 @@ const toConnection = (r: ConnectionRow): ConnectionRecord => ({
 
 const CONNECTION_COLUMNS = 'tenant_id, connection_id, provider, state, context, version, updated_at';
 
+interface EventRow {
+  seq: number;
+  event_id: string;
+  name: string;
+  tenant_id: string;
+  connection_id: string;
+  sync_id: string | null;
+  payload: string;
+  at: number;
+}
+
+const toEvent = (r: EventRow): EventRecord => ({
+  seq: r.seq,
+  cursor: String(r.seq),
+  eventId: r.event_id,
+  name: r.name,
+  tenantId: r.tenant_id,
+  connectionId: r.connection_id,
+  syncId: r.sync_id,
+  payload: decodeJson(r.payload),
+  at: r.at,
+});
+
 const SYNC_COLUMNS =
   'sync_id, tenant_id, connection_id, provider, scope, status, active, provider_ref, snapshot, version, created_at, updated_at';
 const EFFECT_COLUMNS = 'effect_key, sync_id, kind, state, created_at, started_at, finished_at, outcome';
@@ -272,6 +324,9 @@ export class SqliteStore implements Store {
   readonly #createSyncTx;
   readonly #commitTx;
   readonly #startEffectTx;
+  readonly #saveConnectionTx;
+  /** Wakes readers in this process; other processes on the same file find new events by polling. */
+  readonly #eventSignal = new EventEmitter().setMaxListeners(0);
 
   /** Opens (creating if needed) and migrates the database at `path`; ':memory:' is allowed. */
   /**
@@ -388,6 +443,26 @@ export class SqliteStore implements Store {
       listEffects: db.prepare<[string], EffectRow>(
         `SELECT ${EFFECT_COLUMNS} FROM effects WHERE sync_id = ? ORDER BY created_at, effect_key`,
       ),
+      insertEvent: db.prepare<[string, string, string, string, string | null, string, number]>(
+        `INSERT INTO events (event_id, name, tenant_id, connection_id, sync_id, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (event_id) DO NOTHING`,
+      ),
+      readEvents: db.prepare<[number, number], EventRow>(
+        'SELECT seq, event_id, name, tenant_id, connection_id, sync_id, payload, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
+      ),
+      lastEventSeq: db.prepare<[], number | null>('SELECT MAX(seq) FROM events').pluck(),
+      getEventCursor: db.prepare<[string], string>('SELECT cursor FROM event_cursors WHERE consumer = ?').pluck(),
+      saveEventCursor: db.prepare<[string, string, number]>(
+        `INSERT INTO event_cursors (consumer, cursor, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (consumer) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at`,
+      ),
+    };
+    const appendEvents = (events: readonly NewEventRecord[]): number => {
+      let appended = 0;
+      for (const e of events) {
+        appended += stmt.insertEvent.run(e.eventId, e.name, e.tenantId, e.connectionId, e.syncId, encodeJson(e.payload) ?? 'null', e.at).changes;
+      }
+      return appended;
     };
     this.#stmt = stmt;
 
@@ -431,7 +506,14 @@ export class SqliteStore implements Store {
       for (const e of change.pendingEffects) {
         stmt.insertPendingEffect.run(e.effectKey, change.syncId, e.kind, change.at);
       }
+      appendEvents(change.events ?? []);
       return updated.version;
+    });
+
+    this.#saveConnectionTx = db.transaction((record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events: NewEventRecord[]): number => {
+      const version = this.#writeConnection(record, expectedVersion);
+      appendEvents(events);
+      return version;
     });
 
     this.#startEffectTx = db.transaction(
@@ -462,7 +544,41 @@ export class SqliteStore implements Store {
 
   async commit(change: CommitChange): Promise<number> {
     const snapshot = encodeJson(change.snapshot);
-    return this.#commitTx.immediate(change, snapshot);
+    const version = this.#commitTx.immediate(change, snapshot);
+    if (change.events?.length) this.#wake();
+    return version;
+  }
+
+  #wake(): void {
+    queueMicrotask(() => this.#eventSignal.emit('wake'));
+  }
+
+  async readEvents(after: string | null, limit: number): Promise<EventPage> {
+    const from = parseSeqCursor(after);
+    const max = clampLimit(limit);
+    const rows = this.#stmt.readEvents.all(from, max + 1);
+    return { events: rows.slice(0, max).map(toEvent), more: rows.length > max };
+  }
+
+  async latestEventCursor(): Promise<string | null> {
+    const seq = this.#stmt.lastEventSeq.get();
+    return seq === null || seq === undefined ? null : String(seq);
+  }
+
+  async watchEvents(onWake: () => void): Promise<() => Promise<void>> {
+    this.#eventSignal.on('wake', onWake);
+    return async () => {
+      this.#eventSignal.off('wake', onWake);
+    };
+  }
+
+  async getEventCursor(consumer: string): Promise<string | null> {
+    return this.#stmt.getEventCursor.get(consumer) ?? null;
+  }
+
+  async saveEventCursor(consumer: string, cursor: string, at: number): Promise<void> {
+    parseSeqCursor(cursor);
+    this.#stmt.saveEventCursor.run(consumer, cursor, at);
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {
@@ -577,7 +693,13 @@ export class SqliteStore implements Store {
     return row ? toConnection(row) : null;
   }
 
-  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+  async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events: NewEventRecord[] = []): Promise<number> {
+    const version = this.#saveConnectionTx.immediate(record, expectedVersion, events);
+    if (events.length > 0) this.#wake();
+    return version;
+  }
+
+  #writeConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): number {
     const params = {
       tenantId: record.tenantId,
       connectionId: record.connectionId,
@@ -622,7 +744,7 @@ export class SqliteStore implements Store {
 
   async prune(request: PruneRequest): Promise<PruneCounts> {
     const limit = Math.max(0, Math.floor(request.limit));
-    const { finishedSyncs, transitions, effects } = request.cutoffs;
+    const { finishedSyncs, transitions, effects, events } = request.cutoffs;
     const db = this.db;
     const work = db.transaction((): PruneCounts => {
       const counts: PruneCounts = { syncs: 0, transitions: 0, effects: 0, timers: 0 };
@@ -665,6 +787,9 @@ export class SqliteStore implements Store {
                 ORDER BY COALESCE(e.finished_at, e.started_at, e.created_at) LIMIT ?)`,
           )
           .run(effects, limit).changes;
+      }
+      if (events !== undefined && limit > 0) {
+        counts.events = db.prepare('DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < ? ORDER BY at, seq LIMIT ?)').run(events, limit).changes;
       }
       if (request.dryRun) throw new DryRunRollback(counts);
       return counts;

@@ -80,6 +80,42 @@ export interface CommitChange {
   /** Effects the new state awaits; inserted as PENDING unless already journaled. */
   pendingEffects: { effectKey: string; kind: string }[];
   at: number;
+  /** Events this transition causes, appended to the event log in the same transaction (outbox). */
+  events?: NewEventRecord[];
+}
+
+/**
+ * One entry of the durable event log, as written. `eventId` is stable: writing the same id twice keeps the
+ * first (a re-run job that re-emits creates no duplicate). The payload is a secret-free JSON view.
+ */
+export interface NewEventRecord {
+  eventId: string;
+  name: string;
+  tenantId: string;
+  connectionId: string;
+  syncId: string | null;
+  payload: unknown;
+  at: number;
+}
+
+/** A committed event. `cursor` orders events (commit order); pass it back to read what follows. */
+export interface EventRecord extends NewEventRecord {
+  /** Insert sequence: unique, increasing per writer; PostgreSQL may commit them out of order, so read by cursor. */
+  seq: number;
+  cursor: string;
+}
+
+export interface EventPage {
+  events: EventRecord[];
+  /** Read again soon: the page was full, or later events are committed but not yet readable in order. */
+  more: boolean;
+}
+
+export class InvalidCursorError extends Error {
+  override readonly name = 'InvalidCursorError';
+  constructor(readonly cursor: string) {
+    super(`invalid event cursor ${JSON.stringify(cursor.slice(0, 64))}`);
+  }
 }
 
 export class StaleWriteError extends Error {
@@ -194,9 +230,10 @@ export interface Store {
   getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null>;
   /**
    * Inserts the connection (expectedVersion 0, absent) or updates it when its stored version equals
-   * expectedVersion. Returns the new version; throws StaleWriteError otherwise.
+   * expectedVersion. Returns the new version; throws StaleWriteError otherwise. `events` are appended to the
+   * event log in the same transaction.
    */
-  saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number>;
+  saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events?: NewEventRecord[]): Promise<number>;
   /** Ordered by tenantId, connectionId. */
   listConnections(filter?: ConnectionFilter): Promise<ConnectionRecord[]>;
   /**
@@ -205,5 +242,17 @@ export interface Store {
    * a lock left by a crash is settled from it). Idempotent; safe to run from several processes at once.
    */
   prune(request: PruneRequest): Promise<PruneCounts>;
+  /**
+   * Committed events after `after` (null: from the start) in commit order, at most `limit`. Every event is
+   * returned exactly once to a reader that advances its cursor; throws InvalidCursorError for a foreign cursor.
+   */
+  readEvents(after: string | null, limit: number): Promise<EventPage>;
+  /** The cursor of the last readable event (null when the log is empty): "from now on". */
+  latestEventCursor(): Promise<string | null>;
+  /** Calls `onWake` (best effort) when events may have been committed; returns a function that stops it. */
+  watchEvents(onWake: () => void): Promise<() => Promise<void>>;
+  /** A named consumer's saved cursor (e.g. the outgoing webhook delivery), or null. */
+  getEventCursor(consumer: string): Promise<string | null>;
+  saveEventCursor(consumer: string, cursor: string, at: number): Promise<void>;
   close(): Promise<void>;
 }

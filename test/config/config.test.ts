@@ -88,6 +88,29 @@ describe('retention', () => {
   });
 });
 
+describe('webhooks.outgoing', () => {
+  const withOutgoing = (outgoing: unknown) => ({ providers: {}, webhooks: { outgoing } });
+  const hookEnv = { APP_HOOK: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' };
+
+  it('reads the endpoint and its Standard Webhooks secret from the environment', () => {
+    expect(parseConfig(withOutgoing({ url: 'https://app.example/banksync', secret: { env: 'APP_HOOK' } }), hookEnv).outgoingWebhook).toEqual({
+      url: 'https://app.example/banksync',
+      secret: hookEnv.APP_HOOK,
+    });
+    expect(parseConfig({ providers: {} }, hookEnv).outgoingWebhook).toBeUndefined();
+  });
+
+  it.each([
+    ['a literal secret', { url: 'https://app.example/h', secret: 'whsec_abc' }, 'webhooks.outgoing.secret'],
+    ['a relative URL', { url: '/h', secret: { env: 'APP_HOOK' } }, 'webhooks.outgoing.url'],
+    ['a secret that is not whsec_ base64', { url: 'https://app.example/h', secret: { env: 'BAD_HOOK' } }, 'webhooks.outgoing.secret'],
+  ])('rejects %s, naming the field and never the value', (_what, outgoing, field) => {
+    const error = configError(() => parseConfig(withOutgoing(outgoing), { ...hookEnv, BAD_HOOK: 'plain-text-secret-value' }));
+    expect(error.message).toContain(field);
+    expect(error.message).not.toContain('plain-text-secret-value');
+  });
+});
+
 describe('loadConfig and adaptersFromConfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'banksync-config-'));
 

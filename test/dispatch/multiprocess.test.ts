@@ -131,5 +131,26 @@ describe.runIf(postgresAvailable)('multi-process workers with random SIGKILLs', 
       expect(stats[access.id]!.overlaps, access.scenario).toBe(0);
     }
     expect(kills.length).toBe(KILLS);
+
+    // The event log, written in the commits of killed and surviving workers alike: nothing lost, nothing doubled.
+    const log: { syncId: string | null; name: string; version: number; id: string }[] = [];
+    let cursor: string | null = null;
+    for (;;) {
+      const page = await api.store.readEvents(cursor, 1_000);
+      log.push(...page.events.map((e) => ({ syncId: e.syncId, name: e.name, version: (e.payload as { version: number }).version, id: e.eventId })));
+      if (page.events.length) cursor = page.events.at(-1)!.cursor;
+      if (!page.more) break;
+    }
+    expect(new Set(log.map((e) => e.id)).size).toBe(log.length);
+    const bySync = new Map<string, typeof log>();
+    for (const e of log) if (e.syncId) bySync.set(e.syncId, [...(bySync.get(e.syncId) ?? []), e]);
+    for (const access of accesses) {
+      const [sync] = await api.store.listSyncs({ connectionId: access.id });
+      const events = bySync.get(sync!.syncId) ?? [];
+      expect(events.filter((e) => e.name === 'sync.completed' || e.name === 'sync.failed').map((e) => e.name), access.scenario).toEqual([sync!.status === 'COMPLETED' ? 'sync.completed' : 'sync.failed']);
+      expect(events.filter((e) => e.name === 'sync.updated').length, access.scenario).toBe((await api.store.listTransitions(sync!.syncId)).length);
+      const versions = events.map((e) => e.version);
+      expect(versions).toEqual([...versions].sort((a, b) => a - b));
+    }
   }, 600_000);
 });

@@ -8,11 +8,14 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  InvalidCursorError,
   NotFoundError,
   StaleWriteError,
   type CommitChange,
   type ConnectionRecord,
   type EffectRecord,
+  type EventRecord,
+  type NewEventRecord,
   type NewSync,
   type Store,
   type SyncRecord,
@@ -965,6 +968,130 @@ export function storeConformanceSuite(
         expect(await everything(ids)).toEqual(before);
         expect(dry.syncs).toBe(2);
         expect(await store.prune(request)).toEqual(dry);
+      });
+    });
+
+    describe('event log', () => {
+      const event = (syncId: string | null, name: string, n: number, payload: unknown = { n }): NewEventRecord => ({
+        eventId: `${syncId ?? 'conn'}:${n}:${name}`,
+        name,
+        tenantId: 'tenant-a',
+        connectionId: 'conn-e',
+        syncId,
+        payload,
+        at: tick(),
+      });
+      /** Reads the whole log from `after` in pages of `limit`, as a reader that advances its cursor would. */
+      const readAll = async (after: string | null, limit: number): Promise<EventRecord[]> => {
+        const out: EventRecord[] = [];
+        let cursor = after;
+        for (let page = 0; page < 1000; page++) {
+          const { events, more } = await store.readEvents(cursor, limit);
+          expect(events.length).toBeLessThanOrEqual(limit);
+          out.push(...events);
+          if (events.length) cursor = events.at(-1)!.cursor;
+          if (!more) return out;
+        }
+        throw new Error('the log never ended');
+      };
+
+      it('appends a commit’s events atomically with it, in order, and a stale commit writes none', async () => {
+        const sync = await create();
+        expect(await store.latestEventCursor()).toBeNull();
+        expect(await store.readEvents(null, 10)).toEqual({ events: [], more: false });
+        const first = [event(sync.syncId, 'sync.updated', 1, { status: 'RUNNING', nested: { undef: undefined, list: [1] } }), event(sync.syncId, 'sync.awaitingUser', 1)];
+        await store.commit(change(sync.syncId, 0, { events: first }));
+        await expectStale(store.commit(change(sync.syncId, 0, { events: [event(sync.syncId, 'sync.failed', 9)] })), sync.syncId, 0);
+        await store.commit(change(sync.syncId, 1, { events: [event(sync.syncId, 'sync.completed', 2)] }));
+        const all = await readAll(null, 10);
+        expect(all.map((e) => e.name)).toEqual(['sync.updated', 'sync.awaitingUser', 'sync.completed']);
+        expect(all[0]).toMatchObject({ eventId: first[0]!.eventId, tenantId: 'tenant-a', connectionId: 'conn-e', syncId: sync.syncId, at: first[0]!.at });
+        // Payloads are stored as JSON.
+        expect(all[0]!.payload).toEqual({ status: 'RUNNING', nested: { list: [1] } });
+        expect(new Set(all.map((e) => e.cursor)).size).toBe(3);
+        expect(await store.latestEventCursor()).toBe(all.at(-1)!.cursor);
+        expect(await store.readEvents(all.at(-1)!.cursor, 10)).toEqual({ events: [], more: false });
+      });
+
+      it('keeps the first of two events with the same id (a re-run writer creates no duplicate)', async () => {
+        const sync = await create();
+        const e = event(sync.syncId, 'sync.updated', 1);
+        await store.commit(change(sync.syncId, 0, { events: [e] }));
+        await store.commit(change(sync.syncId, 1, { events: [{ ...e, payload: { other: true } }, event(sync.syncId, 'sync.updated', 2)] }));
+        const all = await readAll(null, 10);
+        expect(all.map((x) => x.eventId)).toEqual([e.eventId, `${sync.syncId}:2:sync.updated`]);
+        expect(all[0]!.payload).toEqual({ n: 1 });
+      });
+
+      it('appends connection events with the connection write; a stale write appends none', async () => {
+        const record = { tenantId: 'tenant-a', connectionId: 'conn-e', provider: 'finx', state: 'IDLE', context: {}, updatedAt: tick() };
+        await store.saveConnection(record, 0, [event(null, 'connection.updated', 1)]);
+        await expect(store.saveConnection(record, 0, [event(null, 'connection.needsUser', 2)])).rejects.toBeInstanceOf(StaleWriteError);
+        await store.saveConnection({ ...record, state: 'SYNCING' }, 1);
+        await store.saveConnection({ ...record, state: 'IDLE' }, 2, [event(null, 'connection.updated', 3)]);
+        expect((await readAll(null, 10)).map((e) => e.eventId)).toEqual(['conn:1:connection.updated', 'conn:3:connection.updated']);
+      });
+
+      it('pages from any cursor: every event exactly once, in order', async () => {
+        const syncs = await Promise.all([create(), create(), create()]);
+        const written: string[] = [];
+        for (let round = 0; round < 5; round++) {
+          for (const [i, sync] of syncs.entries()) {
+            const events = Array.from({ length: (round + i) % 3 }, (_, k) => event(sync.syncId, `e${k}`, round));
+            written.push(...events.map((e) => e.eventId));
+            await store.commit(change(sync.syncId, round, { events }));
+          }
+        }
+        for (const limit of [1, 2, 7, 100]) expect((await readAll(null, limit)).map((e) => e.eventId)).toEqual(written);
+        const all = await readAll(null, 100);
+        const seqs = all.map((e) => e.seq);
+        expect(new Set(seqs).size).toBe(seqs.length);
+        // Resuming from any saved cursor yields exactly the rest.
+        for (const k of [0, 3, all.length - 1]) expect((await readAll(all[k]!.cursor, 4)).map((e) => e.eventId)).toEqual(written.slice(k + 1));
+      });
+
+      it('rejects a cursor it did not issue, and saves named consumer cursors', async () => {
+        for (const bad of ['', 'abc', '-1', '1.5', '9'.repeat(60), 'x-1']) await expect(store.readEvents(bad, 10)).rejects.toBeInstanceOf(InvalidCursorError);
+        const sync = await create();
+        await store.commit(change(sync.syncId, 0, { events: [event(sync.syncId, 'a', 1)] }));
+        const [first] = (await store.readEvents(null, 1)).events;
+        expect(await store.getEventCursor('webhooks')).toBeNull();
+        await store.saveEventCursor('webhooks', first!.cursor, tick());
+        expect(await store.getEventCursor('webhooks')).toBe(first!.cursor);
+        await expect(store.saveEventCursor('webhooks', 'garbage', tick())).rejects.toBeInstanceOf(InvalidCursorError);
+        expect(await store.getEventCursor('webhooks')).toBe(first!.cursor);
+      });
+
+      it('prunes events older than the cutoff in bounded batches, oldest first; readers go on from their cursors', async () => {
+        const sync = await create();
+        const written = [1, 2, 3, 4, 5].map((n) => event(sync.syncId, 'sync.updated', n));
+        for (const [version, e] of written.entries()) await store.commit(change(sync.syncId, version, { events: [e] }));
+        const [firstRead] = (await store.readEvents(null, 1)).events;
+        const cutoff = written[3]!.at; // the first three are older
+        expect(await store.prune({ cutoffs: { events: cutoff }, limit: 2, dryRun: true })).toMatchObject({ events: 2 });
+        expect((await readAll(null, 10)).map((e) => e.eventId)).toEqual(written.map((e) => e.eventId));
+        expect(await store.prune({ cutoffs: { events: cutoff }, limit: 2 })).toMatchObject({ events: 2 });
+        expect((await readAll(null, 10)).map((e) => e.eventId)).toEqual(written.slice(2).map((e) => e.eventId));
+        expect(await store.prune({ cutoffs: { events: cutoff }, limit: 2 })).toMatchObject({ events: 1 });
+        expect(await store.prune({ cutoffs: { events: cutoff }, limit: 2 })).toMatchObject({ events: 0 });
+        // A reader whose cursor points at a pruned event gets exactly what is left after it.
+        expect((await readAll(firstRead!.cursor, 10)).map((e) => e.eventId)).toEqual(written.slice(3).map((e) => e.eventId));
+        // New events still get new cursors after the pruned ones.
+        await store.commit(change(sync.syncId, 5, { events: [event(sync.syncId, 'sync.completed', 6)] }));
+        expect((await readAll(firstRead!.cursor, 10)).map((e) => e.name)).toEqual(['sync.updated', 'sync.updated', 'sync.completed']);
+      });
+
+      it('wakes a watcher when events are committed', async () => {
+        let wakes = 0;
+        const stop = await store.watchEvents(() => wakes++);
+        try {
+          const sync = await create();
+          const before = wakes;
+          await store.commit(change(sync.syncId, 0, { events: [event(sync.syncId, 'a', 1)] }));
+          await expect.poll(() => wakes, { timeout: 10_000 }).toBeGreaterThan(before);
+        } finally {
+          await stop();
+        }
       });
     });
   });

@@ -46,6 +46,7 @@ export function registerWorker(program: Command): void {
         concurrency: opts.concurrency,
         providers: adaptersFromConfig(config),
         ...(sandbox ? {} : { policy: config.policy, webhookSecrets: config.webhookSecrets, ...(config.retention ? { retention: config.retention } : {}) }),
+        ...(config.outgoingWebhook ? { outgoingWebhook: config.outgoingWebhook } : {}),
         logger,
         ...(opts.autosync ? {} : { autosyncCron: false as const }),
         ...(opts.metricsPort !== undefined ? { metricsPort: opts.metricsPort, ...(opts.metricsHost ? { metricsHost: opts.metricsHost } : {}) } : {}),
