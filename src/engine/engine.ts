@@ -293,7 +293,11 @@ export class SyncEngine {
     }
   }
 
-  private async finishConnection(sync: SyncRecord): Promise<void> {
+  /**
+   * Settles the connection after its sync finished. `publish` receives the events of every connection write,
+   * in log order; callers that emit the sync's own terminal event first pass a collector (see onSnapshot).
+   */
+  private async finishConnection(sync: SyncRecord, publish: (events: readonly NewEventRecord[]) => void = (e) => this.publish(e)): Promise<void> {
     const view = toView(sync);
     if (view.status !== 'COMPLETED' && view.status !== 'FAILED') return;
     const failureLimit = this.providers[sync.provider]?.failureLimit;
@@ -317,22 +321,22 @@ export class SyncEngine {
         ...(changed && view.state === 'RETIRED' ? [connectionEvent('connection.retired', view, view, at)] : []),
       ],
     );
-    this.publish(events);
+    publish(events);
     if (changed && before === 'SYNCING' && (connection.state === 'NEEDS_USER' || connection.state === 'DISABLED')) {
       this.observer.breakerStop(sync.provider, connection.state, connection.needsUser?.reason ?? null);
     }
     const known = new Set(previous?.linkedAccessIds ?? []);
     const created = connection.linkedAccessIds.filter((id) => !known.has(id));
-    if (created.length > 0) await this.adoptUpgradedAccesses(connection, created);
-    await this.warnConsent(connection);
+    if (created.length > 0) await this.adoptUpgradedAccesses(connection, created, publish);
+    await this.warnConsent(connection, publish);
   }
 
   /** Warns of a consent about to run out, once per consent, whoever first sees it inside the window. */
-  private async warnConsent(view: ConnectionView): Promise<boolean> {
+  private async warnConsent(view: ConnectionView, publish: (events: readonly NewEventRecord[]) => void = (e) => this.publish(e)): Promise<boolean> {
     const at = this.clock.now();
     // Logged with the connection write that records the warning, so exactly one process reports it.
     const events = await this.connections.warnConsentIfDue(view, (warned) => [connectionEvent('connection.consentExpiring', warned, warned, at)]);
-    this.publish(events);
+    publish(events);
     return events.length > 0;
   }
 
@@ -340,7 +344,7 @@ export class SyncEngine {
    * An access upgrade (finX 40002/40003) moved accounts to accesses the provider created: each becomes a
    * connection of the same tenant with the old one's settings, so autosync keeps the moved accounts fresh.
    */
-  private async adoptUpgradedAccesses(from: ConnectionView, accessIds: string[]): Promise<void> {
+  private async adoptUpgradedAccesses(from: ConnectionView, accessIds: string[], publish: (events: readonly NewEventRecord[]) => void): Promise<void> {
     const views: ConnectionView[] = [];
     for (const [i, connectionId] of accessIds.entries()) {
       const at = this.clock.now();
@@ -359,7 +363,7 @@ export class SyncEngine {
         (outcome) => (last ? [connectionEvent('connection.upgraded', outcome.view, { from, created: [...views, outcome.view] }, at)] : []),
       );
       views.push(view);
-      this.publish(events);
+      publish(events);
     }
   }
 
@@ -1010,8 +1014,15 @@ export class SyncEngine {
       });
       const failed = { ...record, status: 'FAILED' as const, active: false, snapshot, version, updatedAt: at };
       this.observer.committed(record, [{ from: stored.value === undefined ? null : stateName(stored.value), to: 'FAILED', event: 'engine.error', at }], { status: 'FAILED', errorCode: 'ENGINE_ERROR' }, at);
-      this.publish(events);
-      await this.finishConnection(failed);
+      // The sync's events first (the log's order), but only once the connection is settled: a listener that
+      // reads the connection on sync.failed sees the outcome.
+      const connectionEvents: NewEventRecord[] = [];
+      try {
+        await this.finishConnection(failed, (e) => connectionEvents.push(...e));
+      } finally {
+        this.publish(events);
+        this.publish(connectionEvents);
+      }
     } catch (error) {
       this.reportError(syncId, `could not record the failure of sync ${syncId}: ${(error as Error)?.message ?? String(error)}`, 'STORAGE_ERROR');
     }
@@ -1117,17 +1128,20 @@ export class SyncEngine {
         runtime.record = { ...runtime.record, providerRef: context.providerRef };
         this.releaseEarly(runtime, context.providerRef);
       }
-      this.publish(events);
+      // A finished sync's events are emitted in the log's order (the sync's commit, then the connection's
+      // writes), but only after the connection is settled: a listener that reads the connection on
+      // sync.completed / sync.failed sees the outcome.
+      const connectionEvents: NewEventRecord[] = [];
       if (finished) {
         try {
-          await this.finishConnection({ ...runtime.record, status, active: false, snapshot: persisted, version: runtime.version });
+          await this.finishConnection({ ...runtime.record, status, active: false, snapshot: persisted, version: runtime.version }, (e) => connectionEvents.push(...e));
         } catch (error) {
           // The sync's outcome is committed; start() settles the connection if this write was lost.
           this.logger.error({ syncId: runtime.record.syncId, err: (error as Error)?.message }, 'connection update failed');
         }
-        // After the connection's update: a listener reading the connection sees the outcome.
-        this.events.emit(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view);
       }
+      this.publish(events);
+      this.publish(connectionEvents);
     });
   }
 

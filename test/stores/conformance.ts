@@ -994,6 +994,8 @@ export function storeConformanceSuite(
         }
         throw new Error('the log never ended');
       };
+      /** PostgreSQL releases an event once no older transaction in the cluster can still commit one before it. */
+      const visible = (count: number) => expect.poll(async () => (await readAll(null, 1_000)).length, { timeout: 10_000 }).toBe(count);
 
       it('appends a commit’s events atomically with it, in order, and a stale commit writes none', async () => {
         const sync = await create();
@@ -1003,6 +1005,7 @@ export function storeConformanceSuite(
         await store.commit(change(sync.syncId, 0, { events: first }));
         await expectStale(store.commit(change(sync.syncId, 0, { events: [event(sync.syncId, 'sync.failed', 9)] })), sync.syncId, 0);
         await store.commit(change(sync.syncId, 1, { events: [event(sync.syncId, 'sync.completed', 2)] }));
+        await visible(3);
         const all = await readAll(null, 10);
         expect(all.map((e) => e.name)).toEqual(['sync.updated', 'sync.awaitingUser', 'sync.completed']);
         expect(all[0]).toMatchObject({ eventId: first[0]!.eventId, tenantId: 'tenant-a', connectionId: 'conn-e', syncId: sync.syncId, at: first[0]!.at });
@@ -1018,6 +1021,7 @@ export function storeConformanceSuite(
         const e = event(sync.syncId, 'sync.updated', 1);
         await store.commit(change(sync.syncId, 0, { events: [e] }));
         await store.commit(change(sync.syncId, 1, { events: [{ ...e, payload: { other: true } }, event(sync.syncId, 'sync.updated', 2)] }));
+        await visible(2);
         const all = await readAll(null, 10);
         expect(all.map((x) => x.eventId)).toEqual([e.eventId, `${sync.syncId}:2:sync.updated`]);
         expect(all[0]!.payload).toEqual({ n: 1 });
@@ -1029,6 +1033,7 @@ export function storeConformanceSuite(
         await expect(store.saveConnection(record, 0, [event(null, 'connection.needsUser', 2)])).rejects.toBeInstanceOf(StaleWriteError);
         await store.saveConnection({ ...record, state: 'SYNCING' }, 1);
         await store.saveConnection({ ...record, state: 'IDLE' }, 2, [event(null, 'connection.updated', 3)]);
+        await visible(2);
         expect((await readAll(null, 10)).map((e) => e.eventId)).toEqual(['conn:1:connection.updated', 'conn:3:connection.updated']);
       });
 
@@ -1042,6 +1047,7 @@ export function storeConformanceSuite(
             await store.commit(change(sync.syncId, round, { events }));
           }
         }
+        await visible(written.length);
         for (const limit of [1, 2, 7, 100]) expect((await readAll(null, limit)).map((e) => e.eventId)).toEqual(written);
         const all = await readAll(null, 100);
         const seqs = all.map((e) => e.seq);
@@ -1054,6 +1060,8 @@ export function storeConformanceSuite(
         for (const bad of ['', 'abc', '-1', '1.5', '9'.repeat(60), 'x-1']) await expect(store.readEvents(bad, 10)).rejects.toBeInstanceOf(InvalidCursorError);
         const sync = await create();
         await store.commit(change(sync.syncId, 0, { events: [event(sync.syncId, 'a', 1)] }));
+        // PostgreSQL releases an event once no older transaction in the cluster can still commit one before it.
+        await expect.poll(async () => (await store.readEvents(null, 1)).events.length, { timeout: 10_000 }).toBe(1);
         const [first] = (await store.readEvents(null, 1)).events;
         expect(await store.getEventCursor('webhooks')).toBeNull();
         await store.saveEventCursor('webhooks', first!.cursor, tick());
@@ -1066,6 +1074,7 @@ export function storeConformanceSuite(
         const sync = await create();
         const written = [1, 2, 3, 4, 5].map((n) => event(sync.syncId, 'sync.updated', n));
         for (const [version, e] of written.entries()) await store.commit(change(sync.syncId, version, { events: [e] }));
+        await expect.poll(async () => (await readAll(null, 10)).length, { timeout: 10_000 }).toBe(5);
         const [firstRead] = (await store.readEvents(null, 1)).events;
         const cutoff = written[3]!.at; // the first three are older
         expect(await store.prune({ cutoffs: { events: cutoff }, limit: 2, dryRun: true })).toMatchObject({ events: 2 });
@@ -1078,7 +1087,7 @@ export function storeConformanceSuite(
         expect((await readAll(firstRead!.cursor, 10)).map((e) => e.eventId)).toEqual(written.slice(3).map((e) => e.eventId));
         // New events still get new cursors after the pruned ones.
         await store.commit(change(sync.syncId, 5, { events: [event(sync.syncId, 'sync.completed', 6)] }));
-        expect((await readAll(firstRead!.cursor, 10)).map((e) => e.name)).toEqual(['sync.updated', 'sync.updated', 'sync.completed']);
+        await expect.poll(async () => (await readAll(firstRead!.cursor, 10)).map((e) => e.name), { timeout: 10_000 }).toEqual(['sync.updated', 'sync.updated', 'sync.completed']);
       });
 
       it('wakes a watcher when events are committed', async () => {
