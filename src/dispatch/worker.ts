@@ -17,6 +17,7 @@ import { AutosyncScheduler } from '../engine/autosync.js';
 import { createEngine, type SyncEngine } from '../engine/engine.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import { guardPool, type ConnectionErrorListener } from '../stores/pg-pool.js';
 import { PostgresStore } from '../stores/postgres.js';
 import { ACTIVATE_TASK, AUTOSYNC_TASK, GraphileDispatch, type ActivatePayload } from './graphile.js';
 
@@ -26,6 +27,8 @@ export const REAP_EVERY_MS = 5_000;
 export const POLL_INTERVAL_MS = 500;
 /** An active sync nothing has moved for this long gets a resume job (a lost job, a crash before enqueue). */
 export const STALE_AFTER_MS = 60_000;
+/** The job runner is restarted after a database outage with backoff from 0.5 s up to this. */
+export const RUNNER_RETRY_MAX_MS = 5_000;
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -59,12 +62,13 @@ export interface BanksyncWorker {
 
 /** The API side of a scale-out deployment: an engine that enqueues work for the workers instead of doing it. */
 export async function createDispatchingEngine(options: Omit<WorkerOptions, 'concurrency' | 'autosyncCron'>): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
-  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8 });
+  const logger = options.logger ?? silentLogger;
+  const onConnectionError = connectionErrorLogger(logger);
+  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8, onConnectionError });
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
-  const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
+  const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger(logger) });
   await utils.migrate();
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: `banksync-api-locks:${graphileSchema}` });
-  lockPool.on('error', () => {});
+  const lockPool = guardPool(new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: `banksync-api-locks:${graphileSchema}` }), onConnectionError);
   const engine = createEngine({
     store,
     providers: options.providers,
@@ -85,6 +89,11 @@ export async function createDispatchingEngine(options: Omit<WorkerOptions, 'conc
   };
 }
 
+/** Logs each broken database connection once (a server restart breaks every one of them). */
+function connectionErrorLogger(logger: Logger): ConnectionErrorListener {
+  return (error, where) => logger.warn({ err: error.message, code: (error as { code?: string }).code, where }, 'database connection lost; the pool reconnects on its next use');
+}
+
 function quietGraphileLogger(logger: Logger = silentLogger): GraphileLogger {
   return new GraphileLogger(() => (level, message) => {
     if (level === 'error') logger.error({ component: 'graphile-worker' }, message);
@@ -99,14 +108,14 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   const deadAfterMs = options.deadAfterMs ?? DEAD_AFTER_MS;
   const reapEveryMs = options.reapEveryMs ?? REAP_EVERY_MS;
   const processId = `banksync-${randomUUID()}`;
-  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: concurrency * 2 + 4 });
+  const onConnectionError = connectionErrorLogger(logger);
+  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: concurrency * 2 + 4, onConnectionError });
   const graphileLogger = quietGraphileLogger(logger);
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
   const utils: WorkerUtils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: graphileLogger });
   await utils.migrate();
   // Locks get their own pool: a job holding a lock must never wait for a connection another lock holder has.
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2, application_name: `banksync-locks:${graphileSchema}` });
-  lockPool.on('error', () => {});
+  const lockPool = guardPool(new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2, application_name: `banksync-locks:${graphileSchema}` }), onConnectionError);
   const engine = createEngine({
     store,
     providers: options.providers,
@@ -144,6 +153,11 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       useNodeTime: true,
       logger: graphileLogger,
       events,
+      // Batched completion and failure records (delay 0: no added latency). Unbatched, graphile-worker 0.17
+      // does not await a failed `failJob`/`completeJob` write: a database outage became an unhandled
+      // rejection that killed the process (57P01/ECONNREFUSED from batchFailJobs). Batched, the failed write
+      // shuts the pool down and rejects runner.promise, which `supervise` below turns into a restart.
+      preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
       crontab: options.autosyncCron === false ? '' : `${options.autosyncCron ?? '*/15 * * * *'} ${AUTOSYNC_TASK}`,
       taskList: {
         [ACTIVATE_TASK]: async (payload) => {
@@ -157,39 +171,62 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       },
     });
   let stopping = false;
+  let currentPoolId: string | undefined;
+  events.on('pool:create', ({ workerPool }) => {
+    currentPoolId = workerPool.id;
+  });
   let runner: Runner = await startRunner();
   /**
-   * graphile-worker gives up its pool when it cannot record a job's outcome (the database went away:
-   * 57P01 in batchFailJobs) and rejects runner.promise. Unobserved, that rejection killed the process.
-   * Instead: report it, release what the dead pool still holds, and run a new pool once the database is back.
+   * A database outage ends graphile-worker's pool: a job outcome it cannot record (57P01/ECONNREFUSED in
+   * batchFailJobs), or a worker that exits on one, starts the pool's graceful shutdown, and runner.promise
+   * rejects (unobserved, that rejection once killed the process). The shutdown can also stall on the dead
+   * connection. So, at the first sign (the shutdown event or the rejection), this process reports it and
+   * starts a new pool with backoff once the database is back, releasing the jobs the old pool still had locked
+   * (this process is alive, so no reaper would). A job that then runs twice is harmless (fenced commits,
+   * effect journal, per-sync advisory lock).
    */
-  const supervise = (current: Runner): void => {
-    current.promise.catch(async (error: unknown) => {
-      if (stopping) return;
-      logger.error({ err: (error as Error)?.message }, 'job runner stopped on a database error; restarting it');
-      const stale = [...graphileWorkerIds];
+  let restarting = false;
+  const restart = (reason: string): void => {
+    if (stopping || restarting) return;
+    restarting = true;
+    logger.error({ reason }, 'job runner stopped on a database error; restarting it when the database is back');
+    const stale = [...graphileWorkerIds];
+    void (async () => {
       for (let attempt = 0; !stopping; attempt++) {
-        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
-        if (stopping) return;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(RUNNER_RETRY_MAX_MS, 500 * 2 ** attempt)));
+        if (stopping) break;
         try {
-          // This process is alive, so the reaper would never release the old pool's jobs: do it here.
           if (stale.length > 0) await utils.forceUnlockWorkers(stale);
           graphileWorkerIds.splice(0, graphileWorkerIds.length, ...graphileWorkerIds.filter((id) => !stale.includes(id)));
           runner = await startRunner();
           logger.warn({ attempt }, 'job runner restarted');
-          supervise(runner);
-          return;
+          watch(runner);
+          break;
         } catch (retryError) {
           logger.warn({ attempt, err: (retryError as Error)?.message }, 'database still unavailable; retrying');
         }
       }
+      restarting = false;
+    })();
+  };
+  const watch = (current: Runner): void => {
+    current.promise.catch((error: unknown) => {
+      if (runner === current) restart((error as Error)?.message ?? String(error));
     });
   };
-  supervise(runner);
+  events.on('pool:gracefulShutdown', ({ workerPool, message }) => {
+    if (workerPool.id === currentPoolId) restart(message);
+  });
+  watch(runner);
   await heartbeat();
+  /** Since when this process's heartbeats succeed without a gap (null: the last one failed). */
+  let healthySince: number | null = Date.now();
 
   const reaped: { processId: string; at: number }[] = [];
   const reap = async () => {
+    // After an outage every heartbeat is old: give the other processes time to write theirs before
+    // taking one for dead (and running its jobs a second time).
+    if (healthySince === null || Date.now() - healthySince < deadAfterMs) return;
     const { rows } = await store.pool.query<{ process_id: string; graphile_worker_ids: string[] }>(
       `DELETE FROM ${store.schema}.workers WHERE heartbeat_at < $1 AND process_id <> $2 RETURNING process_id, graphile_worker_ids`,
       [Date.now() - deadAfterMs, processId],
@@ -201,11 +238,33 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       logger.warn({ deadProcess: dead.process_id }, 'released the jobs of a dead worker process');
     }
   };
-  const guard = (what: string, fn: () => Promise<unknown>) => () => {
-    fn().catch((error: unknown) => logger.error({ err: (error as Error)?.message }, `${what} failed`));
+  /** Runs a periodic task; logs its first failure and its recovery, not every failed round of an outage. */
+  const guard = (what: string, fn: () => Promise<unknown>) => {
+    let failing = false;
+    return () => {
+      fn().then(
+        () => {
+          if (failing) logger.info({ task: what }, `${what} works again`);
+          failing = false;
+        },
+        (error: unknown) => {
+          if (!failing) logger.error({ task: what, err: (error as Error)?.message }, `${what} failed; retrying every round`);
+          failing = true;
+        },
+      );
+    };
+  };
+  const beat = async () => {
+    try {
+      await heartbeat();
+      healthySince ??= Date.now();
+    } catch (error) {
+      healthySince = null;
+      throw error;
+    }
   };
   const timers = [
-    setInterval(guard('heartbeat', heartbeat), heartbeatMs),
+    setInterval(guard('heartbeat', beat), heartbeatMs),
     setInterval(guard('reaper', reap), reapEveryMs),
     setInterval(guard('stale sweep', () => engine.recoverStuck(options.staleAfterMs ?? STALE_AFTER_MS)), options.staleAfterMs ?? STALE_AFTER_MS),
   ];

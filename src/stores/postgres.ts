@@ -6,6 +6,7 @@
  * so several worker processes can start at once.
  */
 import pg from 'pg';
+import { guardPool, type ConnectionErrorListener } from './pg-pool.js';
 import type { SyncScope } from '../../machines/canonical.js';
 import type { SyncStatus } from '../../machines/synchronization.js';
 import {
@@ -208,6 +209,8 @@ export interface PostgresStoreOptions {
   schema?: string;
   /** Pool size per process. */
   max?: number;
+  /** A pooled connection broke (e.g. the server restarted); the pool reconnects on the next query. For logs. */
+  onConnectionError?: ConnectionErrorListener;
 }
 
 export class PostgresStore implements Store {
@@ -224,9 +227,8 @@ export class PostgresStore implements Store {
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
     const schema = options.schema ?? 'banksync';
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid schema name ${JSON.stringify(schema)}`);
-    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types });
-    // An idle client losing its server connection must not crash the process; the next query reconnects.
-    pool.on('error', () => {});
+    // A client losing its server connection (idle or checked out) must not crash the process; the next query reconnects.
+    const pool = guardPool(new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types }), options.onConnectionError);
     const store = new PostgresStore(pool, schema);
     try {
       await store.migrate();
