@@ -25,6 +25,7 @@ import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type Tim
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
+import { assertSafeOptions } from './options.js';
 import { EngineEventStream, type EngineErrorCode } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
 import { scrubFailure, scrubObservation, scrubText, SecretVault } from './secrets.js';
@@ -410,6 +411,8 @@ export class SyncEngine {
       if (!(error instanceof ProviderInputError)) throw error;
       throw new BanksyncError('INVALID_REQUEST', `invalid sync request: ${error.message}`, error.issues);
     }
+    // Options are stored with the sync (snapshot, job payload, inspector): only keys declared safe pass.
+    assertSafeOptions(provider, adapter, options);
     const active = await this.store.findActiveSync(tenantId, connectionId);
     if (active) {
       await this.resident(active.syncId);
