@@ -20,7 +20,7 @@ import {
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
 import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
-import { toStorageError } from '../stores/errors.js';
+import { StorageError, toStorageError } from '../stores/errors.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
@@ -739,7 +739,8 @@ export class SyncEngine {
         .then(
           (outcome) => reply(202, outcome),
           (error: unknown) => {
-            if (error instanceof BanksyncError) {
+            // A storage fault is the receiver's problem (500: the provider retries), not the request's.
+            if (error instanceof BanksyncError && !(error instanceof StorageError)) {
               const status = error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : error.code === 'WEBHOOK_UNAUTHORIZED' ? 401 : 400;
               reply(status, { error: error.toJSON() });
             } else if (error instanceof BodyTooLargeError) {

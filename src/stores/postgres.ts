@@ -6,6 +6,7 @@
  * so several worker processes can start at once.
  */
 import pg from 'pg';
+import { toStorageError } from './errors.js';
 import { guardPool, type ConnectionErrorListener } from './pg-pool.js';
 import type { SyncScope } from '../../machines/canonical.js';
 import type { SyncStatus } from '../../machines/synchronization.js';
@@ -234,9 +235,24 @@ export class PostgresStore implements Store {
       await store.migrate();
     } catch (error) {
       await pool.end();
-      throw error;
+      throw toStorageError(error, store.where);
     }
     return store;
+  }
+
+  /** Names the store in errors; never the connection string (it may hold the password). */
+  private get where(): string {
+    return `PostgreSQL store (schema ${this.schema})`;
+  }
+
+  /** Every query's driver error becomes a StorageError worded for the operator (the pg error is its cause). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as pg.Pool.query: untyped rows unless named
+  private async query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (error) {
+      throw toStorageError(error, this.where);
+    }
   }
 
   private async migrate(): Promise<void> {
@@ -255,7 +271,9 @@ export class PostgresStore implements Store {
   }
 
   private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw toStorageError(error, this.where);
+    });
     try {
       await client.query('BEGIN');
       const result = await work(client);
@@ -263,7 +281,7 @@ export class PostgresStore implements Store {
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
-      throw error;
+      throw toStorageError(error, this.where);
     } finally {
       client.release();
     }
@@ -275,7 +293,7 @@ export class PostgresStore implements Store {
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const inserted = await this.pool.query<SyncRow>(
+      const inserted = await this.query<SyncRow>(
         `INSERT INTO ${this.t('syncs')} (${SYNC_COLUMNS})
          VALUES ($1, $2, $3, $4, $5, 'QUEUED', TRUE, NULL, NULL, 0, $6, $6)
          ON CONFLICT (tenant_id, connection_id) WHERE active DO NOTHING
@@ -340,12 +358,12 @@ export class PostgresStore implements Store {
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {
-    const { rows } = await this.pool.query<SyncRow>(`SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE sync_id = $1`, [syncId]);
+    const { rows } = await this.query<SyncRow>(`SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE sync_id = $1`, [syncId]);
     return rows[0] ? toSync(rows[0]) : null;
   }
 
   async findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null> {
-    const { rows } = await this.pool.query<SyncRow>(
+    const { rows } = await this.query<SyncRow>(
       `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE tenant_id = $1 AND connection_id = $2 AND active`,
       [tenantId, connectionId],
     );
@@ -353,7 +371,7 @@ export class PostgresStore implements Store {
   }
 
   async findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null> {
-    const { rows } = await this.pool.query<SyncRow>(
+    const { rows } = await this.query<SyncRow>(
       `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE provider = $1 AND provider_ref = $2
        ORDER BY active DESC, created_at DESC, sync_id COLLATE "C" DESC LIMIT 1`,
       [provider, providerRef],
@@ -373,7 +391,7 @@ export class PostgresStore implements Store {
     if (filter.active !== undefined) add('active = ?', filter.active);
     if (filter.status !== undefined) add('status = ?', filter.status);
     const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
-    const { rows } = await this.pool.query<SyncRow>(
+    const { rows } = await this.query<SyncRow>(
       `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, sync_id COLLATE "C" DESC${limit}`,
       params,
@@ -382,12 +400,12 @@ export class PostgresStore implements Store {
   }
 
   async countByStatus(): Promise<Record<string, number>> {
-    const { rows } = await this.pool.query<{ status: string; n: number }>(`SELECT status, COUNT(*)::int AS n FROM ${this.t('syncs')} GROUP BY status ORDER BY status`);
+    const { rows } = await this.query<{ status: string; n: number }>(`SELECT status, COUNT(*)::int AS n FROM ${this.t('syncs')} GROUP BY status ORDER BY status`);
     return Object.fromEntries(rows.map((r) => [r.status, r.n]));
   }
 
   async listTransitions(syncId: string): Promise<TransitionRecord[]> {
-    const { rows } = await this.pool.query<{ sync_id: string; seq: number; from_state: string | null; to_state: string; event: string; at: number }>(
+    const { rows } = await this.query<{ sync_id: string; seq: number; from_state: string | null; to_state: string; event: string; at: number }>(
       `SELECT sync_id, seq, from_state, to_state, event, at FROM ${this.t('transitions')} WHERE sync_id = $1 ORDER BY seq`,
       [syncId],
     );
@@ -395,12 +413,12 @@ export class PostgresStore implements Store {
   }
 
   async listTimers(syncId: string): Promise<TimerRecord[]> {
-    const { rows } = await this.pool.query(`SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE sync_id = $1 ORDER BY due_at, timer_id COLLATE "C"`, [syncId]);
+    const { rows } = await this.query(`SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE sync_id = $1 ORDER BY due_at, timer_id COLLATE "C"`, [syncId]);
     return rows.map(toTimer);
   }
 
   async dueTimers(until: number, limit: number): Promise<TimerRecord[]> {
-    const { rows } = await this.pool.query(
+    const { rows } = await this.query(
       `SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE due_at <= $1 ORDER BY due_at, sync_id COLLATE "C", timer_id COLLATE "C" LIMIT $2`,
       [until, clampLimit(limit)],
     );
@@ -408,7 +426,7 @@ export class PostgresStore implements Store {
   }
 
   async getEffect(effectKey: string): Promise<EffectRecord | null> {
-    const { rows } = await this.pool.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE effect_key = $1`, [effectKey]);
+    const { rows } = await this.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE effect_key = $1`, [effectKey]);
     return rows[0] ? toEffect(rows[0]) : null;
   }
 
@@ -432,7 +450,7 @@ export class PostgresStore implements Store {
   }
 
   async finishEffect(effectKey: string, state: 'DONE' | 'FAILED', outcome: unknown, at: number): Promise<void> {
-    const result = await this.pool.query(`UPDATE ${this.t('effects')} SET state = $1, outcome = $2::jsonb, finished_at = $3 WHERE effect_key = $4`, [
+    const result = await this.query(`UPDATE ${this.t('effects')} SET state = $1, outcome = $2::jsonb, finished_at = $3 WHERE effect_key = $4`, [
       state,
       json(outcome),
       at,
@@ -442,12 +460,12 @@ export class PostgresStore implements Store {
   }
 
   async listEffects(syncId: string): Promise<EffectRecord[]> {
-    const { rows } = await this.pool.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE sync_id = $1 ORDER BY created_at, effect_key COLLATE "C"`, [syncId]);
+    const { rows } = await this.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE sync_id = $1 ORDER BY created_at, effect_key COLLATE "C"`, [syncId]);
     return rows.map(toEffect);
   }
 
   async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
-    const { rows } = await this.pool.query(`SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')} WHERE tenant_id = $1 AND connection_id = $2`, [tenantId, connectionId]);
+    const { rows } = await this.query(`SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')} WHERE tenant_id = $1 AND connection_id = $2`, [tenantId, connectionId]);
     return rows[0] ? toConnection(rows[0]) : null;
   }
 
@@ -455,7 +473,7 @@ export class PostgresStore implements Store {
     const key = `connection ${record.tenantId}/${record.connectionId}`;
     const params = [record.tenantId, record.connectionId, record.provider, record.state, json(record.context) ?? 'null', record.updatedAt];
     if (expectedVersion === 0) {
-      const inserted = await this.pool.query(
+      const inserted = await this.query(
         `INSERT INTO ${this.t('connections')} (${CONNECTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5::jsonb, 1, $6)
          ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
         params,
@@ -463,7 +481,7 @@ export class PostgresStore implements Store {
       if (inserted.rowCount === 0) throw new StaleWriteError(key, expectedVersion);
       return 1;
     }
-    const { rows } = await this.pool.query<{ version: number }>(
+    const { rows } = await this.query<{ version: number }>(
       `UPDATE ${this.t('connections')} SET provider = $3, state = $4, context = $5::jsonb, updated_at = $6, version = version + 1
         WHERE tenant_id = $1 AND connection_id = $2 AND version = $7
        RETURNING version`,
@@ -484,7 +502,7 @@ export class PostgresStore implements Store {
     if (filter.provider !== undefined) add('provider', filter.provider);
     if (filter.state !== undefined) add('state', filter.state);
     const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
-    const { rows } = await this.pool.query(
+    const { rows } = await this.query(
       `SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant_id COLLATE "C", connection_id COLLATE "C"${limit}`,
       params,
     );
@@ -493,7 +511,7 @@ export class PostgresStore implements Store {
 
   /** Drops the schema (tests use a throwaway schema per store). */
   async dropSchema(): Promise<void> {
-    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+    await this.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
   }
 
   async close(): Promise<void> {

@@ -15,6 +15,7 @@ import type { EngineErrorEvent } from '../../src/engine/events.js';
 import { createFinxAdapter } from '../../src/providers/finx/index.js';
 import { startFaultProxy, type FaultProxy } from '../../src/sandbox/faults.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
+import { StorageError } from '../../src/stores/errors.js';
 import { throwawaySchema } from '../support/postgres.js';
 import { privatePostgresProblem, startPrivatePostgres, type PrivatePostgres } from '../support/private-postgres.js';
 
@@ -98,7 +99,9 @@ describe.runIf(problem === null)('PostgreSQL restarts under load', () => {
         () => null,
         (error: unknown) => error,
       );
-      expect(duringOutage).toBeInstanceOf(Error);
+      // A typed error worded for the operator (issue 12, point 6), not the driver's raw one.
+      expect(duringOutage).toBeInstanceOf(StorageError);
+      expect(duringOutage).toMatchObject({ code: 'STORE_UNAVAILABLE' });
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, DOWN_MS - (Date.now() - downSince))));
       server.start();
       const upAt = Date.now();
