@@ -17,7 +17,7 @@ import { AutosyncScheduler } from '../engine/autosync.js';
 import { createEngine, type SyncEngine } from '../engine/engine.js';
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { ProviderAdapter } from '../providers/types.js';
-import { guardPool, type ConnectionErrorListener } from '../stores/pg-pool.js';
+import { guardPool, tolerateDoubleRelease, type ConnectionErrorListener } from '../stores/pg-pool.js';
 import { PostgresStore } from '../stores/postgres.js';
 import { ACTIVATE_TASK, AUTOSYNC_TASK, GraphileDispatch, type ActivatePayload } from './graphile.js';
 
@@ -143,9 +143,14 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   };
   await heartbeat();
 
+  // graphile-worker's job pool is ours (one for every runner this process starts): guarded like every pool,
+  // and tolerant of graphile-worker releasing its LISTEN client twice (see tolerateDoubleRelease).
+  const jobPool = tolerateDoubleRelease(
+    guardPool(new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 4, application_name: `banksync-jobs:${graphileSchema}` }), onConnectionError),
+  );
   const startRunner = (): Promise<Runner> =>
     run({
-      connectionString: options.databaseUrl,
+      pgPool: jobPool,
       schema: graphileSchema,
       concurrency,
       noHandleSignals: true,
@@ -282,6 +287,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});
       await utils.release();
       await lockPool.end();
+      await jobPool.end();
       await store.close();
     },
   };

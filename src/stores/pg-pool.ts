@@ -24,3 +24,28 @@ export function guardPool(pool: pg.Pool, onError: ConnectionErrorListener = () =
   });
   return pool;
 }
+
+type ConnectCallback = (error: Error | undefined, client: pg.PoolClient | undefined, release: (error?: Error | boolean) => void) => void;
+
+/**
+ * A pool for graphile-worker whose callback-style `release` may be called twice. graphile-worker 0.17's LISTEN
+ * client can be released twice when the connection dies while the pool shuts down (its error handler and its
+ * shutdown both release it); pg-pool throws on the second call, inside a promise nobody awaits, and the
+ * unhandled rejection ended the worker process during a database restart.
+ */
+export function tolerateDoubleRelease(pool: pg.Pool): pg.Pool {
+  const connect = pool.connect.bind(pool) as (callback?: ConnectCallback) => Promise<pg.PoolClient> | undefined;
+  const patched = (callback?: ConnectCallback) => {
+    if (!callback) return connect();
+    return connect((error, client, release) => {
+      let released = false;
+      callback(error, client, (releaseError) => {
+        if (released) return;
+        released = true;
+        release(releaseError);
+      });
+    });
+  };
+  (pool as unknown as { connect: typeof patched }).connect = patched;
+  return pool;
+}
