@@ -19,6 +19,7 @@ import { startWebhookDelivery, type OutgoingWebhookOptions, type OutgoingWebhook
 import { silentLogger, type Logger } from '../engine/logger.js';
 import type { TelemetryOptions } from '../engine/telemetry.js';
 import type { ProviderAdapter } from '../providers/types.js';
+import { guardPool, tolerateDoubleRelease, type ConnectionErrorListener } from '../stores/pg-pool.js';
 import { PostgresStore } from '../stores/postgres.js';
 import type { RetentionSettings } from '../config/index.js';
 import { ACTIVATE_TASK, AUTOSYNC_TASK, GraphileDispatch, PRUNE_TASK, type ActivatePayload } from './graphile.js';
@@ -31,6 +32,8 @@ export const POLL_INTERVAL_MS = 500;
 export const STALE_AFTER_MS = 60_000;
 /** Workers prune once an hour (at minute 17, away from the autosync quarter hours); one worker runs each tick. */
 export const DEFAULT_PRUNE_CRON = '17 * * * *';
+/** The job runner is restarted after a database outage with backoff from 0.5 s up to this. */
+export const RUNNER_RETRY_MAX_MS = 5_000;
 
 export interface WorkerOptions {
   databaseUrl: string;
@@ -90,12 +93,13 @@ export async function createDispatchingEngine(
     followEvents?: boolean;
   },
 ): Promise<{ engine: SyncEngine; store: PostgresStore; close(): Promise<void> }> {
-  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8 });
+  const logger = options.logger ?? silentLogger;
+  const onConnectionError = connectionErrorLogger(logger);
+  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: 8, onConnectionError });
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
-  const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger() });
+  const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: quietGraphileLogger(logger) });
   await utils.migrate();
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: `banksync-api-locks:${graphileSchema}` });
-  lockPool.on('error', () => {});
+  const lockPool = guardPool(new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: `banksync-api-locks:${graphileSchema}` }), onConnectionError);
   const engine = createEngine({
     store,
     providers: options.providers,
@@ -123,6 +127,11 @@ function withoutCron(settings: RetentionSettings): Omit<RetentionSettings, 'cron
   return retention;
 }
 
+/** Logs each broken database connection once (a server restart breaks every one of them). */
+function connectionErrorLogger(logger: Logger): ConnectionErrorListener {
+  return (error, where) => logger.warn({ err: error.message, code: (error as { code?: string }).code, where }, 'database connection lost; the pool reconnects on its next use');
+}
+
 function quietGraphileLogger(logger: Logger = silentLogger): GraphileLogger {
   return new GraphileLogger(() => (level, message) => {
     if (level === 'error') logger.error({ component: 'graphile-worker' }, message);
@@ -137,14 +146,14 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   const deadAfterMs = options.deadAfterMs ?? DEAD_AFTER_MS;
   const reapEveryMs = options.reapEveryMs ?? REAP_EVERY_MS;
   const processId = `banksync-${randomUUID()}`;
-  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: concurrency * 2 + 4 });
+  const onConnectionError = connectionErrorLogger(logger);
+  const store = await PostgresStore.open({ connectionString: options.databaseUrl, ...(options.schema ? { schema: options.schema } : {}), max: concurrency * 2 + 4, onConnectionError });
   const graphileLogger = quietGraphileLogger(logger);
   const graphileSchema = options.graphileSchema ?? 'graphile_worker';
   const utils: WorkerUtils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema, logger: graphileLogger });
   await utils.migrate();
   // Locks get their own pool: a job holding a lock must never wait for a connection another lock holder has.
-  const lockPool = new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2, application_name: `banksync-locks:${graphileSchema}` });
-  lockPool.on('error', () => {});
+  const lockPool = guardPool(new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 2, application_name: `banksync-locks:${graphileSchema}` }), onConnectionError);
   const metrics = options.metricsPort === undefined ? null : (await import('./metrics-server.js')).createMetricsEndpoint();
   const telemetry = options.telemetry === false ? false : metrics ? { ...options.telemetry, meterProvider: metrics.meterProvider } : options.telemetry;
   const engine = createEngine({
@@ -183,9 +192,14 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
   };
   await heartbeat();
 
+  // graphile-worker's job pool is ours (one for every runner this process starts): guarded like every pool,
+  // and tolerant of graphile-worker releasing its LISTEN client twice (see tolerateDoubleRelease).
+  const jobPool = tolerateDoubleRelease(
+    guardPool(new pg.Pool({ connectionString: options.databaseUrl, max: concurrency + 4, application_name: `banksync-jobs:${graphileSchema}` }), onConnectionError),
+  );
   const startRunner = (): Promise<Runner> =>
     run({
-      connectionString: options.databaseUrl,
+      pgPool: jobPool,
       schema: graphileSchema,
       concurrency,
       noHandleSignals: true,
@@ -194,6 +208,11 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       logger: graphileLogger,
       events,
       crontab,
+      // Batched completion and failure records (delay 0: no added latency). Unbatched, graphile-worker 0.17
+      // does not await a failed `failJob`/`completeJob` write: a database outage became an unhandled
+      // rejection that killed the process (57P01/ECONNREFUSED from batchFailJobs). Batched, the failed write
+      // shuts the pool down and rejects runner.promise, which `watch` below turns into a restart.
+      preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
       taskList: {
         [ACTIVATE_TASK]: async (payload) => {
           const { syncId, activation } = payload as ActivatePayload;
@@ -211,42 +230,65 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     });
   let stopping = false;
   let runnerUp = true;
+  let currentPoolId: string | undefined;
+  events.on('pool:create', ({ workerPool }) => {
+    currentPoolId = workerPool.id;
+  });
   let runner: Runner = await startRunner();
   /**
-   * graphile-worker gives up its pool when it cannot record a job's outcome (the database went away:
-   * 57P01 in batchFailJobs) and rejects runner.promise. Unobserved, that rejection killed the process.
-   * Instead: report it, release what the dead pool still holds, and run a new pool once the database is back.
+   * A database outage ends graphile-worker's pool: a job outcome it cannot record (57P01/ECONNREFUSED in
+   * batchFailJobs), or a worker that exits on one, starts the pool's graceful shutdown, and runner.promise
+   * rejects (unobserved, that rejection once killed the process). The shutdown can also stall on the dead
+   * connection. So, at the first sign (the shutdown event or the rejection), this process reports it and
+   * starts a new pool with backoff once the database is back, releasing the jobs the old pool still had locked
+   * (this process is alive, so no reaper would). A job that then runs twice is harmless (fenced commits,
+   * effect journal, per-sync advisory lock).
    */
-  const supervise = (current: Runner): void => {
-    current.promise.catch(async (error: unknown) => {
-      if (stopping) return;
-      runnerUp = false;
-      logger.error({ err: (error as Error)?.message }, 'job runner stopped on a database error; restarting it');
-      const stale = [...graphileWorkerIds];
+  let restarting = false;
+  const restart = (reason: string): void => {
+    if (stopping || restarting) return;
+    restarting = true;
+    runnerUp = false;
+    logger.error({ reason }, 'job runner stopped on a database error; restarting it when the database is back');
+    const stale = [...graphileWorkerIds];
+    void (async () => {
       for (let attempt = 0; !stopping; attempt++) {
-        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)));
-        if (stopping) return;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(RUNNER_RETRY_MAX_MS, 500 * 2 ** attempt)));
+        if (stopping) break;
         try {
-          // This process is alive, so the reaper would never release the old pool's jobs: do it here.
           if (stale.length > 0) await utils.forceUnlockWorkers(stale);
           graphileWorkerIds.splice(0, graphileWorkerIds.length, ...graphileWorkerIds.filter((id) => !stale.includes(id)));
           runner = await startRunner();
           runnerUp = true;
           logger.warn({ attempt }, 'job runner restarted');
-          supervise(runner);
-          return;
+          watch(runner);
+          break;
         } catch (retryError) {
           logger.warn({ attempt, err: (retryError as Error)?.message }, 'database still unavailable; retrying');
         }
       }
+      restarting = false;
+    })();
+  };
+  const watch = (current: Runner): void => {
+    current.promise.catch((error: unknown) => {
+      if (runner === current) restart((error as Error)?.message ?? String(error));
     });
   };
-  supervise(runner);
+  events.on('pool:gracefulShutdown', ({ workerPool, message }) => {
+    if (workerPool.id === currentPoolId) restart(message);
+  });
+  watch(runner);
   await heartbeat();
   const webhooks: OutgoingWebhookDelivery | null = options.outgoingWebhook ? await startWebhookDelivery(store, { logger, ...options.outgoingWebhook }) : null;
+  /** Since when this process's heartbeats succeed without a gap (null: the last one failed). */
+  let healthySince: number | null = Date.now();
 
   const reaped: { processId: string; at: number }[] = [];
   const reap = async () => {
+    // After an outage every heartbeat is old: give the other processes time to write theirs before
+    // taking one for dead (and running its jobs a second time).
+    if (healthySince === null || Date.now() - healthySince < deadAfterMs) return;
     const { rows } = await store.pool.query<{ process_id: string; graphile_worker_ids: string[] }>(
       `DELETE FROM ${store.schema}.workers WHERE heartbeat_at < $1 AND process_id <> $2 RETURNING process_id, graphile_worker_ids`,
       [Date.now() - deadAfterMs, processId],
@@ -258,11 +300,33 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       logger.warn({ deadProcess: dead.process_id }, 'released the jobs of a dead worker process');
     }
   };
-  const guard = (what: string, fn: () => Promise<unknown>) => () => {
-    fn().catch((error: unknown) => logger.error({ err: (error as Error)?.message }, `${what} failed`));
+  /** Runs a periodic task; logs its first failure and its recovery, not every failed round of an outage. */
+  const guard = (what: string, fn: () => Promise<unknown>) => {
+    let failing = false;
+    return () => {
+      fn().then(
+        () => {
+          if (failing) logger.info({ task: what }, `${what} works again`);
+          failing = false;
+        },
+        (error: unknown) => {
+          if (!failing) logger.error({ task: what, err: (error as Error)?.message }, `${what} failed; retrying every round`);
+          failing = true;
+        },
+      );
+    };
+  };
+  const beat = async () => {
+    try {
+      await heartbeat();
+      healthySince ??= Date.now();
+    } catch (error) {
+      healthySince = null;
+      throw error;
+    }
   };
   const timers = [
-    setInterval(guard('heartbeat', heartbeat), heartbeatMs),
+    setInterval(guard('heartbeat', beat), heartbeatMs),
     setInterval(guard('reaper', reap), reapEveryMs),
     setInterval(guard('stale sweep', () => engine.recoverStuck(options.staleAfterMs ?? STALE_AFTER_MS)), options.staleAfterMs ?? STALE_AFTER_MS),
   ];
@@ -310,6 +374,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       await store.pool.query(`DELETE FROM ${store.schema}.workers WHERE process_id = $1`, [processId]).catch(() => {});
       await utils.release();
       await lockPool.end();
+      await jobPool.end();
       await store.close();
     },
   };

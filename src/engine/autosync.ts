@@ -14,6 +14,7 @@ import type { Store } from '../stores/types.js';
 import type { Clock } from './clock.js';
 import type { SyncEngine } from './engine.js';
 import { BanksyncError } from './errors.js';
+import { StorageError } from '../stores/errors.js';
 
 export const DAY_MS = 24 * 60 * 60_000;
 
@@ -75,7 +76,8 @@ export class AutosyncScheduler {
         await this.engine.requestSync({ tenantId: connection.tenantId, connectionId: connection.connectionId, provider: connection.provider, unattended: true });
         report.started++;
       } catch (error) {
-        if (!(error instanceof BanksyncError)) throw error;
+        // A refusal is counted; a storage fault ends the tick (the next one tries again).
+        if (!(error instanceof BanksyncError) || error instanceof StorageError) throw error;
         const reason = error.issues[0] ?? error.code;
         report.refused[reason] = (report.refused[reason] ?? 0) + 1;
       }

@@ -20,11 +20,12 @@ import {
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
 import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
-import { toStorageError } from '../stores/errors.js';
+import { StorageError, toStorageError } from '../stores/errors.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
+import { assertSafeOptions } from './options.js';
 import { EngineEventStream, type EngineErrorCode } from './events.js';
 import { connectionEvent, subscribeEvents, syncEvent, toBanksyncEvent, type BanksyncEvent, type EventSubscription, type SubscribeOptions } from './event-log.js';
 import { InvalidCursorError, type NewEventRecord } from '../stores/types.js';
@@ -465,6 +466,8 @@ export class SyncEngine {
       if (!(error instanceof ProviderInputError)) throw error;
       throw new BanksyncError('INVALID_REQUEST', `invalid sync request: ${error.message}`, error.issues);
     }
+    // Options are stored with the sync (snapshot, job payload, inspector): only keys declared safe pass.
+    assertSafeOptions(provider, adapter, options);
     const active = await this.store.findActiveSync(tenantId, connectionId);
     if (active) {
       await this.resident(active.syncId);
@@ -794,7 +797,8 @@ export class SyncEngine {
         .then(
           (outcome) => reply(202, outcome),
           (error: unknown) => {
-            if (error instanceof BanksyncError) {
+            // A storage fault is the receiver's problem (500: the provider retries), not the request's.
+            if (error instanceof BanksyncError && !(error instanceof StorageError)) {
               const status = error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : error.code === 'WEBHOOK_UNAUTHORIZED' ? 401 : 400;
               reply(status, { error: error.toJSON() });
             } else if (error instanceof BodyTooLargeError) {

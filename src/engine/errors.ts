@@ -15,7 +15,13 @@ export type BanksyncErrorCode =
   /** A configuration file or option is invalid (the message names the field). */
   | 'INVALID_CONFIG'
   /** The store did not take a write (disk full, database down): the step did not happen; try again. */
-  | 'STORAGE_UNAVAILABLE';
+  | 'STORAGE_UNAVAILABLE'
+  /** Storage faults (StorageError, src/stores/errors.ts), worded for the operator who fixes them. */
+  | 'STORE_FULL'
+  | 'STORE_READ_ONLY'
+  | 'STORE_CORRUPT'
+  | 'STORE_UNAVAILABLE'
+  | 'STORE_ERROR';
 
 export class BanksyncError extends Error {
   override readonly name: string = 'BanksyncError';

@@ -65,6 +65,12 @@ export interface ProviderAdapter {
    * URLs), before the engine creates a sync. Optional: providers without such rules omit it.
    */
   validateRequest?(request: SyncRequestInput): void;
+  /**
+   * Sync option keys that are safe to persist (no credentials, tokens or personal data): options are stored
+   * with the sync and streamed to the inspector, so requestSync refuses any other key (INVALID_REQUEST).
+   * Absent: the adapter takes no options.
+   */
+  readonly safeOptionKeys?: readonly string[];
   /** The provider disables a connection after this many failed syncs in a row (xs2a: 3); banksync stops one before. */
   readonly failureLimit?: number;
   /** The provider's consent term, when it differs from PSD2's 90 days in Europe/Berlin (wealthAPI: 3 months). */

@@ -6,6 +6,8 @@
  * so several worker processes can start at once.
  */
 import pg from 'pg';
+import { toStorageError } from './errors.js';
+import { guardPool, type ConnectionErrorListener } from './pg-pool.js';
 import type { SyncScope } from '../../machines/canonical.js';
 import type { SyncStatus } from '../../machines/synchronization.js';
 import {
@@ -288,6 +290,8 @@ export interface PostgresStoreOptions {
   schema?: string;
   /** Pool size per process. */
   max?: number;
+  /** A pooled connection broke (e.g. the server restarted); the pool reconnects on the next query. For logs. */
+  onConnectionError?: ConnectionErrorListener;
 }
 
 export class PostgresStore implements Store {
@@ -312,17 +316,31 @@ export class PostgresStore implements Store {
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
     const schema = options.schema ?? 'banksync';
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid schema name ${JSON.stringify(schema)}`);
-    const pool = new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types });
-    // An idle client losing its server connection must not crash the process; the next query reconnects.
-    pool.on('error', () => {});
+    // A client losing its server connection (idle or checked out) must not crash the process; the next query reconnects.
+    const pool = guardPool(new pg.Pool({ connectionString: options.connectionString, max: options.max ?? 10, types }), options.onConnectionError);
     const store = new PostgresStore(pool, schema, options.connectionString);
     try {
       await store.migrate();
     } catch (error) {
       await pool.end();
-      throw error;
+      throw toStorageError(error, store.where);
     }
     return store;
+  }
+
+  /** Names the store in errors; never the connection string (it may hold the password). */
+  private get where(): string {
+    return `PostgreSQL store (schema ${this.schema})`;
+  }
+
+  /** Every query's driver error becomes a StorageError worded for the operator (the pg error is its cause). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as pg.Pool.query: untyped rows unless named
+  private async query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (error) {
+      throw toStorageError(error, this.where);
+    }
   }
 
   private async migrate(): Promise<void> {
@@ -341,7 +359,9 @@ export class PostgresStore implements Store {
   }
 
   private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw toStorageError(error, this.where);
+    });
     try {
       await client.query('BEGIN');
       const result = await work(client);
@@ -349,7 +369,7 @@ export class PostgresStore implements Store {
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
-      throw error;
+      throw toStorageError(error, this.where);
     } finally {
       client.release();
     }
@@ -361,7 +381,7 @@ export class PostgresStore implements Store {
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const inserted = await this.pool.query<SyncRow>(
+      const inserted = await this.query<SyncRow>(
         `INSERT INTO ${this.t('syncs')} (${SYNC_COLUMNS})
          VALUES ($1, $2, $3, $4, $5, 'QUEUED', TRUE, NULL, NULL, 0, $6, $6)
          ON CONFLICT (tenant_id, connection_id) WHERE active DO NOTHING
@@ -565,12 +585,12 @@ export class PostgresStore implements Store {
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {
-    const { rows } = await this.pool.query<SyncRow>(`SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE sync_id = $1`, [syncId]);
+    const { rows } = await this.query<SyncRow>(`SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE sync_id = $1`, [syncId]);
     return rows[0] ? toSync(rows[0]) : null;
   }
 
   async findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null> {
-    const { rows } = await this.pool.query<SyncRow>(
+    const { rows } = await this.query<SyncRow>(
       `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE tenant_id = $1 AND connection_id = $2 AND active`,
       [tenantId, connectionId],
     );
@@ -578,7 +598,7 @@ export class PostgresStore implements Store {
   }
 
   async findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null> {
-    const { rows } = await this.pool.query<SyncRow>(
+    const { rows } = await this.query<SyncRow>(
       `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')} WHERE provider = $1 AND provider_ref = $2
        ORDER BY active DESC, created_at DESC, sync_id COLLATE "C" DESC LIMIT 1`,
       [provider, providerRef],
@@ -607,7 +627,7 @@ export class PostgresStore implements Store {
       where.push(`(created_at < ${c} OR (created_at = ${c} AND sync_id COLLATE "C" < ${id}))`);
     }
     const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
-    const { rows } = await this.pool.query<SyncRow>(
+    const { rows } = await this.query<SyncRow>(
       `SELECT ${SYNC_COLUMNS} FROM ${this.t('syncs')}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, sync_id COLLATE "C" DESC${limit}`,
       params,
@@ -616,12 +636,12 @@ export class PostgresStore implements Store {
   }
 
   async countByStatus(): Promise<Record<string, number>> {
-    const { rows } = await this.pool.query<{ status: string; n: number }>(`SELECT status, COUNT(*)::int AS n FROM ${this.t('syncs')} GROUP BY status ORDER BY status`);
+    const { rows } = await this.query<{ status: string; n: number }>(`SELECT status, COUNT(*)::int AS n FROM ${this.t('syncs')} GROUP BY status ORDER BY status`);
     return Object.fromEntries(rows.map((r) => [r.status, r.n]));
   }
 
   async listTransitions(syncId: string): Promise<TransitionRecord[]> {
-    const { rows } = await this.pool.query<{ sync_id: string; seq: number; from_state: string | null; to_state: string; event: string; at: number }>(
+    const { rows } = await this.query<{ sync_id: string; seq: number; from_state: string | null; to_state: string; event: string; at: number }>(
       `SELECT sync_id, seq, from_state, to_state, event, at FROM ${this.t('transitions')} WHERE sync_id = $1 ORDER BY seq`,
       [syncId],
     );
@@ -629,12 +649,12 @@ export class PostgresStore implements Store {
   }
 
   async listTimers(syncId: string): Promise<TimerRecord[]> {
-    const { rows } = await this.pool.query(`SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE sync_id = $1 ORDER BY due_at, timer_id COLLATE "C"`, [syncId]);
+    const { rows } = await this.query(`SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE sync_id = $1 ORDER BY due_at, timer_id COLLATE "C"`, [syncId]);
     return rows.map(toTimer);
   }
 
   async dueTimers(until: number, limit: number): Promise<TimerRecord[]> {
-    const { rows } = await this.pool.query(
+    const { rows } = await this.query(
       `SELECT sync_id, timer_id, event_type, due_at FROM ${this.t('timers')} WHERE due_at <= $1 ORDER BY due_at, sync_id COLLATE "C", timer_id COLLATE "C" LIMIT $2`,
       [until, clampLimit(limit)],
     );
@@ -642,7 +662,7 @@ export class PostgresStore implements Store {
   }
 
   async getEffect(effectKey: string): Promise<EffectRecord | null> {
-    const { rows } = await this.pool.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE effect_key = $1`, [effectKey]);
+    const { rows } = await this.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE effect_key = $1`, [effectKey]);
     return rows[0] ? toEffect(rows[0]) : null;
   }
 
@@ -666,7 +686,7 @@ export class PostgresStore implements Store {
   }
 
   async finishEffect(effectKey: string, state: 'DONE' | 'FAILED', outcome: unknown, at: number): Promise<void> {
-    const result = await this.pool.query(`UPDATE ${this.t('effects')} SET state = $1, outcome = $2::jsonb, finished_at = $3 WHERE effect_key = $4`, [
+    const result = await this.query(`UPDATE ${this.t('effects')} SET state = $1, outcome = $2::jsonb, finished_at = $3 WHERE effect_key = $4`, [
       state,
       json(outcome),
       at,
@@ -676,12 +696,12 @@ export class PostgresStore implements Store {
   }
 
   async listEffects(syncId: string): Promise<EffectRecord[]> {
-    const { rows } = await this.pool.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE sync_id = $1 ORDER BY created_at, effect_key COLLATE "C"`, [syncId]);
+    const { rows } = await this.query<EffectRow>(`SELECT ${EFFECT_COLUMNS} FROM ${this.t('effects')} WHERE sync_id = $1 ORDER BY created_at, effect_key COLLATE "C"`, [syncId]);
     return rows.map(toEffect);
   }
 
   async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
-    const { rows } = await this.pool.query(`SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')} WHERE tenant_id = $1 AND connection_id = $2`, [tenantId, connectionId]);
+    const { rows } = await this.query(`SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')} WHERE tenant_id = $1 AND connection_id = $2`, [tenantId, connectionId]);
     return rows[0] ? toConnection(rows[0]) : null;
   }
 
@@ -727,7 +747,7 @@ export class PostgresStore implements Store {
     if (filter.provider !== undefined) add('provider', filter.provider);
     if (filter.state !== undefined) add('state', filter.state);
     const limit = filter.limit === undefined ? '' : ` LIMIT ${clampLimit(filter.limit)}`;
-    const { rows } = await this.pool.query(
+    const { rows } = await this.query(
       `SELECT ${CONNECTION_COLUMNS} FROM ${this.t('connections')}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant_id COLLATE "C", connection_id COLLATE "C"${limit}`,
       params,
     );
@@ -801,7 +821,7 @@ export class PostgresStore implements Store {
   }
 
   async dropSchema(): Promise<void> {
-    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+    await this.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@
  * better-sqlite3 is synchronous; the async methods only wrap it to satisfy the Store contract.
  */
 import Database from 'better-sqlite3';
+import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { StorageError, toStorageError } from './errors.js';
 import { EventEmitter } from 'node:events';
 import { parseSeqCursor } from './memory.js';
@@ -335,6 +336,14 @@ export class SqliteStore implements Store {
    */
   static open(path: string): SqliteStore {
     const where = `SQLite store ${path === ':memory:' ? ':memory:' : JSON.stringify(path)}`;
+    // A read-only file opens fine and fails at the first write with a bare SQLITE_READONLY: refuse it here.
+    if (path !== ':memory:' && existsSync(path)) {
+      try {
+        accessSync(path, fsConstants.W_OK);
+      } catch (err) {
+        throw new StorageError('STORE_READ_ONLY', `${where}: the database file is read-only: make it writable by banksync (and its directory, for the -wal and -shm files)`, { cause: err });
+      }
+    }
     let db: Database.Database;
     try {
       db = new Database(path);

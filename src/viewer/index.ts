@@ -111,6 +111,12 @@ const STATUS_BY_CODE: Record<string, number> = {
   SYNC_ALREADY_FINISHED: 409,
   SYNC_REFUSED: 409,
   ENGINE_STOPPED: 503,
+  STORAGE_UNAVAILABLE: 503,
+  STORE_FULL: 503,
+  STORE_READ_ONLY: 503,
+  STORE_CORRUPT: 503,
+  STORE_UNAVAILABLE: 503,
+  STORE_ERROR: 503,
 };
 
 /** The bind address is a loopback one (an address, or the name localhost). */

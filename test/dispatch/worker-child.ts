@@ -1,5 +1,6 @@
 /** A worker process for the multi-process test: runs until SIGKILLed. Prints JSON lines. */
 import { startWorker } from '../../src/dispatch/worker.js';
+import { createLogger } from '../../src/engine/logger.js';
 import { createFinxAdapter } from '../../src/providers/finx/index.js';
 
 const { DATABASE_URL, BS_SCHEMA, GW_SCHEMA, SANDBOX_URL } = process.env;
@@ -12,6 +13,8 @@ const worker = await startWorker({
   graphileSchema: GW_SCHEMA,
   providers: { finx: createFinxAdapter({ baseUrl: `${SANDBOX_URL}/finx`, token: 'mp' }) },
   concurrency: 6,
+  // LOG_ERRORS=1: warnings and errors as pino JSON lines on stdout (the restart test reads them).
+  ...(process.env.LOG_ERRORS === '1' ? { logger: createLogger({ level: 'warn', destination: process.stdout }) } : {}),
   autosyncCron: false,
   policy: { pollBaseMs: 100, pollMaxMs: 400, authPollMs: 100, retryBaseMs: 100, retryMaxMs: 800 },
   // Shortened for the test; production defaults: heartbeat 2 s, dead after 15 s, reaper every 5 s.

@@ -22,7 +22,6 @@ let store: SqliteStore;
 let engine: SyncEngine;
 
 const stats = (id: string): WealthConnectionStats => sandbox.stats().wealthapi!.connections[id] as WealthConnectionStats;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function newConnection(scenario: string): Promise<string> {
   return (await adapter.createConnection({ name: 'E2E Broker', credentials: { login: 'jane', pin: PIN }, scenario })).id;
@@ -86,7 +85,9 @@ describe('wealthAPI end to end over HTTP (engine + SQLite + sandbox)', () => {
     const id = await newConnection(scenario);
     const final = await run(id);
     expect(final.error).toMatchObject({ code, retryable: false, userActionRequired: true });
-    await sleep(400);
+    // Nothing can retry it: no active sync, no timer left (a retry needs one of them).
+    expect(await store.listSyncs({ connectionId: id, active: true })).toEqual([]);
+    for (const sync of await store.listSyncs({ connectionId: id })) expect(await store.listTimers(sync.syncId)).toEqual([]);
     expect(stats(id)).toMatchObject({ updateRequests: 1, updatesStarted: 1 });
     const connection = await engine.getConnection(id);
     expect(connection.state).toBe('NEEDS_USER');

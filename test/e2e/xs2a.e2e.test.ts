@@ -61,7 +61,6 @@ async function run(r: Rig, connectionId: string, options?: Record<string, unknow
 }
 
 const stats = (id: string): Xs2aConnectionStats => sandbox.stats().xs2a!.connections[id] as Xs2aConnectionStats;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function newConnection(scenario: string): Promise<string> {
   return (await adapter.createConnection({ bankName: 'E2E Bank', credentials: { login: 'jane', pin: PIN }, scenario })).id;
@@ -123,7 +122,9 @@ describe('xs2a end to end over HTTP (engine + SQLite + sandbox + webhooks)', () 
     const id = await newConnection('wrong-password');
     const final = await run(current, id);
     expect(final.error).toMatchObject({ code: 'INVALID_CREDENTIALS', retryable: false, userActionRequired: true });
-    await sleep(500);
+    // Nothing can retry it: no active sync, no timer left for the connection (a retry needs one of them).
+    expect(await current.store.listSyncs({ connectionId: id, active: true })).toEqual([]);
+    for (const sync of await current.store.listSyncs({ connectionId: id })) expect(await current.store.listTimers(sync.syncId)).toEqual([]);
     expect(stats(id)).toMatchObject({ syncRequests: 1, syncsStarted: 1, failures: 1 });
     const connection = await current.engine.getConnection(id);
     expect(connection.state).toBe('NEEDS_USER');

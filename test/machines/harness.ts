@@ -2,7 +2,8 @@
  * Test harness for the canonical synchronization machine: a live actor on a SimulatedClock whose effect
  * actors are deferred promises the test settles by hand. Shared by the unit, model and property tests.
  */
-import { createActor, fromPromise, SimulatedClock, type SnapshotFrom } from 'xstate';
+import { expect, vi } from 'vitest';
+import { createActor, fromPromise, SimulatedClock, type AnyEventObject, type SnapshotFrom } from 'xstate';
 import type { Challenge, EffectFailure, Observation, SyncResult } from '../../machines/canonical.js';
 import {
   statusOf,
@@ -156,13 +157,47 @@ export function createHarness(options: HarnessOptions = {}) {
       if (!scheduledAt.has(e)) scheduledAt.set(e, clock.now());
     }
   };
+  /** The machine's own error, if it threw: every later harness call rethrows it (not a silent stall). */
+  let actorError: { error: unknown } | undefined;
   actor.subscribe({
     next: (s) => {
       history.push(s);
       recordTimers();
     },
-    error: () => {},
+    error: (error) => {
+      actorError ??= { error };
+    },
   });
+  const check = () => {
+    if (actorError) {
+      const { error } = actorError;
+      throw new Error(`the machine failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  };
+  /**
+   * Sends an event. XState warns (console.warn) when an event reaches a finished actor; tests do that on
+   * purpose, so only that call is muted, and the warning must be the expected one.
+   */
+  const send = (event: AnyEventObject) => {
+    if (actor.getSnapshot().status === 'active') {
+      actor.send(event as SyncEvent);
+      return;
+    }
+    const warnings: unknown[][] = [];
+    const spy = vi.spyOn(console, 'warn').mockImplementation((...args: unknown[]) => {
+      warnings.push(args);
+    });
+    try {
+      actor.send(event as SyncEvent);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(warnings.map((w) => String(w[0]))).toEqual([expect.stringContaining(`Event "${event.type}" was sent to stopped actor`)]);
+  };
+  const settle = async () => {
+    await flush();
+    check();
+  };
   actor.start();
   recordTimers();
   if (history.length === 0 || history[history.length - 1] !== actor.getSnapshot()) history.push(actor.getSnapshot());
@@ -214,16 +249,16 @@ export function createHarness(options: HarnessOptions = {}) {
     calls: (id: EffectId) => invocations.filter((i) => i.id === id).map((i) => i.input),
     effectKeys: () => invocations.map((i) => i.input.effectKey),
     async send(event: SyncEvent) {
-      actor.send(event);
-      await flush();
+      send(event);
+      await settle();
     },
     async push(observation: Observation, observedAt = clock.now()) {
-      actor.send({ type: 'PROVIDER.OBSERVED', observation, observedAt });
-      await flush();
+      send({ type: 'PROVIDER.OBSERVED', observation, observedAt });
+      await settle();
     },
     async answer(challengeId: string, responseRef = `resp-${challengeId}`) {
-      actor.send({ type: 'CHALLENGE.ANSWER', challengeId, responseRef });
-      await flush();
+      send({ type: 'CHALLENGE.ANSWER', challengeId, responseRef });
+      await settle();
     },
     /** Resolve the in-flight effect `id` with a provider reading observed now. */
     async resolve(id: EffectId, observation: Observation, extra: { providerRef?: string; observedAt?: number } = {}) {
@@ -232,27 +267,27 @@ export function createHarness(options: HarnessOptions = {}) {
           ? { providerRef: extra.providerRef ?? 'ref-1', observation, observedAt: extra.observedAt ?? clock.now() }
           : { observation, observedAt: extra.observedAt ?? clock.now() };
       take(id).resolve(envelope);
-      await flush();
+      await settle();
     },
     /** Settle the in-flight effect `id` with an exact output value (used by the model replay). */
     async resolveRaw(id: EffectId, output: unknown) {
       take(id).resolve(output);
-      await flush();
+      await settle();
     },
     /** Settle the last promise handed to `id` even if that invocation was stopped meanwhile. */
     async settleStale(id: EffectId, output: unknown) {
       pending.get(id)?.resolve(output);
       pending.delete(id);
-      await flush();
+      await settle();
     },
     async reject(id: EffectId, error: unknown) {
       take(id).reject(error);
-      await flush();
+      await settle();
     },
     /** Advance simulated time, letting effects started on the way be invoked. */
     async advance(ms: number) {
       clock.increment(ms);
-      await flush();
+      await settle();
     },
   };
 }

@@ -3,7 +3,7 @@
  * cancellation, effect outcomes and the passage of (simulated) time, checked against the finX state diagram.
  */
 import { fc, test } from '@fast-check/vitest';
-import { afterEach, beforeEach, describe, expect, vi } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { Challenge, EffectFailure, Observation } from '../../machines/canonical.js';
 import { statusOf, type AnswerInput, type SyncPolicy, type SyncStatus } from '../../machines/synchronization.js';
 import { createHarness, iso, RESULT, type Harness, type SyncSnapshot } from './harness.js';
@@ -243,13 +243,6 @@ function edges(history: SyncSnapshot[]): Array<{ from: SyncStatus; to: SyncStatu
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('synchronization machine properties', () => {
-  beforeEach(() => {
-    // events sent to a finished actor make XState warn; the properties below send them on purpose
-    vi.spyOn(console, 'warn').mockImplementation(() => {});
-  });
-  afterEach(() => {
-    vi.restoreAllMocks();
-  });
 
   test.prop([commands], { numRuns: 400 })('final states are absorbing; only diagram edges are taken; answers are never auto-submitted', async (cmds) => {
     const { h, acceptableAnswers } = await run(cmds);

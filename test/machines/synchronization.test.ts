@@ -3,7 +3,7 @@
  * QUEUED -> RUNNING <-> AWAIT_AUTH -> COMPLETED | FAILED), driven through a live actor on a SimulatedClock
  * with the provider effects replaced by deferred `fromPromise` fakes.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defaultSyncPolicy, statusOf, type SyncPolicy } from '../../machines/synchronization.js';
 import { challenge, createHarness, failure, obs, RESULT, T0, type Harness } from './harness.js';
 
@@ -46,14 +46,6 @@ async function poll(h: Harness, observation: Parameters<Harness['resolve']>[1]) 
   expect(h.value()).toEqual({ RUNNING: 'Polling' });
   await h.resolve('poll', observation);
 }
-
-// Events sent to a finished actor make XState warn; those are expected here.
-beforeEach(() => {
-  vi.spyOn(console, 'warn').mockImplementation(() => {});
-});
-afterEach(() => {
-  vi.restoreAllMocks();
-});
 
 describe('initial state', () => {
   it('starts QUEUED and triggers the provider once with the sync identity', () => {

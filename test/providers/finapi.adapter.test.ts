@@ -671,7 +671,8 @@ describe('finAPI callbacks', () => {
       const { ref } = await started('web-form', options);
       await openWebForm((await pollUntil(ref, (o) => o.status === 'AWAIT_AUTH')).at(-1)!);
       await pollUntil(ref, terminal);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Every callback the sandbox queued has been delivered (or given up on): then exactly these arrived.
+      await sandbox.webhooksIdle();
       expect(hook.bodies.map((b) => b.path)).toEqual(['/required?state=42', '/finalised?state=42']);
     });
   });
@@ -683,7 +684,7 @@ describe('finAPI callbacks', () => {
       const connectionId = await connection('success');
       const out = await withUrl.trigger(request(connectionId));
       await pollUntil({ connectionId, providerRef: out.providerRef }, terminal);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sandbox.webhooksIdle();
       expect(hook.bodies.map((b) => b.path)).toEqual(['/configured']);
     });
   });

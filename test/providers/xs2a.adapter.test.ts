@@ -455,7 +455,8 @@ describe('xs2a bank connection events (webhooks)', () => {
     sandbox.setWebhookUrl(hook.url, 'xs2a');
     try {
       const { ref } = await started('webhook-completion');
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      // The sandbox runs the attempt by itself; wait for its final event, then for every queued delivery.
+      await expect.poll(() => hook.bodies.length, { timeout: 10_000, interval: 20 }).toBeGreaterThanOrEqual(2);
       await sandbox.webhooksIdle();
       const deliveries = hook.bodies.map((b) => adapter.parseWebhook({ headers: b.headers as Record<string, string>, body: b.body }));
       expect(deliveries.map((d) => d.providerRef)).toEqual([ref.providerRef, ref.providerRef]);

@@ -183,6 +183,9 @@ export function createFinapiAdapter(config: FinapiAdapterConfig): FinapiAdapter 
     client,
 
     // The same checks as trigger(), before a sync exists: an id finAPI cannot take, a misspelt option, an http callback.
+    // Settings of the update task only (a callback URL must not carry a secret: webhooks are signed).
+    safeOptionKeys: ['importNewAccounts', 'accountTypes', 'manageSavedSettings', 'callbacks'],
+
     validateRequest(request: SyncRequestInput) {
       try {
         requestBody(request);

@@ -199,6 +199,8 @@ export function createXs2aAdapter(config: Xs2aAdapterConfig): Xs2aAdapter {
 
     failureLimit: XS2A_MAX_FAILURES,
 
+    safeOptionKeys: ['force'],
+
     // Options: `force` (boolean) only; a misspelt option is refused before a sync exists.
     validateRequest(request: SyncRequestInput) {
       const parsed = Xs2aSyncOptions.safeParse(request.options ?? {});
