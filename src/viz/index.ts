@@ -49,12 +49,13 @@ const LAYOUTS: SvgOptions[] = [
 /**
  * A view as SVG, in the first presentation that fits MAX_READABLE_SVG_WIDTH: labels on the edges, else
  * numbered edges with a legend (then tighter), else (composite-state views) with every outside state merged
- * into one box. When nothing fits, the narrowest one.
+ * into one box (numbered edges first). When nothing fits, the narrowest one.
  */
 export function renderView(model: VizModel, view: VizView): string {
   const variants: Array<{ view: ViewOptions; svg: SvgOptions }> = [];
   for (const svg of LAYOUTS) variants.push({ view: {}, svg });
-  if (view.focus.parent !== null) for (const svg of LAYOUTS) variants.push({ view: { mergeOutside: true }, svg });
+  // Merged outside labels are long (they name the other end): prefer numbered edges there.
+  if (view.focus.parent !== null) for (const svg of [...LAYOUTS.slice(1), LAYOUTS[0]!]) variants.push({ view: { mergeOutside: true }, svg });
   let best: { svg: string; width: number } | null = null;
   for (const variant of variants) {
     const vm = Object.keys(variant.view).length === 0 ? view.model : viewModel(model, view.focus, view.name, variant.view);
