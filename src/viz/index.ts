@@ -2,7 +2,10 @@
  * Diagrams of every machine in the registry (machines/index.ts), generated from the machine definitions:
  *
  * - `<name>.mmd`        Mermaid `stateDiagram-v2` (renders on GitHub/GitLab),
- * - `<name>.svg`        offline SVG (dagre layout, our own renderer; no browser, no network),
+ * - `<name>.svg`        offline SVG overview (dagre layout, our own renderer; no browser, no network): the
+ *                       top-level states, composite states collapsed into one box (views.ts),
+ * - `<name>.<path>.svg` one SVG per composite state (`synchronization.RUNNING.svg`): its children,
+ *   each view laid out to stay readable at README width (see `renderView`),
  * - `<name>.stately.ts` a `createMachine({...})` snippet for Stately Studio's "Import from code".
  *
  * Output is deterministic: the same machine gives byte-identical files, so a test can tell when a
@@ -16,13 +19,53 @@ import { PACKAGE_ROOT } from '../package-info.js';
 import { toMermaid } from './mermaid.js';
 import { activeStateIds, buildModel, type VizModel } from './model.js';
 import { toStatelySource } from './stately.js';
-import { highlightSvgStates, toSvg } from './svg.js';
+import { highlightSvgStates, toSvg, type SvgOptions } from './svg.js';
+import { machineViews, viewModel, type ViewOptions, type VizView } from './views.js';
 import { escapeXml } from './text.js';
 
 export { activeStateIds, buildModel, type VizModel, type VizState, type VizTransition } from './model.js';
 export { toMermaid } from './mermaid.js';
 export { toSvg, highlightSvgStates } from './svg.js';
 export { toStatelyConfig, toStatelySource } from './stately.js';
+export { machineViews, viewModel, type ViewOptions, type VizView } from './views.js';
+
+/** Width at which committed diagrams must stay readable (the README's), and the smallest text size there. */
+export const README_WIDTH = 800;
+export const MIN_README_FONT_PX = 10;
+/** Smallest font size in a generated SVG (edge labels, detail lines, legend). */
+const SMALLEST_FONT_PX = 10.5;
+
+/** The SVG width at which text of the smallest size is still MIN_README_FONT_PX when scaled to README_WIDTH. */
+export const MAX_READABLE_SVG_WIDTH = Math.floor((SMALLEST_FONT_PX * README_WIDTH) / MIN_README_FONT_PX);
+
+const LAYOUTS: SvgOptions[] = [
+  {},
+  { legend: true },
+  { legend: true, compact: true },
+  { legend: true, compact: true, sinksPerRank: 2 },
+  { legend: true, compact: true, sinksPerRank: 1 },
+];
+
+/**
+ * A view as SVG, in the first presentation that fits MAX_READABLE_SVG_WIDTH: labels on the edges, else
+ * numbered edges with a legend (then tighter), else (composite-state views) with every outside state merged
+ * into one box (numbered edges first). When nothing fits, the narrowest one.
+ */
+export function renderView(model: VizModel, view: VizView): string {
+  const variants: Array<{ view: ViewOptions; svg: SvgOptions }> = [];
+  for (const svg of LAYOUTS) variants.push({ view: {}, svg });
+  // Merged outside labels are long (they name the other end): prefer numbered edges there.
+  if (view.focus.parent !== null) for (const svg of [...LAYOUTS.slice(1), LAYOUTS[0]!]) variants.push({ view: { mergeOutside: true }, svg });
+  let best: { svg: string; width: number } | null = null;
+  for (const variant of variants) {
+    const vm = Object.keys(variant.view).length === 0 ? view.model : viewModel(model, view.focus, view.name, variant.view);
+    const svg = toSvg(vm, variant.svg);
+    const width = Number(/viewBox="0 0 (\d+)/.exec(svg)?.[1] ?? Infinity);
+    if (width <= MAX_READABLE_SVG_WIDTH) return svg;
+    if (!best || width < best.width) best = { svg, width };
+  }
+  return best!.svg;
+}
 
 export type MachineRegistry = Record<string, AnyStateMachine>;
 
@@ -37,11 +80,10 @@ export const VIZ_EXTENSIONS = ['.mmd', '.svg', '.stately.ts'] as const;
 /** The files of one machine, keyed by file name. */
 export function renderMachine(name: string, machine: AnyStateMachine): Record<string, string> {
   const model = buildModel(name, machine);
-  return {
-    [`${name}.mmd`]: toMermaid(model),
-    [`${name}.svg`]: toSvg(model),
-    [`${name}.stately.ts`]: toStatelySource(model),
-  };
+  const files: Record<string, string> = { [`${name}.mmd`]: toMermaid(model) };
+  for (const view of machineViews(model)) files[`${view.name}.svg`] = renderView(model, view);
+  files[`${name}.stately.ts`] = toStatelySource(model);
+  return files;
 }
 
 /** Every file for every machine of the registry, by file name, in name order. */
@@ -49,7 +91,10 @@ export function generateVisualizations(machines: MachineRegistry = registry): Ma
   const files = new Map<string, string>();
   for (const name of Object.keys(machines).sort()) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`machine name ${JSON.stringify(name)} is not a safe file name`);
-    for (const [file, content] of Object.entries(renderMachine(name, machines[name]!))) files.set(file, content);
+    for (const [file, content] of Object.entries(renderMachine(name, machines[name]!))) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(file)) throw new Error(`diagram file name ${JSON.stringify(file)} is not safe`);
+      files.set(file, content);
+    }
   }
   return files;
 }

@@ -37,6 +37,10 @@ export interface VizState {
   description?: string;
   /** True when the config sets `id:` on this state (its id is not its dotted path). */
   customId: boolean;
+  /** In a per-state view (views.ts): a composite state drawn as one box, with this many states inside. */
+  collapsed?: number;
+  /** In a per-state view: this box stands for a state outside the view (its id). */
+  outside?: string;
 }
 
 export type VizTransitionKind = 'event' | 'after' | 'done.invoke' | 'error.invoke' | 'always' | 'done.state';

@@ -131,6 +131,20 @@ function splinePath(points: Point[]): string {
   return d;
 }
 
+/** The point halfway along a polyline. */
+function halfway(points: Point[]): Point {
+  const lengths = points.slice(1).map((p, i) => Math.hypot(p.x - points[i]!.x, p.y - points[i]!.y));
+  let rest = lengths.reduce((a, b) => a + b, 0) / 2;
+  for (let i = 0; i < lengths.length; i++) {
+    if (rest <= lengths[i]! && lengths[i]! > 0) {
+      const t = rest / lengths[i]!;
+      return { x: points[i]!.x + t * (points[i + 1]!.x - points[i]!.x), y: points[i]!.y + t * (points[i + 1]!.y - points[i]!.y) };
+    }
+    rest -= lengths[i]!;
+  }
+  return points[points.length - 1]!;
+}
+
 function textBlock(x: number, top: number, title: string, details: string[], titleClass: string): string {
   let out = `<text class="${titleClass}" x="${fmt(x)}" y="${fmt(top + TITLE_SIZE)}" text-anchor="middle">${escapeXml(title)}</text>`;
   let y = top + TITLE_SIZE * LINE + 6;
@@ -145,7 +159,21 @@ export interface SvgOptions {
   /** Prefix of ids inside the SVG (markers), unique per diagram on one page. Default: the model name. */
   idPrefix?: string;
   rankdir?: 'TB' | 'LR';
+  /**
+   * Edges carry numbers instead of their labels; a legend below the diagram lists every number's
+   * transitions in full. Keeps dense diagrams narrow enough to read at README width.
+   */
+  legend?: boolean;
+  /** Legend mode: at most this many sinks (states no drawn edge leaves) share a rank (default 3). */
+  sinksPerRank?: number;
+  /** Legend mode: tighter spacing between nodes and edges. */
+  compact?: boolean;
 }
+
+/** Legend lines wrap at this many characters. */
+const LEGEND_WRAP = 84;
+/** Lines inside states wrap at this many characters in legend mode. */
+const LEGEND_INNER_WRAP = 40;
 
 /** Edge labels wrap at this many characters; lines inside states at INNER_WRAP. */
 const WRAP = 30;
@@ -187,11 +215,12 @@ function transitionLines(t: VizTransition, prefix = '', wrap = WRAP): Array<{ te
  * Lines drawn inside a state: behaviour (entry, invoke, exit), then its transitions that draw no edge:
  * targetless ones (actions only) and, for composite states, transitions to itself (marked ↻).
  */
-function stateLines(model: VizModel, s: VizState): string[] {
+function stateLines(model: VizModel, s: VizState, wrap = INNER_WRAP): string[] {
   const inner = model.transitions
     .filter((t) => t.source === s.id && (t.targets.length === 0 || (s.children.length > 0 && t.targets.every((id) => id === s.id))))
-    .flatMap((t) => transitionLines(t, t.targets.length > 0 ? '\u21bb ' : '', INNER_WRAP).map((l) => l.text));
-  return [...behaviourLines(s), ...inner];
+    .flatMap((t) => transitionLines(t, t.targets.length > 0 ? '\u21bb ' : '', wrap).map((l) => l.text));
+  const collapsed = s.collapsed ? [`\u229e ${s.collapsed} states inside`] : [];
+  return [...behaviourLines(s), ...collapsed, ...inner];
 }
 
 type Side = 'top' | 'bottom';
@@ -211,9 +240,12 @@ function isWithin(model: VizModel, inner: string, outer: string): boolean {
  * composite state attaches to its title or its bottom anchor, as `sides` says (default: enter at the top,
  * leave at the bottom), and is later cut at the cluster border.
  */
-function layoutGraph(model: VizModel, drawn: VizTransition[], rankdir: 'TB' | 'LR', sides: Map<string, Side>): Graph {
+function layoutGraph(model: VizModel, drawn: VizTransition[], rankdir: 'TB' | 'LR', sides: Map<string, Side>, options: SvgOptions = {}): Graph {
+  const legend = options.legend === true;
+  const innerWrap = legend ? LEGEND_INNER_WRAP : INNER_WRAP;
   const g: Graph = new dagre.graphlib.Graph<Record<string, unknown>, NodeData, EdgeData>({ compound: true, multigraph: true });
-  g.setGraph({ rankdir, nodesep: 28, ranksep: 36, edgesep: 12, marginx: 16, marginy: 16 });
+  const compact = legend && options.compact === true;
+  g.setGraph({ rankdir, nodesep: compact ? 12 : 28, ranksep: 36, edgesep: compact ? 6 : 12, marginx: compact ? 10 : 16, marginy: 16 });
   const isComposite = (id: string) => (model.byId.get(id)?.children.length ?? 0) > 0;
   const clusterOf = (stateId: string | null) => (stateId === null || stateId === model.root.id ? undefined : `c:${stateId}`);
 
@@ -242,7 +274,7 @@ function layoutGraph(model: VizModel, drawn: VizTransition[], rankdir: 'TB' | 'L
   });
   const anchored = new Set([...groups.values()].flatMap(({ v, w }) => [v, w]).filter((n) => n.startsWith('x:')).map((n) => n.slice(2)));
 
-  const rootLines = stateLines(model, model.root);
+  const rootLines = stateLines(model, model.root, innerWrap);
   const needsAny = rootLines.length > 0 || drawn.some((t) => t.source === model.root.id || t.targets.includes(model.root.id));
   if (needsAny) g.setNode('any', { kind: 'any', stateId: model.root.id, ...nodeSize(`${model.machineId} (any state)`, rootLines) });
   if (model.root.initial) g.setNode(`i:${model.root.id}`, { kind: 'initial', stateId: model.root.id, width: DOT, height: DOT });
@@ -255,11 +287,11 @@ function layoutGraph(model: VizModel, drawn: VizTransition[], rankdir: 'TB' | 'L
     const parent = clusterOf(s.parent);
     if (isComposite(s.id)) {
       add(`c:${s.id}`, { kind: 'cluster', stateId: s.id, width: 0, height: 0 }, parent);
-      add(`h:${s.id}`, { kind: 'header', stateId: s.id, ...nodeSize(stateTitle(s), stateLines(model, s)) }, `c:${s.id}`);
+      add(`h:${s.id}`, { kind: 'header', stateId: s.id, ...nodeSize(stateTitle(s), stateLines(model, s, innerWrap)) }, `c:${s.id}`);
       if (s.initial) add(`i:${s.id}`, { kind: 'initial', stateId: s.id, width: DOT, height: DOT }, `c:${s.id}`);
       if (anchored.has(s.id)) add(`x:${s.id}`, { kind: 'exit', stateId: s.id, width: 1, height: 1 }, `c:${s.id}`);
     } else {
-      const size = s.type === 'history' ? { width: 30, height: 30 } : nodeSize(stateTitle(s), stateLines(model, s));
+      const size = s.type === 'history' ? { width: 30, height: 30 } : nodeSize(stateTitle(s), stateLines(model, s, innerWrap));
       add(`s:${s.id}`, { kind: 'state', stateId: s.id, ...size }, parent);
     }
   }
@@ -280,12 +312,22 @@ function layoutGraph(model: VizModel, drawn: VizTransition[], rankdir: 'TB' | 'L
   for (const s of [model.root, ...model.states]) {
     if (s.initial) edge(`i:${s.id}`, isComposite(s.initial) ? `h:${s.initial}` : `s:${s.initial}`, `initial:${s.id}`, { weight: 4 });
   }
+  // Legend mode: sinks (states no drawn edge leaves) alternate between two ranks, so a row of final or
+  // outside states does not set the diagram's width.
+  const sinkRank = new Map<string, number>();
+  if (legend) {
+    const sources = new Set([...groups.values()].map(({ v }) => v));
+    const sinks = [...new Set([...groups.values()].map(({ w }) => w).filter((w) => w.startsWith('s:') && !sources.has(w)))];
+    const rows = Math.max(1, Math.ceil(sinks.length / Math.max(1, options.sinksPerRank ?? 3)));
+    sinks.forEach((w, i) => sinkRank.set(w, 1 + (i % rows)));
+  }
   let n = 0;
   for (const { v, w, transitions } of groups.values()) {
-    const lines = transitions.flatMap((t) => transitionLines(t));
-    const width = Math.max(...lines.map((l) => textWidth(l.text, LABEL_SIZE, !l.actions))) + 8;
+    const lines = legend ? [{ text: String(n + 1), actions: false }] : transitions.flatMap((t) => transitionLines(t));
+    // Compact legend mode: a number takes no room of its own beside its edge (it is drawn on the edge).
+    const width = compact ? 0 : Math.max(...lines.map((l) => textWidth(l.text, LABEL_SIZE, !l.actions))) + 8;
     const height = Math.ceil(lines.length * LABEL_SIZE * LINE + 4);
-    edge(v, w, `t${n++}`, { width, height, transitions, lines });
+    edge(v, w, `t${n++}`, { width, height, transitions, lines, minlen: sinkRank.get(w) ?? 1 });
   }
   dagre.layout(g);
   return g;
@@ -293,17 +335,19 @@ function layoutGraph(model: VizModel, drawn: VizTransition[], rankdir: 'TB' | 'L
 
 export function toSvg(model: VizModel, options: SvgOptions = {}): string {
   const prefix = (options.idPrefix ?? model.name).replace(/[^A-Za-z0-9_-]/g, '_');
+  const legend = options.legend === true;
+  const innerWrap = legend ? LEGEND_INNER_WRAP : INNER_WRAP;
   const rankdir = options.rankdir ?? 'TB';
   const isComposite = (s: VizState) => s.children.length > 0;
   // Targetless transitions and a composite's transitions to itself are written inside the state instead.
   const drawn = model.transitions.filter(
     (t) => t.targets.length > 0 && !(isComposite(model.byId.get(t.source) ?? model.root) && t.targets.every((id) => id === t.source)),
   );
-  const rootLines = stateLines(model, model.root);
+  const rootLines = stateLines(model, model.root, innerWrap);
 
   // Pass 1 with default sides; pass 2 attaches each composite end on the side facing the other end, so
   // edges do not run through a cluster to reach its far side (and their labels stay on the visible part).
-  const first = layoutGraph(model, drawn, rankdir, new Map());
+  const first = layoutGraph(model, drawn, rankdir, new Map(), options);
   const axis = (node: NodeData | undefined) => (rankdir === 'TB' ? (node?.y ?? 0) : (node?.x ?? 0));
   const size = (node: NodeData | undefined) => (rankdir === 'TB' ? (node?.height ?? 0) : (node?.width ?? 0));
   const centerOf = (stateId: string): number => {
@@ -325,7 +369,7 @@ export function toSvg(model: VizModel, options: SvgOptions = {}): string {
       if (model.byId.get(t.source)?.children.length && !isWithin(model, target, t.source)) sides.set(`${key}:source`, sideFor(t.source, target));
     }
   });
-  const g = layoutGraph(model, drawn, rankdir, sides);
+  const g = layoutGraph(model, drawn, rankdir, sides, options);
 
   const rectOf = (name: string): Rect => {
     const node = g.node(name);
@@ -342,8 +386,26 @@ export function toSvg(model: VizModel, options: SvgOptions = {}): string {
   };
 
   const graph = g.graph() as { width?: number; height?: number };
-  const width = Math.ceil(graph.width ?? 0);
-  const height = Math.ceil(graph.height ?? 0);
+  // The legend: `n  EVENT [guard] / actions` for every numbered edge, below the diagram.
+  const legendLines: Array<{ text: string; actions: boolean; no?: string }> = [];
+  if (legend) {
+    const numbered: EdgeData[] = [];
+    for (const e of g.edges()) {
+      const data = g.edge(e);
+      if (!data.invisible && data.transitions.length > 0) numbered.push(data);
+    }
+    numbered.sort((x: EdgeData, y: EdgeData) => Number(x.lines[0]!.text) - Number(y.lines[0]!.text));
+    for (const data of numbered) {
+      data.transitions.forEach((t: VizTransition, i: number) => {
+        transitionLines(t, '', LEGEND_WRAP).forEach((line, j) => legendLines.push({ ...line, ...(i === 0 && j === 0 ? { no: data.lines[0]!.text } : {}) }));
+      });
+    }
+  }
+  const LEGEND_INDENT = 28;
+  const graphHeight = Math.ceil(graph.height ?? 0);
+  const legendWidth = legendLines.length === 0 ? 0 : 16 + LEGEND_INDENT + Math.max(...legendLines.map((l) => textWidth(l.text, LABEL_SIZE, !l.actions))) + 16;
+  const width = Math.max(Math.ceil(graph.width ?? 0), Math.ceil(legendWidth));
+  const height = graphHeight + (legendLines.length === 0 ? 0 : Math.ceil(legendLines.length * LABEL_SIZE * LINE + 16));
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" class="bs-statechart" data-machine="${escapeXml(model.name)}" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="${FONT}">`,
@@ -365,6 +427,9 @@ export function toSvg(model: VizModel, options: SvgOptions = {}): string {
       '.bs-label rect{fill:#fff;fill-opacity:0.9}' +
       '.bs-label text{font-size:10.5px;font-weight:600;fill:#1f2d3d}' +
       '.bs-label .bs-actions{font-weight:400;fill:#6c757d;font-style:italic}' +
+      '.bs-legend text{font-size:10.5px;font-weight:600;fill:#1f2d3d}' +
+      '.bs-legend .bs-actions{font-weight:400;fill:#6c757d;font-style:italic}' +
+      '.bs-legend .bs-no{fill:#e8590c;font-weight:700}' +
       '.bs-initial{fill:#212529}' +
       '.bs-active>.bs-box,.bs-active>.bs-frame{stroke:#e8590c;stroke-width:2.5px}' +
       '.bs-current>.bs-box{fill:#fff4e6;stroke-width:3.5px}' +
@@ -379,7 +444,7 @@ export function toSvg(model: VizModel, options: SvgOptions = {}): string {
     let body = `<rect class="bs-frame" x="${fmt(r.x - r.width / 2)}" y="${fmt(r.y - r.height / 2)}" width="${fmt(r.width)}" height="${fmt(r.height)}" rx="12" ry="12"${s.type === 'parallel' ? ' stroke-dasharray="6 4"' : ''}/>`;
     const h = rectOf(`h:${s.id}`);
     body += `<rect class="bs-header" x="${fmt(h.x - h.width / 2)}" y="${fmt(h.y - h.height / 2)}" width="${fmt(h.width)}" height="${fmt(h.height)}" rx="6" ry="6"/>`;
-    body += textBlock(h.x, h.y - h.height / 2 + PAD_Y, stateTitle(s), stateLines(model, s), 'bs-title');
+    body += textBlock(h.x, h.y - h.height / 2 + PAD_Y, stateTitle(s), stateLines(model, s, innerWrap), 'bs-title');
     const nested = s.children.map((id) => model.byId.get(id)!).filter(isComposite).map(clusterSvg).join('');
     return `<g class="bs-cluster" data-state="${escapeXml(s.id)}">${body}${nested}</g>`;
   };
@@ -410,10 +475,13 @@ export function toSvg(model: VizModel, options: SvgOptions = {}): string {
       ? ` data-source="${escapeXml(first.source)}" data-target="${escapeXml(g.node(e.w).stateId)}"`
       : ` data-initial="${escapeXml(g.node(e.v).stateId)}"`;
     edgeSvg.push(`<path class="bs-edge"${attrs} d="${splinePath(points)}" marker-end="url(#${prefix}-arrow)"/>`);
-    if (data.lines.length > 0 && data.x !== undefined && data.y !== undefined) {
-      const center = { x: data.x, y: data.y };
+    // A compact-legend number has no room of its own in the layout: it sits halfway along its edge.
+    const at = data.x !== undefined && data.y !== undefined ? { x: data.x, y: data.y } : points.length > 0 ? halfway(points) : undefined;
+    if (data.lines.length > 0 && at !== undefined) {
+      const center = at;
       const top = center.y - data.height / 2;
-      let label = `<rect x="${fmt(center.x - data.width / 2)}" y="${fmt(top)}" width="${fmt(data.width)}" height="${fmt(data.height)}" rx="3" ry="3"/>`;
+      const boxWidth = data.width || Math.max(...data.lines.map((l: { text: string; actions: boolean }) => textWidth(l.text, LABEL_SIZE, !l.actions))) + 6;
+      let label = `<rect x="${fmt(center.x - boxWidth / 2)}" y="${fmt(top)}" width="${fmt(boxWidth)}" height="${fmt(data.height)}" rx="3" ry="3"/>`;
       data.lines.forEach((line: { text: string; actions: boolean }, i: number) => {
         const cls = line.actions ? ' class="bs-actions"' : '';
         label += `<text${cls} x="${fmt(center.x)}" y="${fmt(top + 2 + (i + 1) * LABEL_SIZE * LINE - 3)}" text-anchor="middle">${escapeXml(line.text)}</text>`;
@@ -445,18 +513,28 @@ export function toSvg(model: VizModel, options: SvgOptions = {}): string {
         if (s.type === 'final') {
           body += `<rect class="bs-box bs-inner" x="${fmt(left + 4)}" y="${fmt(top + 4)}" width="${fmt(r.width - 8)}" height="${fmt(r.height - 8)}" rx="5" ry="5"/>`;
         }
-        const details = stateLines(model, s);
+        const details = stateLines(model, s, innerWrap);
         body += textBlock(r.x, top + PAD_Y, stateTitle(s), details, 'bs-title');
         if (details.length > 0) {
           const y = top + PAD_Y + TITLE_SIZE * LINE + 3;
           body += `<path d="M${fmt(left + 6)},${fmt(y)}H${fmt(left + r.width - 6)}" stroke="#ced4da" stroke-width="1"/>`;
         }
       }
-      nodeSvg.push(`<g class="bs-state${s.type === 'final' ? ' bs-final' : ''}" data-state="${escapeXml(s.id)}">${body}</g>`);
+      const kind = `${s.type === 'final' ? ' bs-final' : ''}${s.collapsed ? ' bs-collapsed' : ''}`;
+      const data = s.outside === undefined ? `data-state="${escapeXml(s.id)}"` : `data-outside="${escapeXml(s.outside)}"`;
+      nodeSvg.push(`<g class="bs-state${kind}" ${data}>${body}</g>`);
     }
   }
   out.push(`<g class="bs-nodes">${nodeSvg.join('')}</g>`);
   out.push(`<g class="bs-labels">${labelSvg.join('')}</g>`);
+  if (legendLines.length > 0) {
+    const rows = legendLines.map((line, i) => {
+      const y = fmt(graphHeight + (i + 1) * LABEL_SIZE * LINE);
+      const no = line.no === undefined ? '' : `<text class="bs-no" x="16" y="${y}">${escapeXml(line.no)}</text>`;
+      return `${no}<text${line.actions ? ' class="bs-actions"' : ''} x="${16 + LEGEND_INDENT}" y="${y}">${escapeXml(line.text)}</text>`;
+    });
+    out.push(`<g class="bs-legend">${rows.join('')}</g>`);
+  }
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
@@ -473,7 +551,7 @@ export function highlightSvgStates(svg: string, activeIds: readonly string[], cu
   let out = svg;
   for (const id of activeIds) {
     const extra = id === currentId ? ' bs-active bs-current' : ' bs-active';
-    const pattern = new RegExp(`class="(bs-(?:state|cluster)(?: bs-final)?)" data-state="${escapeRegex(escapeXml(id))}"`, 'g');
+    const pattern = new RegExp(`class="(bs-(?:state|cluster)(?: bs-final)?(?: bs-collapsed)?)" data-state="${escapeRegex(escapeXml(id))}"`, 'g');
     out = out.replace(pattern, (_m, cls: string) => `class="${cls}${extra}" data-state="${escapeXml(id)}"`);
   }
   return out;

@@ -11,6 +11,8 @@ import {
   buildModel,
   generateVisualizations,
   highlightSvg,
+  machineViews,
+  toSvg,
   renderMachine,
   toStatelyConfig,
   writeVisualizations,
@@ -63,7 +65,7 @@ describe('visualizations/ (regenerate with `banksync viz` when a machine changes
   it('the committed files are identical to freshly generated ones', async () => {
     const dir = await tempDir();
     const report = await writeVisualizations(dir);
-    expect(report.stale.length).toBe(Object.keys(machines).length * 3);
+    expect(report.stale.length).toBe(generateVisualizations().size);
     const committed = await readdir(DEFAULT_VIZ_DIR).catch(() => [] as string[]);
     for (const file of await readdir(dir)) {
       expect(committed, `visualizations/${file} is missing: run \`banksync viz\``).toContain(file);
@@ -88,7 +90,9 @@ describe.each(Object.entries(machines))('machine %s', (name, machine) => {
   const model: VizModel = buildModel(name, machine);
   const files = renderMachine(name, machine);
   const mmd = files[`${name}.mmd`]!;
-  const svg = files[`${name}.svg`]!;
+  // The full diagram (the viewer and console highlight it); the committed files are its views.
+  const svg = toSvg(model);
+  const views = machineViews(model).map((v) => ({ name: v.name, svg: files[`${v.name}.svg`]! }));
 
   it('has states and transitions to draw', () => {
     expect(model.states.length).toBeGreaterThan(0);
@@ -148,6 +152,32 @@ describe.each(Object.entries(machines))('machine %s', (name, machine) => {
     expect(svg).not.toMatch(/NaN|undefined|Infinity/);
   });
 
+  it('views: an overview plus one SVG per composite state, together naming every state and transition', () => {
+    expect(views.map((v) => v.name)).toEqual([name, ...model.states.filter((s) => s.children.length > 0).map((s) => `${name}.${s.path.join('.')}`)]);
+    for (const v of views) {
+      expect(v.svg, `${v.name}.svg`).toBeDefined();
+      checkWellFormed(v.svg);
+      expect(v.svg).not.toMatch(/NaN|undefined|Infinity/);
+    }
+    const texts = views.flatMap((v) => svgTexts(v.svg));
+    const all = views.map((v) => v.svg).join('\n');
+    for (const s of model.states) {
+      if (s.type === 'history') continue;
+      expect(texts.some((t) => t === s.key || t.startsWith(`${s.key} (`)), `state ${s.id} has a <text>`).toBe(true);
+      expect(all).toContain(`data-state="${s.id}"`);
+    }
+    for (const t of model.transitions) {
+      expect(texts.some((x) => x.includes(t.trigger)), `trigger ${t.trigger}`).toBe(true);
+      if (t.guard) expect(texts.some((x) => x.includes(`[${t.guard}]`)), `guard ${t.guard}`).toBe(true);
+    }
+    // The overview draws no state below the top level: composite states are one box each.
+    const overview = views[0]!.svg;
+    for (const s of model.states) if (s.path.length > 1) expect(overview).not.toContain(`data-state="${s.id}"`);
+    for (const s of model.states.filter((x) => x.path.length === 1 && x.children.length > 0)) {
+      expect(overview).toMatch(new RegExp(`class="bs-state bs-collapsed" data-state="${s.id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`));
+    }
+  });
+
   it('Stately export: a createMachine({...}) snippet that rebuilds the same statechart', () => {
     const source = files[`${name}.stately.ts`]!;
     expect(source).toContain("import { createMachine } from 'xstate';");
@@ -185,7 +215,7 @@ describe('highlightSvg', () => {
     }
     const done = highlightSvg('synchronization', 'COMPLETED');
     expect(done).toMatch(/class="bs-state bs-final bs-active bs-current" data-state="[^"]*COMPLETED"/);
-    expect(highlightSvg('synchronization', 'NO_SUCH_STATE')).toBe(renderMachine('synchronization', machines.synchronization!)['synchronization.svg']);
+    expect(highlightSvg('synchronization', 'NO_SUCH_STATE')).toBe(toSvg(buildModel('synchronization', machines.synchronization!)));
     expect(() => highlightSvg('no-such-machine', 'X')).toThrow(/unknown machine/);
   });
 });

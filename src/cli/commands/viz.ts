@@ -1,6 +1,7 @@
 /**
  * `banksync viz [--out dir] [--check]`: writes the diagrams of every machine in machines/index.ts
- * (`<name>.mmd`, `<name>.svg`, `<name>.stately.ts`); `--check` writes nothing and exits 1 listing stale files.
+ * (`<name>.mmd`, `<name>.svg` overview, `<name>.<state path>.svg` per composite state, `<name>.stately.ts`);
+ * `--check` writes nothing and exits 1 listing stale files.
  */
 import { existsSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
