@@ -5,6 +5,7 @@
  * transitions this server never sees as events.
  */
 import { CSS } from './page.js';
+import { BROWSER_HELPERS } from './browser-helpers.js';
 
 const CONSOLE_CSS = `
 .filters { display:grid; grid-template-columns: 1fr 1fr; gap:6px 8px; padding:10px 12px; }
@@ -23,35 +24,9 @@ header .mode.act { background:#2f9e44; }
 const SCRIPT = `
 'use strict';
 var state = { about: null, filter: {}, syncs: [], next: null, selected: null, tenant: 'default', detail: null, focus: true, kind: 'breaker', seq: 0 };
-function $(sel) { return document.querySelector(sel); }
-function el(tag, props) {
-  var node = document.createElement(tag);
-  if (props) for (var k in props) {
-    if (k === 'text') node.textContent = props[k];
-    else if (k === 'class') node.className = props[k];
-    else if (k.slice(0, 2) === 'on') node.addEventListener(k.slice(2), props[k]);
-    else node.setAttribute(k, props[k]);
-  }
-  for (var i = 2; i < arguments.length; i++) { var c = arguments[i]; if (c != null) node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); }
-  return node;
-}
-function toast(message) {
-  var t = $('#toast'); t.textContent = message; t.style.display = 'block';
-  clearTimeout(toast.timer); toast.timer = setTimeout(function () { t.style.display = 'none'; }, 6000);
-}
-function api(method, url, body) {
-  var init = { method: method, headers: {}, credentials: 'same-origin' };
-  if (body !== undefined) { init.headers['content-type'] = 'application/json'; init.body = JSON.stringify(body); }
-  return fetch(url, init).then(function (res) {
-    return res.json().catch(function () { return {}; }).then(function (json) {
-      if (!res.ok) throw new Error((json.error && json.error.message) || res.statusText);
-      return json;
-    });
-  });
-}
+${BROWSER_HELPERS}
 function time(ms) { return ms ? new Date(ms).toLocaleString() : ''; }
 function age(ms) { var m = Math.round((Date.now() - ms) / 60000); return m < 1 ? 'just now' : m < 120 ? m + ' min ago' : Math.round(m / 60) + ' h ago'; }
-function badge(status) { return el('span', { class: 'badge ' + status, text: status }); }
 function query(obj) {
   var parts = [];
   for (var k in obj) if (obj[k] !== '' && obj[k] != null) parts.push(encodeURIComponent(k) + '=' + encodeURIComponent(obj[k]));

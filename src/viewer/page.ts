@@ -3,6 +3,7 @@
  * The script renders every server value with textContent; only the diagram SVG, which our own generator
  * produced from the machine definition, is inserted as markup.
  */
+import { BROWSER_HELPERS } from './browser-helpers.js';
 
 export const CSS = `
 :root { --bg:#f6f7f9; --panel:#fff; --line:#dde1e6; --text:#1f2933; --muted:#6b7785; --accent:#1c7ed6;
@@ -60,34 +61,8 @@ td.event { color:var(--muted); }
 const SCRIPT = `
 'use strict';
 var state = { syncs: [], connections: [], selected: null, detail: null, fit: false, detailSeq: 0, timer: null };
-function $(sel) { return document.querySelector(sel); }
-function el(tag, props) {
-  var node = document.createElement(tag);
-  if (props) for (var k in props) {
-    if (k === 'text') node.textContent = props[k];
-    else if (k === 'class') node.className = props[k];
-    else if (k.slice(0, 2) === 'on') node.addEventListener(k.slice(2), props[k]);
-    else node.setAttribute(k, props[k]);
-  }
-  for (var i = 2; i < arguments.length; i++) { var c = arguments[i]; if (c != null) node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); }
-  return node;
-}
-function toast(message) {
-  var t = $('#toast'); t.textContent = message; t.style.display = 'block';
-  clearTimeout(toast.timer); toast.timer = setTimeout(function () { t.style.display = 'none'; }, 5000);
-}
-function api(method, url, body) {
-  var init = { method: method, headers: {} };
-  if (body !== undefined) { init.headers['content-type'] = 'application/json'; init.body = JSON.stringify(body); }
-  return fetch(url, init).then(function (res) {
-    return res.json().catch(function () { return {}; }).then(function (json) {
-      if (!res.ok) throw new Error((json.error && json.error.message) || res.statusText);
-      return json;
-    });
-  });
-}
+${BROWSER_HELPERS}
 function time(ms) { return ms ? new Date(ms).toLocaleTimeString() : ''; }
-function badge(status) { return el('span', { class: 'badge ' + status, text: status }); }
 function prettyEvent(type) {
   if (!type) return '';
   var m;
