@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/stores/sqlite.js';
+import { DAY, syncAt } from '../support/retention.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(ROOT, 'src/cli/main.ts');
 const TSX = pathToFileURL(join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
-const DAY = 24 * 60 * 60_000;
 
 function cli(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -27,22 +27,6 @@ function cli(args: string[], cwd: string): Promise<{ code: number | null; stdout
   });
 }
 
-/** A sync of `connectionId` created and (unless active) finished at `at`. */
-async function syncAt(store: SqliteStore, syncId: string, connectionId: string, at: number, active = false): Promise<void> {
-  await store.createSync({ syncId, tenantId: 't', connectionId, provider: 'finx', scope: 'TRANSACTIONS', createdAt: at });
-  await store.commit({
-    syncId,
-    expectedVersion: 0,
-    status: active ? 'RUNNING' : 'COMPLETED',
-    active,
-    providerRef: null,
-    snapshot: { value: active ? 'RUNNING' : 'COMPLETED', context: {} },
-    timers: active ? [{ syncId, timerId: 'poll', eventType: 'xstate.after.poll', dueAt: at + DAY }] : [],
-    transitions: [{ from: null, to: active ? 'RUNNING' : 'COMPLETED', event: 'e', at }],
-    pendingEffects: [{ effectKey: `${syncId}:trigger`, kind: 'trigger' }],
-    at,
-  });
-}
 
 describe('banksync prune', () => {
   it('--dry-run counts and changes nothing; then deletes only finished syncs past retention', async () => {

@@ -9,24 +9,9 @@ import { PRUNE_TASK } from '../../src/dispatch/graphile.js';
 import { startWorker, type BanksyncWorker } from '../../src/dispatch/worker.js';
 import { PostgresStore } from '../../src/stores/postgres.js';
 import { DATABASE_URL, postgresAvailable, throwawaySchema } from '../support/postgres.js';
+import { DAY, syncAt } from '../support/retention.js';
 
-const DAY = 24 * 60 * 60_000;
 
-async function syncAt(store: PostgresStore, syncId: string, connectionId: string, at: number, active = false): Promise<void> {
-  await store.createSync({ syncId, tenantId: 't', connectionId, provider: 'finx', scope: 'TRANSACTIONS', createdAt: at });
-  await store.commit({
-    syncId,
-    expectedVersion: 0,
-    status: active ? 'RUNNING' : 'COMPLETED',
-    active,
-    providerRef: null,
-    snapshot: { value: active ? 'RUNNING' : 'COMPLETED', context: {} },
-    timers: [],
-    transitions: [{ from: null, to: active ? 'RUNNING' : 'COMPLETED', event: 'e', at }],
-    pendingEffects: [{ effectKey: `${syncId}:trigger`, kind: 'trigger' }],
-    at,
-  });
-}
 
 describe.runIf(postgresAvailable)('retention in workers', () => {
   const schema = throwawaySchema('bs');
