@@ -2,7 +2,7 @@
  * Issue 15, point 1: events across processes. Two worker processes run the syncs; this process is the API.
  * The API's engine.events (fed from the durable event log) must report every event of the syncs the workers
  * ran, once, including the TAN prompt the app answers; a cursor reader must see every logged event in commit
- * order exactly once, also after it restarts from its saved cursor.
+ * order exactly once, also after it restarts from its saved cursor. The workers' /metrics count the same syncs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { createFinxAdapter } from '../../src/providers/finx/index.js';
 import { FINX_CORRECT_TAN } from '../../src/sandbox/finx.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
 import { DATABASE_URL, postgresAvailable, throwawaySchema } from '../support/postgres.js';
+import { sample } from '../support/prometheus.js';
 
 const CHILD = fileURLToPath(new URL('./worker-child.ts', import.meta.url));
 const SYNCS = 20;
@@ -36,10 +37,11 @@ describe.runIf(postgresAvailable)('events across processes (two workers, one API
   let sandbox: Sandbox | undefined;
   let api: Awaited<ReturnType<typeof createDispatchingEngine>> | undefined;
   const children: ChildProcess[] = [];
+  const metricsUrls: string[] = [];
 
   const spawnWorker = (): Promise<void> => {
     const proc = spawn(process.execPath, ['--import', 'tsx', CHILD], {
-      env: { ...process.env, DATABASE_URL, BS_SCHEMA: schema, GW_SCHEMA: graphileSchema, SANDBOX_URL: sandbox!.url },
+      env: { ...process.env, DATABASE_URL, BS_SCHEMA: schema, GW_SCHEMA: graphileSchema, SANDBOX_URL: sandbox!.url, METRICS_PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.push(proc);
@@ -48,7 +50,12 @@ describe.runIf(postgresAvailable)('events across processes (two workers, one API
       let buffer = '';
       proc.stdout!.on('data', (chunk: Buffer) => {
         buffer += chunk.toString();
-        if (buffer.includes('"ready"')) resolve();
+        const ready = buffer.split('\n').find((line) => line.includes('"ready"'));
+        if (ready) {
+          const { metricsUrl } = JSON.parse(ready) as { metricsUrl: string };
+          if (!metricsUrls.includes(metricsUrl)) metricsUrls.push(metricsUrl);
+          resolve();
+        }
       });
       proc.on('exit', (code) => reject(new Error(`worker exited (${code}) before it was ready`)));
     });
@@ -162,6 +169,17 @@ describe.runIf(postgresAvailable)('events across processes (two workers, one API
     expect(heard.map((h) => `${h.name} ${h.view.syncId} ${h.view.version}`)).toEqual(logged);
     const loggedConnections = log.filter((e) => e.name === 'connection.updated').map((e) => `${e.connectionId}@${(e.payload as { version: number }).version}`);
     expect(connectionEvents).toEqual(loggedConnections);
+    // The workers' /metrics count what the API heard: every sync finished once, by outcome.
+    const finishedHeard = (name: string) => heard.filter((h) => h.name === name).length;
+    const scrape = async () => Promise.all(metricsUrls.map(async (url) => (await fetch(`${url}/metrics`)).text()));
+    const total = (texts: string[], name: string, labels?: Record<string, string>) => texts.reduce((n, text) => n + sample(text, name, labels), 0);
+    expect(metricsUrls).toHaveLength(2);
+    await expect.poll(async () => total(await scrape(), 'banksync_syncs_finished_total'), { timeout: 10_000 }).toBe(SYNCS);
+    const texts = await scrape();
+    expect(total(texts, 'banksync_syncs_finished_total', { outcome: 'COMPLETED' })).toBe(finishedHeard('sync.completed'));
+    expect(total(texts, 'banksync_syncs_finished_total', { outcome: 'FAILED' })).toBe(finishedHeard('sync.failed'));
+    expect(total(texts, 'banksync_syncs_started_total', { provider: 'finx' })).toBe(SYNCS);
+
     // The workers did the work: the API process started no sync itself.
     expect(sandbox.stats().finx.connections[accesses[0]!.id]!.syncsStarted).toBe(1);
   });

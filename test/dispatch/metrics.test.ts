@@ -10,22 +10,13 @@ import { createDispatchingEngine, startWorker, type BanksyncWorker } from '../..
 import { createFinxAdapter } from '../../src/providers/finx/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/server.js';
 import { DATABASE_URL, postgresAvailable, throwawaySchema } from '../support/postgres.js';
+import { sample } from '../support/prometheus.js';
 
 const CHILD = fileURLToPath(new URL('./worker-child.ts', import.meta.url));
 const SCENARIOS = ['success', 'success', 'failed', 'success', 'invalid-credentials', 'success'] as const;
 const SYNCS = 12;
 
 /** Sums a Prometheus text exposition's samples of `name` whose labels include `labels`. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const found = Object.fromEntries([...(match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => found[k] === v)) total += Number(match[3]);
-  }
-  return total;
-}
 
 describe.runIf(postgresAvailable)('worker metrics and health endpoints', () => {
   const schema = throwawaySchema('bs');
