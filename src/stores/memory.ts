@@ -12,6 +12,7 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type CommitResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -82,6 +83,20 @@ export class MemoryStore implements Store {
     this.#syncs.set(record.syncId, record);
     this.#active.set(key, record.syncId);
     return { sync: structuredClone(record), created: true };
+  }
+
+  /** Each change through `commit` (atomic on its own in memory), so a subclass overriding `commit` sees every write. */
+  async commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]> {
+    this.#open();
+    const results: CommitResult[] = [];
+    for (const change of changes) {
+      try {
+        results.push({ ok: true, version: await this.commit(change) });
+      } catch (error) {
+        results.push({ ok: false, error });
+      }
+    }
+    return results;
   }
 
   async commit(change: CommitChange): Promise<number> {

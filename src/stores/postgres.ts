@@ -12,6 +12,7 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type CommitResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -111,6 +112,58 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
         started_at          BIGINT NOT NULL,
         heartbeat_at        BIGINT NOT NULL
       );
+    `,
+  },
+  {
+    version: 3,
+    name: 'group commit function',
+    // One call writes a whole group of commits in one statement (one round trip, one transaction). Each change
+    // is fenced on its own: a stale one yields null in its slot and writes nothing; timers are diffed.
+    sql: (s) => `
+      CREATE FUNCTION ${s}.commit_many(changes JSONB) RETURNS JSONB LANGUAGE plpgsql AS $fn$
+      DECLARE
+        c       JSONB;
+        id      TEXT;
+        v       BIGINT;
+        last    INTEGER;
+        results JSONB := '[]'::jsonb;
+      BEGIN
+        FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
+          id := c->>'syncId';
+          UPDATE ${s}.syncs
+             SET status = c->>'status', active = (c->>'active')::boolean, provider_ref = c->>'providerRef',
+                 snapshot = NULLIF(c->'snapshot', 'null'::jsonb), updated_at = (c->>'at')::bigint, version = version + 1
+           WHERE sync_id = id AND version = (c->>'expectedVersion')::bigint
+          RETURNING version INTO v;
+          IF NOT FOUND THEN
+            results := results || jsonb_build_array(NULL::jsonb);
+            CONTINUE;
+          END IF;
+          DELETE FROM ${s}.timers t
+           WHERE t.sync_id = id
+             AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(c->'timers') AS n("timerId" TEXT, "eventType" TEXT, "dueAt" BIGINT)
+                              WHERE n."timerId" = t.timer_id AND n."eventType" = t.event_type AND n."dueAt" = t.due_at);
+          INSERT INTO ${s}.timers (sync_id, timer_id, event_type, due_at)
+          SELECT id, n."timerId", n."eventType", n."dueAt"
+            FROM jsonb_to_recordset(c->'timers') AS n("timerId" TEXT, "eventType" TEXT, "dueAt" BIGINT)
+          ON CONFLICT (sync_id, timer_id) DO NOTHING;
+          IF jsonb_array_length(c->'transitions') > 0 THEN
+            SELECT COALESCE(MAX(seq), 0) INTO last FROM ${s}.transitions WHERE sync_id = id;
+            INSERT INTO ${s}.transitions (sync_id, seq, from_state, to_state, event, at)
+            SELECT id, last + e.ord::int, e.t->>'from', e.t->>'to', e.t->>'event', (e.t->>'at')::bigint
+              FROM jsonb_array_elements(c->'transitions') WITH ORDINALITY AS e(t, ord);
+          END IF;
+          IF jsonb_array_length(c->'pendingEffects') > 0 THEN
+            INSERT INTO ${s}.effects (effect_key, sync_id, kind, state, created_at)
+            SELECT p."effectKey", id, p.kind, 'PENDING', (c->>'at')::bigint
+              FROM jsonb_to_recordset(c->'pendingEffects') AS p("effectKey" TEXT, kind TEXT)
+            ON CONFLICT (effect_key) DO NOTHING;
+          END IF;
+          results := results || jsonb_build_array(v);
+        END LOOP;
+        RETURN results;
+      END
+      $fn$;
     `,
   },
 ];
@@ -335,6 +388,44 @@ export class PostgresStore implements Store {
       }
       return updated.rows[0].version;
     });
+  }
+
+  async commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]> {
+    const results: CommitResult[] = new Array(changes.length);
+    const encoded: { index: number; json: string }[] = [];
+    changes.forEach((change, index) => {
+      try {
+        // A timer id listed twice keeps the last entry (as in the other stores).
+        const timers = [...new Map(change.timers.map((t) => [t.timerId, { timerId: t.timerId, eventType: t.eventType, dueAt: t.dueAt }])).values()];
+        const json = JSON.stringify({
+          syncId: change.syncId,
+          expectedVersion: change.expectedVersion,
+          status: change.status,
+          active: change.active,
+          providerRef: change.providerRef,
+          snapshot: change.snapshot ?? null,
+          at: change.at,
+          timers,
+          transitions: change.transitions.map((t) => ({ from: t.from, to: t.to, event: t.event, at: t.at })),
+          pendingEffects: change.pendingEffects.map((e) => ({ effectKey: e.effectKey, kind: e.kind })),
+        });
+        encoded.push({ index, json });
+      } catch (error) {
+        results[index] = { ok: false, error };
+      }
+    });
+    // Rows locked in one order by every process, so two groups touching the same syncs cannot deadlock.
+    encoded.sort((a, b) => (changes[a.index]!.syncId < changes[b.index]!.syncId ? -1 : changes[a.index]!.syncId > changes[b.index]!.syncId ? 1 : a.index - b.index));
+    if (encoded.length > 0) {
+      const { rows } = await this.pool.query<{ r: (number | null)[] }>(`SELECT ${this.t('commit_many')}($1::jsonb) AS r`, [`[${encoded.map((e) => e.json).join(',')}]`]);
+      const versions = rows[0]?.r ?? [];
+      encoded.forEach(({ index }, i) => {
+        const version = versions[i];
+        const change = changes[index]!;
+        results[index] = typeof version === 'number' ? { ok: true, version } : { ok: false, error: new StaleWriteError(change.syncId, change.expectedVersion) };
+      });
+    }
+    return results;
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {

@@ -74,13 +74,16 @@ export interface CommitChange {
   active: boolean;
   providerRef: string | null;
   snapshot: unknown;
-  /** Replaces every timer of the sync. */
+  /** Replaces every timer of the sync (stores write only the difference to what is stored). */
   timers: TimerRecord[];
   transitions: Omit<TransitionRecord, 'seq' | 'syncId'>[];
   /** Effects the new state awaits; inserted as PENDING unless already journaled. */
   pendingEffects: { effectKey: string; kind: string }[];
   at: number;
 }
+
+/** The result of one change in `commitMany`: its new version, or why it alone was not written. */
+export type CommitResult = { ok: true; version: number } | { ok: false; error: unknown };
 
 export class StaleWriteError extends Error {
   override readonly name = 'StaleWriteError';
@@ -130,6 +133,13 @@ export interface Store {
   createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }>;
   /** Atomic, fenced write of one transition. Returns the new version; throws StaleWriteError. */
   commit(change: CommitChange): Promise<number>;
+  /**
+   * Group commit: writes several changes (of different syncs) as one transaction (SQLite) or one round trip
+   * (PostgreSQL). Each change is fenced on its own: a stale or failing change fails only itself (its result
+   * says why) and the others are written. Resolves once every successful change is durable; rejects only
+   * when the group as a whole could not be written (then none of it was).
+   */
+  commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]>;
   getSync(syncId: string): Promise<SyncRecord | null>;
   findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null>;
   findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null>;
