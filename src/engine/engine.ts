@@ -32,6 +32,7 @@ import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
+import { CommitPipeline } from './commit-pipeline.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
 import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
 
@@ -205,6 +206,8 @@ export class SyncEngine {
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
+  /** Group commit: every transition committed in one turn of the event loop goes to the store as one write. */
+  private readonly commits: CommitPipeline;
   private readonly connections: ConnectionService;
   private readonly runtimes = new Map<string, SyncRuntime>();
   private readonly loading = new Map<string, Promise<SyncRuntime | null>>();
@@ -229,6 +232,7 @@ export class SyncEngine {
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
     this.effects = new EffectRunner(this.store, this.clock, this.logger);
+    this.commits = new CommitPipeline(this.store);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
       actors: {
@@ -950,7 +954,7 @@ export class SyncEngine {
     runtime.chain = runtime.chain.then(async () => {
       if (runtime.closed && !finished) return;
       try {
-        runtime.version = await this.store.commit({
+        runtime.version = await this.commits.commit({
           syncId: runtime.record.syncId,
           expectedVersion: runtime.version,
           status,
