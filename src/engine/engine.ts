@@ -231,8 +231,8 @@ export class SyncEngine {
     this.dispatch = options.dispatch;
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
-    this.effects = new EffectRunner(this.store, this.clock, this.logger);
     this.commits = new CommitPipeline(this.store);
+    this.effects = new EffectRunner(this.commits, this.clock, this.logger);
     this.connections = new ConnectionService(this.store, () => this.clock.now());
     this.machine = synchronizationMachine.provide({
       actors: {

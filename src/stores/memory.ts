@@ -13,6 +13,8 @@ import {
   StaleWriteError,
   type CommitChange,
   type CommitResult,
+  type StoreWrite,
+  type WriteResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -92,6 +94,26 @@ export class MemoryStore implements Store {
     for (const change of changes) {
       try {
         results.push({ ok: true, version: await this.commit(change) });
+      } catch (error) {
+        results.push({ ok: false, error });
+      }
+    }
+    return results;
+  }
+
+  /** Each write through its single-write method (so a subclass overriding one sees every write). */
+  async writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
+    this.#open();
+    const results: WriteResult[] = [];
+    for (const w of writes) {
+      try {
+        const value =
+          w.op === 'commit'
+            ? await this.commit(w.change)
+            : w.op === 'startEffect'
+              ? await this.startEffect(w.effectKey, w.syncId, w.kind, w.at)
+              : await this.finishEffect(w.effectKey, w.state, w.outcome, w.at);
+        results.push({ ok: true, value });
       } catch (error) {
         results.push({ ok: false, error });
       }

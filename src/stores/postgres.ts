@@ -13,6 +13,8 @@ import {
   StaleWriteError,
   type CommitChange,
   type CommitResult,
+  type StoreWrite,
+  type WriteResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -425,6 +427,45 @@ export class PostgresStore implements Store {
         results[index] = typeof version === 'number' ? { ok: true, version } : { ok: false, error: new StaleWriteError(change.syncId, change.expectedVersion) };
       });
     }
+    return results;
+  }
+
+  /** Commits in one `commit_many` call; journal writes as single statements beside it (order kept per effect). */
+  async writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
+    const results: WriteResult[] = new Array(writes.length);
+    const commits: number[] = [];
+    writes.forEach((w, i) => {
+      if (w.op === 'commit') commits.push(i);
+    });
+    const settle = async (i: number, run: () => Promise<unknown>) => {
+      try {
+        results[i] = { ok: true, value: await run() };
+      } catch (error) {
+        results[i] = { ok: false, error };
+      }
+    };
+    const committing = (async () => {
+      if (commits.length === 0) return;
+      try {
+        const done = await this.commitMany(commits.map((i) => (writes[i] as { change: CommitChange }).change));
+        done.forEach((r, k) => (results[commits[k]!] = r.ok ? { ok: true, value: r.version } : r));
+      } catch (error) {
+        for (const i of commits) results[i] = { ok: false, error };
+      }
+    })();
+    // Journal writes of one effect stay in order; different effects run side by side.
+    const byEffect = new Map<string, number[]>();
+    writes.forEach((w, i) => {
+      if (w.op !== 'commit') byEffect.set(w.effectKey, [...(byEffect.get(w.effectKey) ?? []), i]);
+    });
+    const journaling = [...byEffect.values()].map(async (indexes) => {
+      for (const i of indexes) {
+        const w = writes[i]!;
+        if (w.op === 'startEffect') await settle(i, () => this.startEffect(w.effectKey, w.syncId, w.kind, w.at));
+        else if (w.op === 'finishEffect') await settle(i, () => this.finishEffect(w.effectKey, w.state, w.outcome, w.at));
+      }
+    });
+    await Promise.all([committing, ...journaling]);
     return results;
   }
 

@@ -12,6 +12,8 @@ import {
   StaleWriteError,
   type CommitChange,
   type CommitResult,
+  type StoreWrite,
+  type WriteResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -263,6 +265,7 @@ export class SqliteStore implements Store {
   readonly #createSyncTx;
   readonly #commitTx;
   readonly #commitManyTx;
+  readonly #writeManyTx;
   /** Checkpoints run on an idle timer between write groups, not inside a commit (see `open`). */
   #checkpointTimer: NodeJS.Timeout | null = null;
   readonly #startEffectTx;
@@ -292,6 +295,8 @@ export class SqliteStore implements Store {
       // Checkpoints off the hot path: a PASSIVE checkpoint runs on an idle timer after writes (see
       // #scheduleCheckpoint); the automatic one only backs it up when the WAL grows past ~40 MB without a pause.
       db.pragma('wal_autocheckpoint = 10000');
+      // Group commits isolate each change in a savepoint; its sub-journal stays in memory instead of a temp file.
+      db.pragma('temp_store = MEMORY');
       db.pragma('foreign_keys = ON');
       // quick_check reads every page (not the index contents, which integrity_check adds): linear in file size.
       const problems = (db.pragma('quick_check(5)') as { quick_check: string }[]).map((row) => row.quick_check).filter((r) => r !== 'ok');
@@ -467,6 +472,48 @@ export class SqliteStore implements Store {
         return before === undefined ? null : toEffect(before);
       },
     );
+
+    const isPerWriteError = (error: unknown): boolean =>
+      error instanceof StaleWriteError ||
+      error instanceof NotFoundError ||
+      (error instanceof Database.SqliteError && error.code.startsWith('SQLITE_CONSTRAINT'));
+    this.#writeManyTx = db.transaction((items: readonly { write: StoreWrite; json: string | null | Error }[]): WriteResult[] =>
+      items.map(({ write, json }): WriteResult => {
+        if (json instanceof Error) return { ok: false, error: json };
+        try {
+          switch (write.op) {
+            case 'commit':
+              return { ok: true, value: this.#commitTx(write.change, json) };
+            case 'startEffect':
+              return { ok: true, value: this.#startEffectTx(write.effectKey, write.syncId, write.kind, write.at) };
+            case 'finishEffect': {
+              // One statement: it either changes the row or nothing (then NotFoundError, nothing written).
+              const result = stmt.finishEffect.run(write.state, json, write.at, write.effectKey);
+              if (result.changes === 0) throw new NotFoundError(`effect ${write.effectKey} not found`);
+              return { ok: true, value: undefined };
+            }
+          }
+        } catch (error) {
+          if (isPerWriteError(error)) return { ok: false, error };
+          throw error;
+        }
+      }),
+    );
+  }
+
+  async writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
+    const items = writes.map((write) => {
+      try {
+        if (write.op === 'commit') return { write, json: encodeJson(write.change.snapshot) };
+        if (write.op === 'finishEffect') return { write, json: encodeJson(write.outcome) };
+        return { write, json: null };
+      } catch (error) {
+        return { write, json: error instanceof Error ? error : new Error(String(error)) };
+      }
+    });
+    const results = this.#writeManyTx.immediate(items);
+    this.#scheduleCheckpoint();
+    return results;
   }
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {

@@ -85,6 +85,18 @@ export interface CommitChange {
 /** The result of one change in `commitMany`: its new version, or why it alone was not written. */
 export type CommitResult = { ok: true; version: number } | { ok: false; error: unknown };
 
+/**
+ * One write of a group (`Store.writeMany`): a commit, or an effect-journal write (`startEffect` /
+ * `finishEffect`). A plain record, so new write kinds can be added without touching the others.
+ */
+export type StoreWrite =
+  | { op: 'commit'; change: CommitChange }
+  | { op: 'startEffect'; effectKey: string; syncId: string; kind: string; at: number }
+  | { op: 'finishEffect'; effectKey: string; state: 'DONE' | 'FAILED'; outcome: unknown; at: number };
+
+/** The result of one write in `writeMany`: what the single-write method would have returned, or its error. */
+export type WriteResult = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 export class StaleWriteError extends Error {
   override readonly name = 'StaleWriteError';
   constructor(
@@ -140,6 +152,11 @@ export interface Store {
    * when the group as a whole could not be written (then none of it was).
    */
   commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]>;
+  /**
+   * Like `commitMany` for a mix of commits and effect-journal writes, applied in order: each write succeeds or
+   * fails on its own, exactly as the single-write method would; the successful ones are durable together.
+   */
+  writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]>;
   getSync(syncId: string): Promise<SyncRecord | null>;
   findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null>;
   findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null>;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CommitPipeline } from '../../src/engine/commit-pipeline.js';
 import { SqliteStore } from '../../src/stores/sqlite.js';
-import { StaleWriteError, type CommitChange, type CommitResult, type Store } from '../../src/stores/types.js';
+import { StaleWriteError, type CommitChange, type Store, type StoreWrite, type WriteResult } from '../../src/stores/types.js';
 
 const change = (syncId: string, expectedVersion: number, overrides: Partial<CommitChange> = {}): CommitChange => ({
   syncId,
@@ -23,9 +23,9 @@ const change = (syncId: string, expectedVersion: number, overrides: Partial<Comm
 /** Records every group and lets the test decide when a group becomes durable. */
 class GatedStore {
   readonly groups: CommitChange[][] = [];
-  readonly gates: { resolve: (results: CommitResult[]) => void; reject: (error: unknown) => void }[] = [];
-  commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]> {
-    this.groups.push([...changes]);
+  readonly gates: { resolve: (results: WriteResult[]) => void; reject: (error: unknown) => void }[] = [];
+  writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
+    this.groups.push(writes.flatMap((w) => (w.op === 'commit' ? [w.change] : [])));
     return new Promise((resolve, reject) => this.gates.push({ resolve, reject }));
   }
 }
@@ -63,15 +63,15 @@ describe('CommitPipeline (group commit)', () => {
     expect(store.groups).toHaveLength(1);
 
     store.gates[0]!.resolve([
-      { ok: true, version: 1 },
-      { ok: true, version: 5 },
-      { ok: true, version: 2 },
+      { ok: true, value: 1 },
+      { ok: true, value: 5 },
+      { ok: true, value: 2 },
     ]);
     await Promise.all([a, b, c]);
     expect(settled).toEqual(['a1', 'b5', 'c2']);
     await until(() => store.groups.length === 2);
     expect(store.groups[1]!.map((ch) => ch.syncId)).toEqual(['d']);
-    store.gates[1]!.resolve([{ ok: true, version: 1 }]);
+    store.gates[1]!.resolve([{ ok: true, value: 1 }]);
     await d;
     expect(settled).toEqual(['a1', 'b5', 'c2', 'd1']);
   });
@@ -86,7 +86,7 @@ describe('CommitPipeline (group commit)', () => {
     expect(await Promise.all(first)).toEqual([diskFull, diskFull]);
     const next = pipeline.commit(change('a', 0));
     await until(() => store.gates.length === 2);
-    store.gates[1]!.resolve([{ ok: true, version: 1 }]);
+    store.gates[1]!.resolve([{ ok: true, value: 1 }]);
     expect(await next).toBe(1);
   });
 
@@ -110,7 +110,7 @@ describe('CommitPipeline (group commit)', () => {
     expect(results[1]!.status).toBe('rejected');
     expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(StaleWriteError);
     expect(results[2]).toEqual({ status: 'fulfilled', value: 1 });
-    expect(pipeline.stats).toMatchObject({ groups: 1, commits: 3, largestGroup: 3 });
+    expect(pipeline.stats).toMatchObject({ groups: 1, writes: 3, largestGroup: 3 });
 
     // Durable: another connection to the same file sees exactly the written changes.
     const reader = SqliteStore.open(path);

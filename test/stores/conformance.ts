@@ -374,6 +374,32 @@ export function storeConformanceSuite(
       });
     });
 
+    describe('writeMany (group of commits and journal writes)', () => {
+      it('applies commits and effect-journal writes in order, each failing only itself', async () => {
+        const s = await create();
+        const other = await create();
+        const key = `${s.syncId}:trigger:1`;
+        const results = await store.writeMany([
+          { op: 'commit', change: change(s.syncId, 0, { pendingEffects: [{ effectKey: key, kind: 'trigger' }] }) },
+          { op: 'startEffect', effectKey: key, syncId: s.syncId, kind: 'trigger', at: 50 },
+          { op: 'finishEffect', effectKey: key, state: 'DONE', outcome: { providerRef: 'p' }, at: 60 },
+          { op: 'finishEffect', effectKey: 'no-such-effect', state: 'DONE', outcome: null, at: 61 },
+          { op: 'startEffect', effectKey: 'orphan', syncId: 'no-such-sync', kind: 'poll', at: 62 },
+          { op: 'commit', change: change(other.syncId, 3) },
+          { op: 'commit', change: change(other.syncId, 0, { providerRef: 'other' }) },
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, true, true, false, false, false, true]);
+        expect(results[0]).toEqual({ ok: true, value: 1 });
+        expect((results[1] as { value: EffectRecord }).value).toMatchObject({ effectKey: key, state: 'PENDING' });
+        expect((results[3] as { error: unknown }).error).toBeInstanceOf(NotFoundError);
+        expect((results[4] as { error: unknown }).error).toBeInstanceOf(NotFoundError);
+        expect((results[5] as { error: unknown }).error).toBeInstanceOf(StaleWriteError);
+        expect(await store.getEffect(key)).toMatchObject({ state: 'DONE', startedAt: 50, finishedAt: 60, outcome: { providerRef: 'p' } });
+        expect(await store.getEffect('orphan')).toBeNull();
+        expect(await store.getSync(other.syncId)).toMatchObject({ version: 1, providerRef: 'other' });
+      });
+    });
+
     describe('timers', () => {
       const timer = (syncId: string, timerId: string, dueAt: number): TimerRecord => ({
         syncId,
