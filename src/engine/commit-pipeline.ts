@@ -1,5 +1,5 @@
 /**
- * Group commit. Every commit and effect-journal write the engine produces in one turn of the event loop (across
+ * Group commit. Every commit, effect-journal write, new sync and connection save the engine produces in one turn of the event loop (across
  * all hosted syncs) is handed to the store as one group (`Store.writeMany`: one SQLite transaction; on
  * PostgreSQL the commits go in one round trip).
  * Each commit's promise settles only once its group is durable, so the engine still releases effects and
@@ -8,7 +8,7 @@
  *
  * Fencing stays per sync: a stale change fails only its own promise (StaleWriteError), never its neighbours.
  */
-import type { CommitChange, EffectRecord, Store, StoreWrite } from '../stores/types.js';
+import type { CommitChange, ConnectionRecord, EffectRecord, NewSync, Store, StoreWrite, SyncRecord } from '../stores/types.js';
 
 interface Pending {
   write: StoreWrite;
@@ -50,6 +50,16 @@ export class CommitPipeline {
   /** `Store.finishEffect`, written with this turn's group. */
   async finishEffect(effectKey: string, state: 'DONE' | 'FAILED', outcome: unknown, at: number): Promise<void> {
     await this.write({ op: 'finishEffect', effectKey, state, outcome, at });
+  }
+
+  /** `Store.createSync`, written with this turn's group. */
+  createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
+    return this.write({ op: 'createSync', sync }) as Promise<{ sync: SyncRecord; created: boolean }>;
+  }
+
+  /** `Store.saveConnection`, written with this turn's group. */
+  saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+    return this.write({ op: 'saveConnection', record, expectedVersion }) as Promise<number>;
   }
 
   private write(write: StoreWrite): Promise<unknown> {

@@ -233,7 +233,10 @@ export class SyncEngine {
     this.migrateSnapshot = options.migrateSnapshot;
     this.commits = new CommitPipeline(this.store);
     this.effects = new EffectRunner(this.commits, this.clock, this.logger);
-    this.connections = new ConnectionService(this.store, () => this.clock.now());
+    this.connections = new ConnectionService(
+      { getConnection: (tenantId, connectionId) => this.store.getConnection(tenantId, connectionId), saveConnection: (record, expected) => this.commits.saveConnection(record, expected) },
+      () => this.clock.now(),
+    );
     this.machine = synchronizationMachine.provide({
       actors: {
         triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.runTrigger(input)),
@@ -435,7 +438,7 @@ export class SyncEngine {
       const when = nextAttemptAt !== null ? `; next attempt at ${new Date(nextAttemptAt).toISOString()}` : '';
       throw new BanksyncError('SYNC_REFUSED', `sync of connection ${connectionId} refused: ${refusal}${when}`, [refusal], nextAttemptAt);
     }
-    const { sync, created } = await this.store.createSync({
+    const { sync, created } = await this.commits.createSync({
       syncId: `sync_${randomUUID()}`,
       tenantId,
       connectionId,

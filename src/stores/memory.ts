@@ -112,7 +112,11 @@ export class MemoryStore implements Store {
             ? await this.commit(w.change)
             : w.op === 'startEffect'
               ? await this.startEffect(w.effectKey, w.syncId, w.kind, w.at)
-              : await this.finishEffect(w.effectKey, w.state, w.outcome, w.at);
+              : w.op === 'finishEffect'
+                ? await this.finishEffect(w.effectKey, w.state, w.outcome, w.at)
+                : w.op === 'createSync'
+                  ? await this.createSync(w.sync)
+                  : await this.saveConnection(w.record, w.expectedVersion);
         results.push({ ok: true, value });
       } catch (error) {
         results.push({ ok: false, error });

@@ -430,7 +430,7 @@ export class PostgresStore implements Store {
     return results;
   }
 
-  /** Commits in one `commit_many` call; journal writes as single statements beside it (order kept per effect). */
+  /** Commits in one `commit_many` call; the other writes as single statements beside it (in order per effect/connection). */
   async writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
     const results: WriteResult[] = new Array(writes.length);
     const commits: number[] = [];
@@ -453,16 +453,20 @@ export class PostgresStore implements Store {
         for (const i of commits) results[i] = { ok: false, error };
       }
     })();
-    // Journal writes of one effect stay in order; different effects run side by side.
+    // Writes of one effect (or one connection) stay in order; different ones run side by side.
     const byEffect = new Map<string, number[]>();
     writes.forEach((w, i) => {
-      if (w.op !== 'commit') byEffect.set(w.effectKey, [...(byEffect.get(w.effectKey) ?? []), i]);
+      if (w.op === 'commit') return;
+      const key = w.op === 'createSync' ? `c\u0000${w.sync.tenantId}\u0000${w.sync.connectionId}` : w.op === 'saveConnection' ? `c\u0000${w.record.tenantId}\u0000${w.record.connectionId}` : `e\u0000${w.effectKey}`;
+      byEffect.set(key, [...(byEffect.get(key) ?? []), i]);
     });
     const journaling = [...byEffect.values()].map(async (indexes) => {
       for (const i of indexes) {
         const w = writes[i]!;
         if (w.op === 'startEffect') await settle(i, () => this.startEffect(w.effectKey, w.syncId, w.kind, w.at));
         else if (w.op === 'finishEffect') await settle(i, () => this.finishEffect(w.effectKey, w.state, w.outcome, w.at));
+        else if (w.op === 'createSync') await settle(i, () => this.createSync(w.sync));
+        else if (w.op === 'saveConnection') await settle(i, () => this.saveConnection(w.record, w.expectedVersion));
       }
     });
     await Promise.all([committing, ...journaling]);

@@ -486,6 +486,10 @@ export class SqliteStore implements Store {
               return { ok: true, value: this.#commitTx(write.change, json) };
             case 'startEffect':
               return { ok: true, value: this.#startEffectTx(write.effectKey, write.syncId, write.kind, write.at) };
+            case 'createSync':
+              return { ok: true, value: this.#createSyncTx(write.sync) };
+            case 'saveConnection':
+              return { ok: true, value: this.#saveConnectionNow(write.record, write.expectedVersion) };
             case 'finishEffect': {
               // One statement: it either changes the row or nothing (then NotFoundError, nothing written).
               const result = stmt.finishEffect.run(write.state, json, write.at, write.effectKey);
@@ -656,6 +660,10 @@ export class SqliteStore implements Store {
   }
 
   async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): Promise<number> {
+    return this.#saveConnectionNow(record, expectedVersion);
+  }
+
+  #saveConnectionNow(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): number {
     const params = {
       tenantId: record.tenantId,
       connectionId: record.connectionId,

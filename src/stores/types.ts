@@ -86,13 +86,15 @@ export interface CommitChange {
 export type CommitResult = { ok: true; version: number } | { ok: false; error: unknown };
 
 /**
- * One write of a group (`Store.writeMany`): a commit, or an effect-journal write (`startEffect` /
- * `finishEffect`). A plain record, so new write kinds can be added without touching the others.
+ * One write of a group (`Store.writeMany`): a commit, an effect-journal write (`startEffect` /
+ * `finishEffect`), a new sync or a connection save. A plain record, so new write kinds can be added without touching the others.
  */
 export type StoreWrite =
   | { op: 'commit'; change: CommitChange }
   | { op: 'startEffect'; effectKey: string; syncId: string; kind: string; at: number }
-  | { op: 'finishEffect'; effectKey: string; state: 'DONE' | 'FAILED'; outcome: unknown; at: number };
+  | { op: 'finishEffect'; effectKey: string; state: 'DONE' | 'FAILED'; outcome: unknown; at: number }
+  | { op: 'createSync'; sync: NewSync }
+  | { op: 'saveConnection'; record: Omit<ConnectionRecord, 'version'>; expectedVersion: number };
 
 /** The result of one write in `writeMany`: what the single-write method would have returned, or its error. */
 export type WriteResult = { ok: true; value: unknown } | { ok: false; error: unknown };

@@ -400,6 +400,28 @@ export function storeConformanceSuite(
       });
     });
 
+    describe('writeMany: new syncs and connection saves', () => {
+      it('creates syncs single-flight and saves connections fenced, each write on its own', async () => {
+        const first = newSync();
+        const second = newSync({ connectionId: first.connectionId });
+        const conn = { tenantId: 'tenant-a', connectionId: first.connectionId, provider: 'finx', state: 'SYNCING', context: { n: 1 }, updatedAt: 5 };
+        const results = await store.writeMany([
+          { op: 'createSync', sync: first },
+          { op: 'createSync', sync: second },
+          { op: 'saveConnection', record: conn, expectedVersion: 0 },
+          { op: 'saveConnection', record: { ...conn, state: 'IDLE' }, expectedVersion: 0 },
+          { op: 'saveConnection', record: { ...conn, state: 'IDLE', updatedAt: 6 }, expectedVersion: 1 },
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, true, true, false, true]);
+        expect((results[0] as { value: { created: boolean; sync: SyncRecord } }).value).toMatchObject({ created: true, sync: { syncId: first.syncId } });
+        expect((results[1] as { value: { created: boolean; sync: SyncRecord } }).value).toMatchObject({ created: false, sync: { syncId: first.syncId } });
+        expect((results[3] as { error: unknown }).error).toBeInstanceOf(StaleWriteError);
+        expect(results[4]).toEqual({ ok: true, value: 2 });
+        expect(await store.getConnection('tenant-a', first.connectionId)).toMatchObject({ state: 'IDLE', version: 2, updatedAt: 6 });
+        expect(await store.getSync(second.syncId)).toBeNull();
+      });
+    });
+
     describe('timers', () => {
       const timer = (syncId: string, timerId: string, dueAt: number): TimerRecord => ({
         syncId,
