@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { InspectionEvent } from 'xstate';
-import type { CommitChange, CommitResult, Store } from '../src/stores/types.js';
+import type { CommitChange, CommitResult, Store, StoreWrite, WriteResult } from '../src/stores/types.js';
 
 interface ActorState {
   syncId: string;
@@ -131,10 +131,19 @@ export function instrumentStore(inner: Store, probe: LatencyProbe): Store {
     });
     return results;
   };
+  const writeMany = async (writes: readonly StoreWrite[]): Promise<WriteResult[]> => {
+    const results = await inner.writeMany(writes);
+    results.forEach((result, i) => {
+      const write = writes[i]!;
+      if (result.ok && write.op === 'commit') probe.committed(write.change.syncId, write.change.active);
+    });
+    return results;
+  };
   return new Proxy(inner, {
     get(target, property, receiver) {
       if (property === 'commit') return commit;
       if (property === 'commitMany') return commitMany;
+      if (property === 'writeMany') return writeMany;
       const value: unknown = Reflect.get(target, property, receiver);
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
