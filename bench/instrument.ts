@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { InspectionEvent } from 'xstate';
-import type { CommitChange, Store } from '../src/stores/types.js';
+import type { CommitChange, CommitResult, Store, StoreWrite, WriteResult } from '../src/stores/types.js';
 
 interface ActorState {
   syncId: string;
@@ -115,7 +115,7 @@ export class LatencyProbe {
 }
 
 /**
- * Delegates every Store method to a real store and reports each successful commit to the probe. A Proxy, so
+ * Delegates every Store method to a real store and reports each successful commit (single or grouped) to the probe. A Proxy, so
  * it keeps working unchanged when the Store contract grows.
  */
 export function instrumentStore(inner: Store, probe: LatencyProbe): Store {
@@ -124,9 +124,26 @@ export function instrumentStore(inner: Store, probe: LatencyProbe): Store {
     probe.committed(change.syncId, change.active);
     return version;
   };
+  const commitMany = async (changes: readonly CommitChange[]): Promise<CommitResult[]> => {
+    const results = await inner.commitMany(changes);
+    results.forEach((result, i) => {
+      if (result.ok) probe.committed(changes[i]!.syncId, changes[i]!.active);
+    });
+    return results;
+  };
+  const writeMany = async (writes: readonly StoreWrite[]): Promise<WriteResult[]> => {
+    const results = await inner.writeMany(writes);
+    results.forEach((result, i) => {
+      const write = writes[i]!;
+      if (result.ok && write.op === 'commit') probe.committed(write.change.syncId, write.change.active);
+    });
+    return results;
+  };
   return new Proxy(inner, {
     get(target, property, receiver) {
       if (property === 'commit') return commit;
+      if (property === 'commitMany') return commitMany;
+      if (property === 'writeMany') return writeMany;
       const value: unknown = Reflect.get(target, property, receiver);
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },

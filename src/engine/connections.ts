@@ -53,7 +53,8 @@ const MAX_RETRIES = 8;
 
 export class ConnectionService {
   constructor(
-    private readonly store: Store,
+    /** Reads from the store; writes through the engine's group-commit pipeline. */
+    private readonly store: Pick<Store, 'getConnection' | 'saveConnection'>,
     private readonly now: () => number,
   ) {}
 

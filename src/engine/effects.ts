@@ -40,7 +40,8 @@ export function isEffectFailure(value: unknown): value is EffectFailure {
 
 export class EffectRunner {
   constructor(
-    private readonly store: Store,
+    /** The store, or the engine's group-commit pipeline in front of it. */
+    private readonly store: Pick<Store, 'startEffect' | 'finishEffect'>,
     private readonly clock: Clock,
     private readonly logger: Logger,
   ) {}

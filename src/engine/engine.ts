@@ -35,6 +35,7 @@ import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
+import { CommitPipeline } from './commit-pipeline.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
 import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
 import { SyncObserver, type TelemetryOptions } from './telemetry.js';
@@ -222,6 +223,8 @@ export class SyncEngine {
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   private readonly effects: EffectRunner;
+  /** Group commit: every transition committed in one turn of the event loop goes to the store as one write. */
+  private readonly commits: CommitPipeline;
   private readonly connections: ConnectionService;
   private readonly observer: SyncObserver;
   private readonly runtimes = new Map<string, SyncRuntime>();
@@ -249,8 +252,15 @@ export class SyncEngine {
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
     this.retention = { ...DEFAULT_RETENTION, ...options.retention };
-    this.effects = new EffectRunner(this.store, this.clock, this.logger);
-    this.connections = new ConnectionService(this.store, () => this.clock.now());
+    this.commits = new CommitPipeline(this.store);
+    this.effects = new EffectRunner(this.commits, this.clock, this.logger);
+    this.connections = new ConnectionService(
+      {
+        getConnection: (tenantId, connectionId) => this.store.getConnection(tenantId, connectionId),
+        saveConnection: (record, expected, events) => this.commits.saveConnection(record, expected, events),
+      },
+      () => this.clock.now(),
+    );
     this.observer = new SyncObserver(this.logger, options.telemetry, () => this.store.countByStatus());
     this.machine = synchronizationMachine.provide({
       actors: {
@@ -489,7 +499,7 @@ export class SyncEngine {
       const when = nextAttemptAt !== null ? `; next attempt at ${new Date(nextAttemptAt).toISOString()}` : '';
       throw new BanksyncError('SYNC_REFUSED', `sync of connection ${connectionId} refused: ${refusal}${when}`, [refusal], nextAttemptAt);
     }
-    const { sync, created } = await this.store.createSync({
+    const { sync, created } = await this.commits.createSync({
       syncId: `sync_${randomUUID()}`,
       tenantId,
       connectionId,
@@ -1105,7 +1115,7 @@ export class SyncEngine {
         ...(finished ? [syncEvent(status === 'COMPLETED' ? 'sync.completed' : 'sync.failed', view, at)] : []),
       ];
       try {
-        runtime.version = await this.store.commit({
+        runtime.version = await this.commits.commit({
           syncId: runtime.record.syncId,
           expectedVersion: runtime.version,
           status,

@@ -14,6 +14,9 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type CommitResult,
+  type StoreWrite,
+  type WriteResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -102,6 +105,44 @@ export class MemoryStore implements Store {
     this.#syncs.set(record.syncId, record);
     this.#active.set(key, record.syncId);
     return { sync: structuredClone(record), created: true };
+  }
+
+  /** Each change through `commit` (atomic on its own in memory), so a subclass overriding `commit` sees every write. */
+  async commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]> {
+    this.#open();
+    const results: CommitResult[] = [];
+    for (const change of changes) {
+      try {
+        results.push({ ok: true, version: await this.commit(change) });
+      } catch (error) {
+        results.push({ ok: false, error });
+      }
+    }
+    return results;
+  }
+
+  /** Each write through its single-write method (so a subclass overriding one sees every write). */
+  async writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
+    this.#open();
+    const results: WriteResult[] = [];
+    for (const w of writes) {
+      try {
+        const value =
+          w.op === 'commit'
+            ? await this.commit(w.change)
+            : w.op === 'startEffect'
+              ? await this.startEffect(w.effectKey, w.syncId, w.kind, w.at)
+              : w.op === 'finishEffect'
+                ? await this.finishEffect(w.effectKey, w.state, w.outcome, w.at)
+                : w.op === 'createSync'
+                  ? await this.createSync(w.sync)
+                  : await this.saveConnection(w.record, w.expectedVersion, w.events);
+        results.push({ ok: true, value });
+      } catch (error) {
+        results.push({ ok: false, error });
+      }
+    }
+    return results;
   }
 
   async commit(change: CommitChange): Promise<number> {

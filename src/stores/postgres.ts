@@ -15,6 +15,9 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type CommitResult,
+  type StoreWrite,
+  type WriteResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -157,6 +160,69 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       );
       -- prune(): old events first.
       CREATE INDEX events_at ON ${s}.events (at);
+    `,
+  },
+  {
+    version: 5,
+    name: 'group commit function',
+    // One call writes a whole group of commits in one statement (one round trip, one transaction). Each change
+    // is fenced on its own: a stale one yields null in its slot and writes nothing; timers are diffed; a change's
+    // events go to the event log in the same transaction.
+    sql: (s) => `
+      CREATE FUNCTION ${s}.commit_many(changes JSONB, channel TEXT) RETURNS JSONB LANGUAGE plpgsql AS $fn$
+      DECLARE
+        c       JSONB;
+        id      TEXT;
+        v       BIGINT;
+        last    INTEGER;
+        results JSONB := '[]'::jsonb;
+        notify  BOOLEAN := false;
+      BEGIN
+        FOR c IN SELECT value FROM jsonb_array_elements(changes) LOOP
+          id := c->>'syncId';
+          UPDATE ${s}.syncs
+             SET status = c->>'status', active = (c->>'active')::boolean, provider_ref = c->>'providerRef',
+                 snapshot = NULLIF(c->'snapshot', 'null'::jsonb), updated_at = (c->>'at')::bigint, version = version + 1
+           WHERE sync_id = id AND version = (c->>'expectedVersion')::bigint
+          RETURNING version INTO v;
+          IF NOT FOUND THEN
+            results := results || jsonb_build_array(NULL::jsonb);
+            CONTINUE;
+          END IF;
+          DELETE FROM ${s}.timers t
+           WHERE t.sync_id = id
+             AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset(c->'timers') AS n("timerId" TEXT, "eventType" TEXT, "dueAt" BIGINT)
+                              WHERE n."timerId" = t.timer_id AND n."eventType" = t.event_type AND n."dueAt" = t.due_at);
+          INSERT INTO ${s}.timers (sync_id, timer_id, event_type, due_at)
+          SELECT id, n."timerId", n."eventType", n."dueAt"
+            FROM jsonb_to_recordset(c->'timers') AS n("timerId" TEXT, "eventType" TEXT, "dueAt" BIGINT)
+          ON CONFLICT (sync_id, timer_id) DO NOTHING;
+          IF jsonb_array_length(c->'transitions') > 0 THEN
+            SELECT COALESCE(MAX(seq), 0) INTO last FROM ${s}.transitions WHERE sync_id = id;
+            INSERT INTO ${s}.transitions (sync_id, seq, from_state, to_state, event, at)
+            SELECT id, last + e.ord::int, e.t->>'from', e.t->>'to', e.t->>'event', (e.t->>'at')::bigint
+              FROM jsonb_array_elements(c->'transitions') WITH ORDINALITY AS e(t, ord);
+          END IF;
+          IF jsonb_array_length(c->'pendingEffects') > 0 THEN
+            INSERT INTO ${s}.effects (effect_key, sync_id, kind, state, created_at)
+            SELECT p."effectKey", id, p.kind, 'PENDING', (c->>'at')::bigint
+              FROM jsonb_to_recordset(c->'pendingEffects') AS p("effectKey" TEXT, kind TEXT)
+            ON CONFLICT (effect_key) DO NOTHING;
+          END IF;
+          IF jsonb_array_length(COALESCE(c->'events', '[]'::jsonb)) > 0 THEN
+            INSERT INTO ${s}.events (event_id, name, tenant_id, connection_id, sync_id, payload, at)
+            SELECT ev."eventId", ev.name, ev."tenantId", ev."connectionId", ev."syncId", COALESCE(ev.payload, 'null'::jsonb), ev.at
+              FROM jsonb_to_recordset(c->'events') AS ev("eventId" TEXT, name TEXT, "tenantId" TEXT, "connectionId" TEXT, "syncId" TEXT, payload JSONB, at BIGINT)
+            ON CONFLICT (event_id) DO NOTHING;
+            notify := true;
+          END IF;
+          results := results || jsonb_build_array(v);
+        END LOOP;
+        -- Delivered at commit, like the single commit's NOTIFY.
+        IF notify THEN PERFORM pg_notify(channel, ''); END IF;
+        RETURN results;
+      END
+      $fn$;
     `,
   },
 ];
@@ -582,6 +648,88 @@ export class PostgresStore implements Store {
       throw error;
     }
     return { lost, release: () => client.end().catch(() => {}) };
+  }
+
+  async commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]> {
+    const results: CommitResult[] = new Array(changes.length);
+    const encoded: { index: number; json: string }[] = [];
+    changes.forEach((change, index) => {
+      try {
+        // A timer id listed twice keeps the last entry (as in the other stores).
+        const timers = [...new Map(change.timers.map((t) => [t.timerId, { timerId: t.timerId, eventType: t.eventType, dueAt: t.dueAt }])).values()];
+        const json = JSON.stringify({
+          syncId: change.syncId,
+          expectedVersion: change.expectedVersion,
+          status: change.status,
+          active: change.active,
+          providerRef: change.providerRef,
+          snapshot: change.snapshot ?? null,
+          at: change.at,
+          timers,
+          transitions: change.transitions.map((t) => ({ from: t.from, to: t.to, event: t.event, at: t.at })),
+          pendingEffects: change.pendingEffects.map((e) => ({ effectKey: e.effectKey, kind: e.kind })),
+          events: (change.events ?? []).map((e) => ({ eventId: e.eventId, name: e.name, tenantId: e.tenantId, connectionId: e.connectionId, syncId: e.syncId, payload: e.payload ?? null, at: e.at })),
+        });
+        encoded.push({ index, json });
+      } catch (error) {
+        results[index] = { ok: false, error };
+      }
+    });
+    // Rows locked in one order by every process, so two groups touching the same syncs cannot deadlock.
+    encoded.sort((a, b) => (changes[a.index]!.syncId < changes[b.index]!.syncId ? -1 : changes[a.index]!.syncId > changes[b.index]!.syncId ? 1 : a.index - b.index));
+    if (encoded.length > 0) {
+      const { rows } = await this.pool.query<{ r: (number | null)[] }>(`SELECT ${this.t('commit_many')}($1::jsonb, $2::text) AS r`, [`[${encoded.map((e) => e.json).join(',')}]`, this.eventChannel]);
+      const versions = rows[0]?.r ?? [];
+      encoded.forEach(({ index }, i) => {
+        const version = versions[i];
+        const change = changes[index]!;
+        results[index] = typeof version === 'number' ? { ok: true, version } : { ok: false, error: new StaleWriteError(change.syncId, change.expectedVersion) };
+      });
+    }
+    return results;
+  }
+
+  /** Commits in one `commit_many` call; the other writes as single statements beside it (in order per effect/connection). */
+  async writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
+    const results: WriteResult[] = new Array(writes.length);
+    const commits: number[] = [];
+    writes.forEach((w, i) => {
+      if (w.op === 'commit') commits.push(i);
+    });
+    const settle = async (i: number, run: () => Promise<unknown>) => {
+      try {
+        results[i] = { ok: true, value: await run() };
+      } catch (error) {
+        results[i] = { ok: false, error };
+      }
+    };
+    const committing = (async () => {
+      if (commits.length === 0) return;
+      try {
+        const done = await this.commitMany(commits.map((i) => (writes[i] as { change: CommitChange }).change));
+        done.forEach((r, k) => (results[commits[k]!] = r.ok ? { ok: true, value: r.version } : r));
+      } catch (error) {
+        for (const i of commits) results[i] = { ok: false, error };
+      }
+    })();
+    // Writes of one effect (or one connection) stay in order; different ones run side by side.
+    const byEffect = new Map<string, number[]>();
+    writes.forEach((w, i) => {
+      if (w.op === 'commit') return;
+      const key = w.op === 'createSync' ? `c\u0000${w.sync.tenantId}\u0000${w.sync.connectionId}` : w.op === 'saveConnection' ? `c\u0000${w.record.tenantId}\u0000${w.record.connectionId}` : `e\u0000${w.effectKey}`;
+      byEffect.set(key, [...(byEffect.get(key) ?? []), i]);
+    });
+    const journaling = [...byEffect.values()].map(async (indexes) => {
+      for (const i of indexes) {
+        const w = writes[i]!;
+        if (w.op === 'startEffect') await settle(i, () => this.startEffect(w.effectKey, w.syncId, w.kind, w.at));
+        else if (w.op === 'finishEffect') await settle(i, () => this.finishEffect(w.effectKey, w.state, w.outcome, w.at));
+        else if (w.op === 'createSync') await settle(i, () => this.createSync(w.sync));
+        else if (w.op === 'saveConnection') await settle(i, () => this.saveConnection(w.record, w.expectedVersion, w.events));
+      }
+    });
+    await Promise.all([committing, ...journaling]);
+    return results;
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {

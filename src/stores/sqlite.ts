@@ -14,6 +14,9 @@ import {
   NotFoundError,
   StaleWriteError,
   type CommitChange,
+  type CommitResult,
+  type StoreWrite,
+  type WriteResult,
   type ConnectionFilter,
   type ConnectionRecord,
   type EffectRecord,
@@ -317,6 +320,9 @@ const SYNC_COLUMNS =
   'sync_id, tenant_id, connection_id, provider, scope, status, active, provider_ref, snapshot, version, created_at, updated_at';
 const EFFECT_COLUMNS = 'effect_key, sync_id, kind, state, created_at, started_at, finished_at, outcome';
 
+/** How long after a write the idle-time WAL checkpoint runs. */
+const CHECKPOINT_IDLE_MS = 200;
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
 
@@ -324,6 +330,10 @@ export class SqliteStore implements Store {
   readonly #listSyncsCache = new Map<string, Database.Statement<Record<string, unknown>[], SyncRow>>();
   readonly #createSyncTx;
   readonly #commitTx;
+  readonly #commitManyTx;
+  readonly #writeManyTx;
+  /** Checkpoints run on an idle timer between write groups, not inside a commit (see `open`). */
+  #checkpointTimer: NodeJS.Timeout | null = null;
   readonly #startEffectTx;
   readonly #saveConnectionTx;
   /** Wakes readers in this process; other processes on the same file find new events by polling. */
@@ -356,7 +366,14 @@ export class SqliteStore implements Store {
     try {
       db.pragma('busy_timeout = 5000');
       db.pragma('journal_mode = WAL');
+      // NORMAL in WAL: a committed transaction survives a process kill (it is in the WAL, which the OS holds);
+      // only a power loss or OS crash can lose the last transactions before the next checkpoint's fsync.
       db.pragma('synchronous = NORMAL');
+      // Checkpoints off the hot path: a PASSIVE checkpoint runs on an idle timer after writes (see
+      // #scheduleCheckpoint); the automatic one only backs it up when the WAL grows past ~40 MB without a pause.
+      db.pragma('wal_autocheckpoint = 10000');
+      // Group commits isolate each change in a savepoint; its sub-journal stays in memory instead of a temp file.
+      db.pragma('temp_store = MEMORY');
       db.pragma('foreign_keys = ON');
       // quick_check reads every page (not the index contents, which integrity_check adds): linear in file size.
       const problems = (db.pragma('quick_check(5)') as { quick_check: string }[]).map((row) => row.quick_check).filter((r) => r !== 'ok');
@@ -413,7 +430,8 @@ export class SqliteStore implements Store {
       countByStatus: db.prepare<[], { status: string; n: number }>(
         'SELECT status, COUNT(*) AS n FROM syncs GROUP BY status ORDER BY status',
       ),
-      deleteTimers: db.prepare<[string]>('DELETE FROM timers WHERE sync_id = ?'),
+      deleteTimer: db.prepare<[string, string]>('DELETE FROM timers WHERE sync_id = ? AND timer_id = ?'),
+      syncTimers: db.prepare<[string], TimerRow>('SELECT sync_id, timer_id, event_type, due_at FROM timers WHERE sync_id = ?'),
       insertTimer: db.prepare<[string, string, string, number]>(
         // OR REPLACE: a timer id listed twice in one commit keeps the last entry.
         'INSERT OR REPLACE INTO timers (sync_id, timer_id, event_type, due_at) VALUES (?, ?, ?, ?)',
@@ -504,8 +522,14 @@ export class SqliteStore implements Store {
       // Throwing rolls the transaction back; nothing else has been written yet anyway.
       if (updated === undefined) throw new StaleWriteError(change.syncId, change.expectedVersion);
 
-      stmt.deleteTimers.run(change.syncId);
-      for (const t of change.timers) stmt.insertTimer.run(change.syncId, t.timerId, t.eventType, t.dueAt);
+      // Timers diffed against what is stored: most steps keep or drop a timer, and unchanged rows cost nothing.
+      const wanted = new Map(change.timers.map((t) => [t.timerId, t]));
+      for (const row of stmt.syncTimers.all(change.syncId)) {
+        const next = wanted.get(row.timer_id);
+        if (next === undefined) stmt.deleteTimer.run(change.syncId, row.timer_id);
+        else if (next.eventType === row.event_type && next.dueAt === row.due_at) wanted.delete(row.timer_id);
+      }
+      for (const t of wanted.values()) stmt.insertTimer.run(change.syncId, t.timerId, t.eventType, t.dueAt);
 
       let seq = stmt.maxSeq.get(change.syncId) ?? 0;
       for (const t of change.transitions) {
@@ -524,6 +548,21 @@ export class SqliteStore implements Store {
       appendEvents(events);
       return version;
     });
+    // Each change in a savepoint: a stale or constraint-violating change rolls back alone; any other error
+    // (disk full, I/O) aborts the whole group, which then is not written at all.
+    this.#commitManyTx = db.transaction((items: readonly { change: CommitChange; snapshot: string | null | Error }[]): CommitResult[] =>
+      items.map(({ change, snapshot }): CommitResult => {
+        if (snapshot instanceof Error) return { ok: false, error: snapshot };
+        try {
+          return { ok: true, version: this.#commitTx(change, snapshot) };
+        } catch (error) {
+          if (error instanceof StaleWriteError || (error instanceof Database.SqliteError && error.code.startsWith('SQLITE_CONSTRAINT'))) {
+            return { ok: false, error };
+          }
+          throw error;
+        }
+      }),
+    );
 
     this.#startEffectTx = db.transaction(
       (effectKey: string, syncId: string, kind: string, at: number): EffectRecord | null => {
@@ -536,6 +575,53 @@ export class SqliteStore implements Store {
         return before === undefined ? null : toEffect(before);
       },
     );
+
+    const isPerWriteError = (error: unknown): boolean =>
+      error instanceof StaleWriteError ||
+      error instanceof NotFoundError ||
+      (error instanceof Database.SqliteError && error.code.startsWith('SQLITE_CONSTRAINT'));
+    this.#writeManyTx = db.transaction((items: readonly { write: StoreWrite; json: string | null | Error }[]): WriteResult[] =>
+      items.map(({ write, json }): WriteResult => {
+        if (json instanceof Error) return { ok: false, error: json };
+        try {
+          switch (write.op) {
+            case 'commit':
+              return { ok: true, value: this.#commitTx(write.change, json) };
+            case 'startEffect':
+              return { ok: true, value: this.#startEffectTx(write.effectKey, write.syncId, write.kind, write.at) };
+            case 'createSync':
+              return { ok: true, value: this.#createSyncTx(write.sync) };
+            case 'saveConnection':
+              return { ok: true, value: this.#saveConnectionTx(write.record, write.expectedVersion, write.events ?? []) };
+            case 'finishEffect': {
+              // One statement: it either changes the row or nothing (then NotFoundError, nothing written).
+              const result = stmt.finishEffect.run(write.state, json, write.at, write.effectKey);
+              if (result.changes === 0) throw new NotFoundError(`effect ${write.effectKey} not found`);
+              return { ok: true, value: undefined };
+            }
+          }
+        } catch (error) {
+          if (isPerWriteError(error)) return { ok: false, error };
+          throw error;
+        }
+      }),
+    );
+  }
+
+  async writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]> {
+    const items = writes.map((write) => {
+      try {
+        if (write.op === 'commit') return { write, json: encodeJson(write.change.snapshot) };
+        if (write.op === 'finishEffect') return { write, json: encodeJson(write.outcome) };
+        return { write, json: null };
+      } catch (error) {
+        return { write, json: error instanceof Error ? error : new Error(String(error)) };
+      }
+    });
+    const results = this.#writeManyTx.immediate(items);
+    if (writes.some((w) => (w.op === 'commit' ? w.change.events?.length : w.op === 'saveConnection' ? w.events?.length : 0))) this.#wake();
+    this.#scheduleCheckpoint();
+    return results;
   }
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
@@ -555,6 +641,7 @@ export class SqliteStore implements Store {
     const snapshot = encodeJson(change.snapshot);
     const version = this.#commitTx.immediate(change, snapshot);
     if (change.events?.length) this.#wake();
+    this.#scheduleCheckpoint();
     return version;
   }
 
@@ -588,6 +675,35 @@ export class SqliteStore implements Store {
   async saveEventCursor(consumer: string, cursor: string, at: number): Promise<void> {
     parseSeqCursor(cursor);
     this.#stmt.saveEventCursor.run(consumer, cursor, at);
+  }
+
+  async commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]> {
+    const items = changes.map((change) => {
+      try {
+        return { change, snapshot: encodeJson(change.snapshot) };
+      } catch (error) {
+        return { change, snapshot: error instanceof Error ? error : new Error(String(error)) };
+      }
+    });
+    const results = this.#commitManyTx.immediate(items);
+    if (changes.some((c) => c.events?.length)) this.#wake();
+    this.#scheduleCheckpoint();
+    return results;
+  }
+
+  /** A PASSIVE checkpoint once the writes pause (an idle timer), so no commit pays for copying the WAL back. */
+  #scheduleCheckpoint(): void {
+    if (this.#checkpointTimer !== null || !this.db.open || this.db.memory) return;
+    this.#checkpointTimer = setTimeout(() => {
+      this.#checkpointTimer = null;
+      if (!this.db.open) return;
+      try {
+        this.db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // Busy or failing: the next write schedules another; the automatic checkpoint backs this up.
+      }
+    }, CHECKPOINT_IDLE_MS);
+    this.#checkpointTimer.unref();
   }
 
   async getSync(syncId: string): Promise<SyncRecord | null> {
@@ -812,6 +928,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    if (this.#checkpointTimer !== null) clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = null;
     if (this.db.open) this.db.close();
   }
 }

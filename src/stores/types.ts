@@ -74,7 +74,7 @@ export interface CommitChange {
   active: boolean;
   providerRef: string | null;
   snapshot: unknown;
-  /** Replaces every timer of the sync. */
+  /** Replaces every timer of the sync (stores write only the difference to what is stored). */
   timers: TimerRecord[];
   transitions: Omit<TransitionRecord, 'seq' | 'syncId'>[];
   /** Effects the new state awaits; inserted as PENDING unless already journaled. */
@@ -117,6 +117,23 @@ export class InvalidCursorError extends Error {
     super(`invalid event cursor ${JSON.stringify(cursor.slice(0, 64))}`);
   }
 }
+
+/** The result of one change in `commitMany`: its new version, or why it alone was not written. */
+export type CommitResult = { ok: true; version: number } | { ok: false; error: unknown };
+
+/**
+ * One write of a group (`Store.writeMany`): a commit, an effect-journal write (`startEffect` /
+ * `finishEffect`), a new sync or a connection save. A plain record, so new write kinds can be added without touching the others.
+ */
+export type StoreWrite =
+  | { op: 'commit'; change: CommitChange }
+  | { op: 'startEffect'; effectKey: string; syncId: string; kind: string; at: number }
+  | { op: 'finishEffect'; effectKey: string; state: 'DONE' | 'FAILED'; outcome: unknown; at: number }
+  | { op: 'createSync'; sync: NewSync }
+  | { op: 'saveConnection'; record: Omit<ConnectionRecord, 'version'>; expectedVersion: number; events?: NewEventRecord[] };
+
+/** The result of one write in `writeMany`: what the single-write method would have returned, or its error. */
+export type WriteResult = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 export class StaleWriteError extends Error {
   override readonly name = 'StaleWriteError';
@@ -213,6 +230,18 @@ export interface Store {
   createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }>;
   /** Atomic, fenced write of one transition. Returns the new version; throws StaleWriteError. */
   commit(change: CommitChange): Promise<number>;
+  /**
+   * Group commit: writes several changes (of different syncs) as one transaction (SQLite) or one round trip
+   * (PostgreSQL). Each change is fenced on its own: a stale or failing change fails only itself (its result
+   * says why) and the others are written. Resolves once every successful change is durable; rejects only
+   * when the group as a whole could not be written (then none of it was).
+   */
+  commitMany(changes: readonly CommitChange[]): Promise<CommitResult[]>;
+  /**
+   * Like `commitMany` for a mix of commits and effect-journal writes, applied in order: each write succeeds or
+   * fails on its own, exactly as the single-write method would; the successful ones are durable together.
+   */
+  writeMany(writes: readonly StoreWrite[]): Promise<WriteResult[]>;
   getSync(syncId: string): Promise<SyncRecord | null>;
   findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null>;
   findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null>;

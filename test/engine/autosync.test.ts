@@ -3,7 +3,7 @@
  * day at its slot, never more than 4 unattended accesses in any 24 h window, ineligible ones never, and
  * none while a sync of that connection is active.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import type { Observation } from '../../machines/canonical.js';
 import { AutosyncScheduler, DAY_MS, slotOf } from '../../src/engine/autosync.js';
@@ -97,11 +97,14 @@ describe('daily autosync', () => {
     const engine = createEngine({ store, providers: { rec: counting }, clock, policy: { syncDeadlineMs: 30 * DAY_MS } });
     await engine.registerConnection({ connectionId: 'c', provider: 'rec', storedCredentials: true, consentGrantedAt: clock.now() });
     await engine.requestSync({ connectionId: 'c', provider: 'rec' });
+    // The trigger runs once its journal entry is durable (group commit writes on the next turn).
+    await vi.waitFor(() => expect(triggers).toBe(1));
     const scheduler = new AutosyncScheduler(engine, store);
     for (let i = 0; i < 4 * 24 * 2; i++) {
       clock.increment(TICK_MS);
       await scheduler.tick(clock.now());
     }
+    expect(await store.listSyncs({ connectionId: 'c' })).toHaveLength(1);
     expect(triggers).toBe(1);
   });
 });

@@ -280,6 +280,151 @@ export function storeConformanceSuite(
       });
     });
 
+    describe('commitMany (group commit)', () => {
+      const timerOf = (syncId: string, timerId: string, dueAt: number, eventType = `xstate.after.${timerId}`): TimerRecord => ({ syncId, timerId, eventType, dueAt });
+
+      it('writes every change of a group and returns each one its new version, as separate commits would', async () => {
+        const a = await create();
+        const b = await create();
+        const c = await create();
+        const results = await store.commitMany([
+          change(a.syncId, 0, { providerRef: 'ra', timers: [timerOf(a.syncId, 'poll', 5_000)], transitions: [{ from: null, to: 'RUNNING', event: 'xstate.init', at: 1 }] }),
+          change(b.syncId, 0, { status: 'COMPLETED', active: false, pendingEffects: [{ effectKey: `${b.syncId}:poll:1`, kind: 'poll' }] }),
+          change(c.syncId, 0, { snapshot: { n: 3 } }),
+        ]);
+        expect(results).toEqual([
+          { ok: true, version: 1 },
+          { ok: true, version: 1 },
+          { ok: true, version: 1 },
+        ]);
+        expect((await store.getSync(a.syncId))?.providerRef).toBe('ra');
+        expect(await store.listTimers(a.syncId)).toEqual([timerOf(a.syncId, 'poll', 5_000)]);
+        expect((await store.listTransitions(a.syncId)).map((t) => [t.seq, t.to])).toEqual([[1, 'RUNNING']]);
+        expect(await store.findActiveSync(b.tenantId, b.connectionId)).toBeNull();
+        expect((await store.getEffect(`${b.syncId}:poll:1`))?.state).toBe('PENDING');
+        expect((await store.getSync(c.syncId))?.snapshot).toEqual({ n: 3 });
+      });
+
+      it('fails only the stale change of a group: it writes nothing, the others are written', async () => {
+        const fresh = await create();
+        const stale = await create();
+        await store.commit(change(stale.syncId, 0, { timers: [timerOf(stale.syncId, 'keep', 7_000)] }));
+        const before = await stateOf(stale.syncId);
+        const results = await store.commitMany([
+          change(fresh.syncId, 0, { providerRef: 'fresh', transitions: [{ from: null, to: 'RUNNING', event: 'GO', at: 1 }] }),
+          change(stale.syncId, 0, {
+            status: 'FAILED',
+            active: false,
+            snapshot: { hijacked: true },
+            timers: [],
+            transitions: [{ from: 'RUNNING', to: 'FAILED', event: 'FAIL', at: 2 }],
+            pendingEffects: [{ effectKey: `${stale.syncId}:stale:1`, kind: 'poll' }],
+          }),
+          change('no-such-sync', 0),
+        ]);
+        expect(results[0]).toEqual({ ok: true, version: 1 });
+        for (const [index, syncId] of [[1, stale.syncId], [2, 'no-such-sync']] as const) {
+          const result = results[index]!;
+          expect(result.ok).toBe(false);
+          const error = (result as { ok: false; error: unknown }).error;
+          expect(error).toBeInstanceOf(StaleWriteError);
+          expect((error as StaleWriteError).syncId).toBe(syncId);
+        }
+        expect(await stateOf(stale.syncId)).toEqual(before);
+        expect(await store.getEffect(`${stale.syncId}:stale:1`)).toBeNull();
+        expect((await store.getSync(fresh.syncId))?.providerRef).toBe('fresh');
+        expect((await store.listTransitions(fresh.syncId)).map((t) => t.event)).toEqual(['GO']);
+        expect(await store.getSync('no-such-sync')).toBeNull();
+      });
+
+      it('fails only a change whose snapshot cannot be encoded', async () => {
+        const good = await create();
+        const bad = await create();
+        const results = await store.commitMany([change(bad.syncId, 0, { snapshot: { n: 1n } }), change(good.syncId, 0, { providerRef: 'ok' })]);
+        expect(results[0]?.ok).toBe(false);
+        expect(results[1]).toEqual({ ok: true, version: 1 });
+        expect((await store.getSync(bad.syncId))?.version).toBe(0);
+        expect((await store.getSync(good.syncId))?.providerRef).toBe('ok');
+      });
+
+      it('applies consecutive changes of one sync within a group in order', async () => {
+        const s = await create();
+        const results = await store.commitMany([
+          change(s.syncId, 0, { transitions: [{ from: null, to: 'RUNNING', event: 'A', at: 1 }], timers: [timerOf(s.syncId, 't', 1_000)] }),
+          change(s.syncId, 1, { transitions: [{ from: 'RUNNING', to: 'AWAIT_AUTH', event: 'B', at: 2 }], timers: [timerOf(s.syncId, 't', 2_000)] }),
+          change(s.syncId, 1, { providerRef: 'late' }),
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, true, false]);
+        expect((await store.listTransitions(s.syncId)).map((t) => [t.seq, t.event])).toEqual([[1, 'A'], [2, 'B']]);
+        expect(await store.listTimers(s.syncId)).toEqual([timerOf(s.syncId, 't', 2_000)]);
+        expect((await store.getSync(s.syncId))?.version).toBe(2);
+      });
+
+      it('keeps, moves, re-types and removes timers exactly as listed (timers are diffed, not rewritten)', async () => {
+        const s = await create();
+        await store.commitMany([change(s.syncId, 0, { timers: [timerOf(s.syncId, 'a', 1_000), timerOf(s.syncId, 'b', 2_000), timerOf(s.syncId, 'c', 3_000)] })]);
+        await store.commitMany([change(s.syncId, 1, { timers: [timerOf(s.syncId, 'a', 1_000), timerOf(s.syncId, 'b', 2_500), timerOf(s.syncId, 'c', 3_000, 'other'), timerOf(s.syncId, 'd', 500)] })]);
+        expect(await store.listTimers(s.syncId)).toEqual([
+          timerOf(s.syncId, 'd', 500),
+          timerOf(s.syncId, 'a', 1_000),
+          timerOf(s.syncId, 'b', 2_500),
+          timerOf(s.syncId, 'c', 3_000, 'other'),
+        ]);
+        await store.commitMany([change(s.syncId, 2, { timers: [timerOf(s.syncId, 'b', 2_500)] })]);
+        expect(await store.listTimers(s.syncId)).toEqual([timerOf(s.syncId, 'b', 2_500)]);
+        expect((await store.dueTimers(FAR_FUTURE, 100)).filter((t) => t.syncId === s.syncId)).toEqual([timerOf(s.syncId, 'b', 2_500)]);
+        expect(await store.commitMany([])).toEqual([]);
+      });
+    });
+
+    describe('writeMany (group of commits and journal writes)', () => {
+      it('applies commits and effect-journal writes in order, each failing only itself', async () => {
+        const s = await create();
+        const other = await create();
+        const key = `${s.syncId}:trigger:1`;
+        const results = await store.writeMany([
+          { op: 'commit', change: change(s.syncId, 0, { pendingEffects: [{ effectKey: key, kind: 'trigger' }] }) },
+          { op: 'startEffect', effectKey: key, syncId: s.syncId, kind: 'trigger', at: 50 },
+          { op: 'finishEffect', effectKey: key, state: 'DONE', outcome: { providerRef: 'p' }, at: 60 },
+          { op: 'finishEffect', effectKey: 'no-such-effect', state: 'DONE', outcome: null, at: 61 },
+          { op: 'startEffect', effectKey: 'orphan', syncId: 'no-such-sync', kind: 'poll', at: 62 },
+          { op: 'commit', change: change(other.syncId, 3) },
+          { op: 'commit', change: change(other.syncId, 0, { providerRef: 'other' }) },
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, true, true, false, false, false, true]);
+        expect(results[0]).toEqual({ ok: true, value: 1 });
+        expect((results[1] as { value: EffectRecord }).value).toMatchObject({ effectKey: key, state: 'PENDING' });
+        expect((results[3] as { error: unknown }).error).toBeInstanceOf(NotFoundError);
+        expect((results[4] as { error: unknown }).error).toBeInstanceOf(NotFoundError);
+        expect((results[5] as { error: unknown }).error).toBeInstanceOf(StaleWriteError);
+        expect(await store.getEffect(key)).toMatchObject({ state: 'DONE', startedAt: 50, finishedAt: 60, outcome: { providerRef: 'p' } });
+        expect(await store.getEffect('orphan')).toBeNull();
+        expect(await store.getSync(other.syncId)).toMatchObject({ version: 1, providerRef: 'other' });
+      });
+    });
+
+    describe('writeMany: new syncs and connection saves', () => {
+      it('creates syncs single-flight and saves connections fenced, each write on its own', async () => {
+        const first = newSync();
+        const second = newSync({ connectionId: first.connectionId });
+        const conn = { tenantId: 'tenant-a', connectionId: first.connectionId, provider: 'finx', state: 'SYNCING', context: { n: 1 }, updatedAt: 5 };
+        const results = await store.writeMany([
+          { op: 'createSync', sync: first },
+          { op: 'createSync', sync: second },
+          { op: 'saveConnection', record: conn, expectedVersion: 0 },
+          { op: 'saveConnection', record: { ...conn, state: 'IDLE' }, expectedVersion: 0 },
+          { op: 'saveConnection', record: { ...conn, state: 'IDLE', updatedAt: 6 }, expectedVersion: 1 },
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, true, true, false, true]);
+        expect((results[0] as { value: { created: boolean; sync: SyncRecord } }).value).toMatchObject({ created: true, sync: { syncId: first.syncId } });
+        expect((results[1] as { value: { created: boolean; sync: SyncRecord } }).value).toMatchObject({ created: false, sync: { syncId: first.syncId } });
+        expect((results[3] as { error: unknown }).error).toBeInstanceOf(StaleWriteError);
+        expect(results[4]).toEqual({ ok: true, value: 2 });
+        expect(await store.getConnection('tenant-a', first.connectionId)).toMatchObject({ state: 'IDLE', version: 2, updatedAt: 6 });
+        expect(await store.getSync(second.syncId)).toBeNull();
+      });
+    });
+
     describe('timers', () => {
       const timer = (syncId: string, timerId: string, dueAt: number): TimerRecord => ({
         syncId,
