@@ -1235,6 +1235,27 @@ export function storeConformanceSuite(
         await expect.poll(async () => (await readAll(firstRead!.cursor, 10)).map((e) => e.name), { timeout: 10_000 }).toEqual(['sync.updated', 'sync.updated', 'sync.completed']);
       });
 
+      it('a group commit writes each change\u2019s events with it; a stale change writes none; connection saves in a group carry theirs', async () => {
+        const [a, b] = [await create(), await create()];
+        const results = await store.commitMany([
+          change(a.syncId, 0, { events: [event(a.syncId, 'sync.updated', 1)] }),
+          change(b.syncId, 7, { events: [event(b.syncId, 'sync.updated', 1)] }), // stale
+          change(a.syncId, 1, { events: [event(a.syncId, 'sync.completed', 2)] }),
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+        const record = { tenantId: 'tenant-a', connectionId: 'conn-g', provider: 'finx', state: 'IDLE', context: {}, updatedAt: tick() };
+        const written = await store.writeMany([
+          { op: 'saveConnection', record, expectedVersion: 0, events: [event(null, 'connection.updated', 1)] },
+          { op: 'commit', change: change(b.syncId, 0, { events: [event(b.syncId, 'sync.updated', 2)] }) },
+        ]);
+        expect(written.map((r) => r.ok)).toEqual([true, true]);
+        await visible(4);
+        const names = (await readAll(null, 10)).map((e) => `${e.syncId ?? 'conn'}:${e.name}`);
+        expect(names.filter((n) => n.startsWith(a.syncId))).toEqual([`${a.syncId}:sync.updated`, `${a.syncId}:sync.completed`]);
+        expect(names.filter((n) => n.startsWith(b.syncId))).toEqual([`${b.syncId}:sync.updated`]);
+        expect(names).toContain('conn:connection.updated');
+      });
+
       it('wakes a watcher when events are committed', async () => {
         let wakes = 0;
         const stop = await store.watchEvents(() => wakes++);
