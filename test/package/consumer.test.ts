@@ -92,8 +92,23 @@ describe('a consumer project (Node 20, TypeScript nodenext, strict, skipLibCheck
 
   it('runs the compiled example with plain node against the installed sandbox: one TAN, COMPLETED', async () => {
     const { stdout } = await sh(process.execPath, ['dist/run.js'], project, { BANKSYNC_DB: join(work, 'app.sqlite') });
-    const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as { status: string; refreshed: boolean; tokenGrants: Record<string, number> };
+    const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+      status: string;
+      refreshed: boolean;
+      tokenGrants: Record<string, number>;
+      events: string[];
+      logged: number;
+      yearLater: { dryRun: boolean; syncs: number; transitions: number; effects: number; events: number };
+    };
     expect(report).toMatchObject({ status: 'COMPLETED', refreshed: true });
+    // The event log tells the sync's story; retention (dry run) would keep the connection's newest sync but
+    // neither its old rows nor any event of the log.
+    expect(report.events[0]).toBe('sync.updated');
+    expect(report.events).toContain('sync.awaitingUser');
+    expect(report.events.at(-1)).toBe('sync.completed');
+    expect(report.yearLater).toMatchObject({ dryRun: true, syncs: 0 });
+    expect(report.yearLater.transitions).toBeGreaterThan(0);
+    expect(report.yearLater.events).toBe(report.logged);
     // The example authenticated with an OAuth client token from the sandbox, fetched once and reused.
     expect(report.tokenGrants).toEqual({ client_credentials: 1 });
   });
@@ -110,7 +125,7 @@ describe('a consumer project (Node 20, TypeScript nodenext, strict, skipLibCheck
   it('the main entry loads none of the optional peers; each subpath loads only its own', async () => {
     // A resolve hook that refuses the optional peers: whatever imports one fails loudly.
     const hook = `export async function resolve(specifier, context, next) {
-      if (/^(better-sqlite3|pg|graphile-worker|fastify|@statelyai\\/inspect)(\\/|$)/.test(specifier)) throw new Error('optional peer loaded: ' + specifier);
+      if (/^(better-sqlite3|pg|graphile-worker|fastify|@statelyai\\/inspect|@opentelemetry\\/[a-z-]+)(\\/|$)/.test(specifier)) throw new Error('optional peer loaded: ' + specifier);
       return next(specifier, context);
     }`;
     writeFileSync(join(project, 'block-peers.mjs'), `import { register } from 'node:module';\nregister('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));\n`);

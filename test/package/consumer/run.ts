@@ -37,7 +37,13 @@ const challenge = asked[0]?.challenge;
 if (!challenge) throw new Error('the user was never asked for a TAN');
 await engine.submitChallengeResponse(sync.syncId, { challengeId: challenge.id, response: '123456' }, { tenantId: 'tenant-1' });
 const final = await engine.waitForTerminal(sync.syncId, { tenantId: 'tenant-1' });
-process.stdout.write(`${JSON.stringify({ status: final.status, outcome: final.result?.outcome, refreshed: refreshed?.syncId === final.syncId, tokenGrants: sandbox.auth.grants })}\n`);
+// The durable event log, read with a cursor as another process would, and what retention would remove a year on.
+const log = await engine.readEvents({ after: null, limit: 100 });
+const events = log.events.filter((e) => e.syncId === sync.syncId).map((e) => e.name);
+const yearLater = await engine.prune({ dryRun: true, now: Date.now() + 366 * 24 * 3_600_000 });
+process.stdout.write(
+  `${JSON.stringify({ status: final.status, outcome: final.result?.outcome, refreshed: refreshed?.syncId === final.syncId, tokenGrants: sandbox.auth.grants, events, logged: log.events.length, yearLater })}\n`,
+);
 webhooks.close();
 await engine.stop();
 await sandbox.close();
