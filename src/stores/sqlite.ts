@@ -724,37 +724,22 @@ export class SqliteStore implements Store {
   async listSyncs(filter: SyncFilter = {}): Promise<SyncRecord[]> {
     const where: string[] = [];
     const params: Record<string, unknown> = {};
-    if (filter.tenantId !== undefined) {
-      where.push('tenant_id = @tenantId');
-      params.tenantId = filter.tenantId;
-    }
-    if (filter.connectionId !== undefined) {
-      where.push('connection_id = @connectionId');
-      params.connectionId = filter.connectionId;
-    }
-    if (filter.active !== undefined) {
-      where.push('active = @active');
-      params.active = filter.active ? 1 : 0;
-    }
-    if (filter.status !== undefined) {
-      where.push('status = @status');
-      params.status = filter.status;
-    }
-    if (filter.provider !== undefined) {
-      where.push('provider = @provider');
-      params.provider = filter.provider;
-    }
-    if (filter.createdBefore !== undefined) {
-      where.push('created_at < @createdBefore');
-      params.createdBefore = filter.createdBefore;
-    }
-    if (filter.createdAfter !== undefined) {
-      where.push('created_at >= @createdAfter');
-      params.createdAfter = filter.createdAfter;
-    }
-    if (filter.updatedBefore !== undefined) {
-      where.push('updated_at < @updatedBefore');
-      params.updatedBefore = filter.updatedBefore;
+    // One clause per filter field given; the clause names its own parameter.
+    const clauses: [keyof SyncFilter, string][] = [
+      ['tenantId', 'tenant_id = @tenantId'],
+      ['connectionId', 'connection_id = @connectionId'],
+      ['active', 'active = @active'],
+      ['status', 'status = @status'],
+      ['provider', 'provider = @provider'],
+      ['createdBefore', 'created_at < @createdBefore'],
+      ['createdAfter', 'created_at >= @createdAfter'],
+      ['updatedBefore', 'updated_at < @updatedBefore'],
+    ];
+    for (const [field, clause] of clauses) {
+      const value = filter[field];
+      if (value === undefined) continue;
+      where.push(clause);
+      params[field] = typeof value === 'boolean' ? (value ? 1 : 0) : value;
     }
     if (filter.after !== undefined) {
       where.push('(created_at < @afterCreatedAt OR (created_at = @afterCreatedAt AND sync_id < @afterSyncId))');
