@@ -214,9 +214,10 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
       // shuts the pool down and rejects runner.promise, which `watch` below turns into a restart.
       preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
       taskList: {
-        [ACTIVATE_TASK]: async (payload) => {
+        [ACTIVATE_TASK]: async (payload, helpers) => {
           const { syncId, activation } = payload as ActivatePayload;
-          await engine.activate(syncId, activation);
+          // graphile-worker counts attempts when it fetches a job: above 1, an earlier run died or failed.
+          await engine.activate(syncId, activation, { rerun: helpers.job.attempts > 1 });
         },
         [AUTOSYNC_TASK]: async () => {
           const report = await autosync.tick(Date.now());

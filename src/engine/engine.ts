@@ -602,7 +602,12 @@ export class SyncEngine {
    * Dispatched mode: one activation of a sync by a worker job. Idempotent: a job that runs twice (a worker died
    * mid-job) finds the committed state, and the effect journal keeps provider calls from repeating.
    */
-  async activate(syncId: string, activation: Activation): Promise<void> {
+  /**
+   * Runs one job on a sync (dispatched hosting). `rerun`: the job ran before (a worker died in it, or it
+   * failed); its first run may have committed and died before handing the new timers to the dispatcher, so
+   * every pending timer is handed back, as for a resume.
+   */
+  async activate(syncId: string, activation: Activation, options: { rerun?: boolean } = {}): Promise<void> {
     const dispatch = this.dispatch;
     if (!dispatch) throw new BanksyncError('INVALID_REQUEST', 'activate() needs an engine created with a dispatch');
     await dispatch.withSyncLock(syncId, async () => {
@@ -619,8 +624,9 @@ export class SyncEngine {
         if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
         if (activation.kind === 'hint') await this.readNow(runtime);
         if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
-        // A resume follows a lost job or a crash between a commit and its timer jobs: hand every timer back.
-        if (activation.kind === 'resume') await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
+        // A resume follows a lost job or a crash between a commit and its timer jobs; a re-run job may follow
+        // such a crash too: hand every timer back (idempotent, one job key per timer).
+        if (activation.kind === 'resume' || options.rerun) await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
         await this.quiescent(runtime);
         // A lost commit fails the job: graphile-worker runs it again (with backoff) from the committed state.
         if (runtime.commitError) throw runtime.commitError;
