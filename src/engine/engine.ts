@@ -36,6 +36,7 @@ import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
 import { CommitPipeline } from './commit-pipeline.js';
+import { childInput, fireScheduledEvent, listScheduledEvents, scheduleEvent, type ScheduledEvent } from './xstate-internals.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
 import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
 import { SyncObserver, type TelemetryOptions } from './telemetry.js';
@@ -151,13 +152,6 @@ function parseTenant(options: TenantOption | undefined): { tenantId: string } {
 }
 
 type SyncActor = Actor<typeof synchronizationMachine>;
-
-interface ScheduledEvent {
-  id: string;
-  event: { type: string };
-  delay: number;
-  source: unknown;
-}
 
 /** Per-sync runtime state of a resident actor. */
 class SyncRuntime {
@@ -656,15 +650,12 @@ export class SyncEngine {
       await this.dispatch!.timersChanged(runtime.record, [], [timer]);
       return;
     }
-    const { actor } = runtime;
     // This job is the timer's job. Its key must not be removed by the commit that follows (the timer is gone
     // from the snapshot): graphile-worker's remove_job on a locked job sets attempts = max_attempts, so if
     // this worker died mid-job the unlocked job would never run again (issue 12, point 3). The job is
     // deleted when it completes; if it runs again, the timer is no longer pending and it does nothing.
     runtime.lastTimers = runtime.lastTimers.filter((t) => t.timerId !== timerId);
-    actor.system.scheduler.cancel(actor, timerId);
-    // An `after` event is internal to XState and not part of SyncEvent: delivered as the scheduler would.
-    actor.send({ type: timer.eventType } as never);
+    fireScheduledEvent(runtime.actor, timerId, timer.eventType);
   }
 
   /** Waits until no effect is in flight and every transition is committed (or the sync finished). */
@@ -783,9 +774,7 @@ export class SyncEngine {
     const timer = this.pendingTimers(runtime).find((t) => READ_TIMERS.has(t.eventType));
     if (!timer) return false; // a read is under way already, or the sync is not polling (trigger, backoff)
     runtime.lastHintAt = now;
-    const { actor } = runtime;
-    actor.system.scheduler.cancel(actor, timer.timerId);
-    actor.send({ type: timer.eventType } as never);
+    fireScheduledEvent(runtime.actor, timer.timerId, timer.eventType);
     await runtime.committed();
     return true;
   }
@@ -1046,15 +1035,14 @@ export class SyncEngine {
   private rearm(runtime: SyncRuntime, timers: TimerRecord[]): void {
     const { actor } = runtime;
     for (const timer of timers) {
-      actor.system.scheduler.schedule(actor, actor, { type: timer.eventType }, Math.max(0, timer.dueAt - this.clock.now()), timer.timerId);
+      scheduleEvent(actor, { type: timer.eventType }, Math.max(0, timer.dueAt - this.clock.now()), timer.timerId);
       const scheduled = this.scheduledEvents(runtime).find((e) => e.id === timer.timerId);
       if (scheduled) runtime.dueAt.set(scheduled, timer.dueAt);
     }
   }
 
   private scheduledEvents(runtime: SyncRuntime): ScheduledEvent[] {
-    const system = runtime.actor.system.getSnapshot() as unknown as { _scheduledEvents: Record<string, ScheduledEvent> };
-    return Object.values(system._scheduledEvents).filter((e) => e.source === runtime.actor);
+    return listScheduledEvents(runtime.actor);
   }
 
   private pendingTimers(runtime: SyncRuntime): TimerRecord[] {
@@ -1084,7 +1072,7 @@ export class SyncEngine {
     const persisted = { ...(runtime.actor.getPersistedSnapshot() as object), machineVersion: SYNC_MACHINE_VERSION };
     const timers = finished ? [] : this.pendingTimers(runtime);
     const pendingEffects = Object.values(snapshot.children).flatMap((child) => {
-      const input = (child?.getSnapshot() as { input?: EffectInput } | undefined)?.input;
+      const input = childInput<EffectInput>(child);
       return input?.effectKey ? [{ effectKey: input.effectKey, kind: child!.id }] : [];
     });
     const transitions = state !== runtime.lastState ? [{ from: runtime.lastState || null, to: state, event: eventType, at: this.clock.now() }] : [];
