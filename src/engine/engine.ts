@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createActor, fromPromise, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
+import { createActor, fromPromise, type InspectionEvent, type Snapshot } from 'xstate';
 import { z } from 'zod';
 import { SyncScope, type EffectFailure, type Observation } from '../../machines/canonical.js';
 import {
@@ -20,7 +20,7 @@ import {
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
 import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
-import { StorageError, toStorageError } from '../stores/errors.js';
+import { StorageError } from '../stores/errors.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner, toEffectFailure } from './effects.js';
@@ -35,6 +35,8 @@ import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
 import type { Activation, Dispatch } from './dispatch.js';
+import { createHosting, type HostingStrategy } from './hosting.js';
+import { describeError, SyncRuntime } from './runtime.js';
 import { CommitPipeline } from './commit-pipeline.js';
 import { childInput, fireScheduledEvent, listScheduledEvents, scheduleEvent, type ScheduledEvent } from './xstate-internals.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
@@ -92,9 +94,6 @@ export interface PersistedSyncSnapshot {
   [key: string]: unknown;
 }
 
-/** Actors of a dispatched engine never fire timers themselves: due timers arrive as jobs. */
-const PARKED_CLOCK = { setTimeout: () => 0, clearTimeout: () => {} };
-
 export interface RejectedWebhook {
   provider: string;
   /** CONNECTION_MISMATCH: authentic, but it names another connection than the sync its provider id belongs to. */
@@ -151,56 +150,6 @@ function parseTenant(options: TenantOption | undefined): { tenantId: string } {
   return parsed.data;
 }
 
-type SyncActor = Actor<typeof synchronizationMachine>;
-
-/** Per-sync runtime state of a resident actor. */
-class SyncRuntime {
-  actor!: SyncActor;
-  /** Serialises commits; effects wait on it so their intent is durable before any I/O. */
-  chain: Promise<void> = Promise.resolve();
-  lastState: string;
-  lastChallengeId: string | null = null;
-  /** XState notifies even when an event changed nothing (e.g. a rejected answer); such a no-op is not committed. */
-  lastSnapshot: unknown = null;
-  /** Replaying a restored snapshot re-emits it; nothing changed, so nothing is committed. */
-  restoring = false;
-  closed = false;
-  /** The store error that made this runtime stop (a failed commit). */
-  commitError: unknown = null;
-  /** Set when the actor could not be restored or failed: the sync is being failed with ENGINE_ERROR. */
-  failure: Promise<void> | null = null;
-  /** When an unauthenticated webhook last made this sync read the provider early (see SyncEngine.readNow). */
-  lastHintAt = Number.NEGATIVE_INFINITY;
-  readonly dueAt = new WeakMap<object, number>();
-  /** Timers as last committed, so a dispatcher learns only of changes. */
-  lastTimers: TimerRecord[] = [];
-  /** Resolved after every macrostep (see SyncEngine.quiescent). */
-  private waiters: (() => void)[] = [];
-
-  changed(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const resolve of waiters) resolve();
-  }
-
-  constructor(
-    public record: SyncRecord,
-    public version: number,
-  ) {
-    this.lastState = record.snapshot ? stateName((record.snapshot as { value: unknown }).value) : '';
-  }
-
-  async committed(): Promise<void> {
-    // Let the macrostep that started this effect enqueue its commit first.
-    await null;
-    await this.chain;
-  }
-}
-
 export class SyncEngine {
   readonly events = new EngineEventStream();
   private readonly store: Store;
@@ -210,7 +159,8 @@ export class SyncEngine {
   private readonly policy: Partial<SyncPolicy>;
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
   private readonly webhookSecrets: Record<string, string>;
-  private readonly dispatch: Dispatch | undefined;
+  /** Embedded (resident actors) or dispatched (jobs): chosen once, from options.dispatch. */
+  private readonly hosting: HostingStrategy;
   private readonly cooldownCeilingMs: number | undefined;
   private readonly migrateSnapshot: EngineOptions['migrateSnapshot'];
   private readonly retention: Retention;
@@ -242,7 +192,21 @@ export class SyncEngine {
     this.policy = options.policy ?? {};
     this.inspect = options.inspect;
     this.webhookSecrets = options.webhookSecrets ?? {};
-    this.dispatch = options.dispatch;
+    this.hosting = createHosting(
+      {
+        store: this.store,
+        clock: this.clock,
+        logger: this.logger,
+        stopped: () => this.stopped,
+        hosted: (syncId) => this.runtimes.get(syncId),
+        resident: (syncId) => this.resident(syncId),
+        host: (record, options, timers, unattended) => this.host(record, options, timers, unattended),
+        close: (runtime) => this.close(runtime),
+        deliver: (runtime, observation) => this.deliver(runtime, observation),
+        readNow: (runtime) => this.readNow(runtime),
+      },
+      options.dispatch,
+    );
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
     this.retention = { ...DEFAULT_RETENTION, ...options.retention };
@@ -268,12 +232,7 @@ export class SyncEngine {
   /** Resumes every active sync found in the store (after a restart or on another process). */
   async start(): Promise<{ resumed: number }> {
     await this.reconcileConnections();
-    // Dispatched: nothing is resident; jobs (and recoverStuck) bring syncs back.
-    if (this.dispatch) return { resumed: 0 };
-    const active = await this.store.listSyncs({ active: true });
-    let resumed = 0;
-    for (const record of active) if (await this.resident(record.syncId)) resumed++;
-    return { resumed };
+    return { resumed: await this.hosting.resumeAll() };
   }
 
   /**
@@ -506,14 +465,14 @@ export class SyncEngine {
     // hosting retry resumes the sync).
     let runtime: SyncRuntime | null = null;
     try {
-      if (!this.dispatch) runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
+      runtime = await this.hosting.hostRequested(sync, created, options, unattended);
       if (created) {
         const at = this.clock.now();
         const { events } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at }, ({ view }) => [
           connectionEvent('connection.updated', view, view, at),
         ]);
         this.publish(events);
-        if (this.dispatch) await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
+        await this.hosting.requested(sync, options, unattended);
       }
       if (runtime) await runtime.committed();
     } catch (error) {
@@ -571,25 +530,7 @@ export class SyncEngine {
    * process (a TAN must not travel through the job table), until no effect is in flight, then evicts it.
    */
   private async withRuntime(syncId: string, work: (runtime: SyncRuntime) => void): Promise<void> {
-    if (!this.dispatch) {
-      const runtime = await this.resident(syncId);
-      if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
-      work(runtime);
-      await runtime.committed();
-      throwIfNotCommitted(runtime);
-      return;
-    }
-    await this.dispatch.withSyncLock(syncId, async () => {
-      const runtime = await this.resident(syncId);
-      if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
-      try {
-        work(runtime);
-        await this.quiescent(runtime);
-        throwIfNotCommitted(runtime);
-      } finally {
-        this.close(runtime);
-      }
-    });
+    await this.hosting.withRuntime(syncId, work);
   }
 
   /**
@@ -597,79 +538,13 @@ export class SyncEngine {
    * mid-job) finds the committed state, and the effect journal keeps provider calls from repeating.
    */
   async activate(syncId: string, activation: Activation): Promise<void> {
-    const dispatch = this.dispatch;
-    if (!dispatch) throw new BanksyncError('INVALID_REQUEST', 'activate() needs an engine created with a dispatch');
-    await dispatch.withSyncLock(syncId, async () => {
-      const record = await this.store.getSync(syncId);
-      if (!record?.active || this.stopped) return;
-      const timers = await this.store.listTimers(syncId);
-      const start = activation.kind === 'start' ? activation : undefined;
-      const runtime = this.runtimes.get(syncId) ?? this.host(record, start?.options, timers, start?.unattended ?? false);
-      if (runtime.closed) {
-        await runtime.failure;
-        return;
-      }
-      try {
-        if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
-        if (activation.kind === 'hint') await this.readNow(runtime);
-        if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
-        // A resume follows a lost job or a crash between a commit and its timer jobs: hand every timer back.
-        if (activation.kind === 'resume') await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
-        await this.quiescent(runtime);
-        // A lost commit fails the job: graphile-worker runs it again (with backoff) from the committed state.
-        if (runtime.commitError) throw runtime.commitError;
-      } finally {
-        this.close(runtime);
-      }
-    });
+    await this.hosting.activate(syncId, activation);
   }
 
   /** Queues a resume for active syncs that nothing has moved for `staleAfterMs` (e.g. a lost job). */
   async recoverStuck(staleAfterMs: number): Promise<number> {
-    if (!this.dispatch) return 0;
-    const now = this.clock.now();
-    let queued = 0;
-    for (const sync of await this.store.listSyncs({ active: true })) {
-      if (now - sync.updatedAt < staleAfterMs) continue;
-      const timers = await this.store.listTimers(sync.syncId);
-      const overdue = timers.length === 0 || timers.some((t) => now - t.dueAt > staleAfterMs);
-      // An effect outlives its adapter timeout only if the worker running it died with its job.
-      const effectInFlight = Object.keys((sync.snapshot as { children?: object } | null)?.children ?? {}).length > 0;
-      if (!overdue && !effectInFlight) continue;
-      await this.dispatch.enqueue(sync, { kind: 'resume' });
-      queued++;
-    }
-    return queued;
+    return this.hosting.recoverStuck(staleAfterMs);
   }
-
-  private async fireTimer(runtime: SyncRuntime, timerId: string): Promise<void> {
-    const timer = runtime.lastTimers.find((t) => t.timerId === timerId);
-    if (!timer) return; // cancelled since: a stale job
-    if (timer.dueAt > this.clock.now() + TIMER_EARLY_TOLERANCE_MS) {
-      // Woken early (clock skew between processes): have it woken again at the right time.
-      await this.dispatch!.timersChanged(runtime.record, [], [timer]);
-      return;
-    }
-    // This job is the timer's job. Its key must not be removed by the commit that follows (the timer is gone
-    // from the snapshot): graphile-worker's remove_job on a locked job sets attempts = max_attempts, so if
-    // this worker died mid-job the unlocked job would never run again (issue 12, point 3). The job is
-    // deleted when it completes; if it runs again, the timer is no longer pending and it does nothing.
-    runtime.lastTimers = runtime.lastTimers.filter((t) => t.timerId !== timerId);
-    fireScheduledEvent(runtime.actor, timerId, timer.eventType);
-  }
-
-  /** Waits until no effect is in flight and every transition is committed (or the sync finished). */
-  private async quiescent(runtime: SyncRuntime): Promise<void> {
-    for (;;) {
-      const changed = runtime.changed();
-      await runtime.committed();
-      if (runtime.closed) return;
-      const snapshot = runtime.actor.getSnapshot();
-      if (snapshot.status !== 'active' || Object.keys(snapshot.children).length === 0) return;
-      await changed;
-    }
-  }
-
 
   async cancel(syncId: string, options?: TenantOption & { reason?: string }): Promise<SyncView> {
     this.assertRunning();
@@ -741,19 +616,8 @@ export class SyncEngine {
       this.logger.info({ provider }, 'webhook for a finished sync ignored');
       return { applied: false, syncId: record.syncId, verified };
     }
-    if (this.dispatch) {
-      await this.dispatch.enqueue(record, verified ? { kind: 'observe', observation: delivery.observation } : { kind: 'hint' });
-      return { applied: verified, syncId: record.syncId, verified };
-    }
-    const runtime = await this.resident(record.syncId);
-    if (!runtime) return { applied: false, syncId: record.syncId, verified };
-    if (!verified) {
-      await this.readNow(runtime);
-      return { applied: false, syncId: record.syncId, verified };
-    }
-    this.deliver(runtime, delivery.observation);
-    await runtime.committed();
-    return { applied: true, syncId: record.syncId, verified };
+    const applied = await this.hosting.webhook(record, verified, delivery.observation);
+    return { applied, syncId: record.syncId, verified };
   }
 
   private rejectWebhook(provider: string, reason: RejectedWebhook['reason']): never {
@@ -855,7 +719,7 @@ export class SyncEngine {
     runtime.lastTimers = timers;
     this.runtimes.set(record.syncId, runtime);
     this.observer.hosted(record, record.snapshot !== null);
-    const clock = this.dispatch ? PARKED_CLOCK : this.clock;
+    const clock = this.hosting.actorClock;
     const inspect = (event: InspectionEvent) => {
       this.inspect?.(event);
       if (event.type === '@xstate.snapshot' && event.actorRef === runtime.actor) this.onSnapshot(runtime, event.event.type);
@@ -1121,11 +985,7 @@ export class SyncEngine {
         return;
       }
       this.observer.committed(runtime.record, transitions, finished ? { status: status as 'COMPLETED' | 'FAILED', errorCode: context.error?.code ?? null } : null, this.clock.now());
-      if (this.dispatch && !sameTimers(runtime.lastTimers, timers)) {
-        const previous = runtime.lastTimers;
-        runtime.lastTimers = timers;
-        await this.dispatch.timersChanged(runtime.record, previous, timers);
-      }
+      await this.hosting.timersCommitted(runtime, timers);
       if (context.providerRef && runtime.record.providerRef !== context.providerRef) {
         runtime.record = { ...runtime.record, providerRef: context.providerRef };
         this.releaseEarly(runtime, context.providerRef);
@@ -1160,24 +1020,7 @@ export class SyncEngine {
     this.close(runtime);
     this.reportError(syncId, `commit of sync ${syncId} failed; it resumes from its last committed state: ${describeError(error)}`, 'STORAGE_ERROR');
     // Dispatched: the job fails and graphile-worker retries it. Resident: retry hosting with backoff.
-    if (!this.dispatch) this.retryHosting(syncId, 0);
-  }
-
-  /** Re-hosts a sync whose commit failed, from the store, with backoff until the store takes writes again. */
-  private retryHosting(syncId: string, attempt: number): void {
-    const delay = Math.min(STORAGE_RETRY_MAX_MS, STORAGE_RETRY_BASE_MS * 2 ** attempt);
-    this.clock.setTimeout(() => {
-      if (this.stopped || this.runtimes.has(syncId)) return;
-      this.resident(syncId).then(
-        (runtime) => {
-          if (runtime) this.logger.info({ syncId, attempt }, 'sync hosted again after a storage fault');
-        },
-        (error: unknown) => {
-          this.logger.warn({ syncId, attempt, err: describeError(error) }, 'store still failing; retrying');
-          this.retryHosting(syncId, attempt + 1);
-        },
-      );
-    }, delay);
+    this.hosting.commitFailed(syncId);
   }
 
   private close(runtime: SyncRuntime): void {
@@ -1355,28 +1198,8 @@ export function createEngine(options: EngineOptions): SyncEngine {
 }
 
 const REJECTED_WEBHOOKS_KEPT = 1_000;
-/** A timer job may run this early (clock skew between worker processes) and still fire. */
-const TIMER_EARLY_TOLERANCE_MS = 1_000;
-
-function sameTimers(a: readonly TimerRecord[], b: readonly TimerRecord[]): boolean {
-  return a.length === b.length && a.every((t, i) => t.timerId === b[i]!.timerId && t.dueAt === b[i]!.dueAt);
-}
 const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
 const EARLY_CALLBACK_IDS_MAX = 10_000;
-const STORAGE_RETRY_BASE_MS = 1_000;
-const STORAGE_RETRY_MAX_MS = 60_000;
-
-function describeError(error: unknown): string {
-  const storage = toStorageError(error, 'store');
-  return storage instanceof Error ? storage.message : String(storage);
-}
-
-/** The caller's step was not made durable: say so, instead of returning the old state as if it had worked. */
-function throwIfNotCommitted(runtime: SyncRuntime): void {
-  if (runtime.commitError) {
-    throw new BanksyncError('STORAGE_UNAVAILABLE', `sync ${runtime.record.syncId}: the change could not be stored (${describeError(runtime.commitError)}); the sync stays at its last stored state`);
-  }
-}
 /** An unauthenticated webhook makes a sync read the provider at most this often. */
 const HINT_MIN_INTERVAL_MS = 1_000;
 /** The machine's timers that start a read of the provider (see machines/synchronization.ts). */
