@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createActor, fromPromise, type InspectionEvent, type Snapshot } from 'xstate';
 import { z } from 'zod';
-import { SyncScope, type EffectFailure, type Observation } from '../../machines/canonical.js';
+import { SyncScope, type Observation } from '../../machines/canonical.js';
 import {
   statusOf,
   synchronizationMachine,
@@ -19,18 +19,19 @@ import {
   type TriggerEnvelope,
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
-import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
+import type { ProviderAdapter, WebhookRequest } from '../providers/types.js';
 import { StorageError } from '../stores/errors.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
-import { EffectRunner, toEffectFailure } from './effects.js';
+import { EffectRunner } from './effects.js';
+import { ProviderEffects } from './provider-effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
 import { assertSafeOptions } from './options.js';
 import { EngineEventStream, type EngineErrorCode } from './events.js';
 import { connectionEvent, subscribeEvents, syncEvent, toBanksyncEvent, type BanksyncEvent, type EventSubscription, type SubscribeOptions } from './event-log.js';
 import { InvalidCursorError, type NewEventRecord } from '../stores/types.js';
 import { silentLogger, type Logger } from './logger.js';
-import { scrubFailure, scrubObservation, scrubText, SecretVault } from './secrets.js';
+import { scrubObservation, scrubText, SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
@@ -166,7 +167,8 @@ export class SyncEngine {
   private readonly retention: Retention;
   private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
-  private readonly effects: EffectRunner;
+  /** The provider effects the machine invokes (trigger, poll, answer). */
+  private readonly effects: ProviderEffects;
   /** Group commit: every transition committed in one turn of the event loop goes to the store as one write. */
   private readonly commits: CommitPipeline;
   private readonly connections: ConnectionService;
@@ -211,7 +213,6 @@ export class SyncEngine {
     this.migrateSnapshot = options.migrateSnapshot;
     this.retention = { ...DEFAULT_RETENTION, ...options.retention };
     this.commits = new CommitPipeline(this.store);
-    this.effects = new EffectRunner(this.commits, this.clock, this.logger);
     this.connections = new ConnectionService(
       {
         getConnection: (tenantId, connectionId) => this.store.getConnection(tenantId, connectionId),
@@ -220,11 +221,20 @@ export class SyncEngine {
       () => this.clock.now(),
     );
     this.observer = new SyncObserver(this.logger, options.telemetry, () => this.store.countByStatus());
+    this.effects = new ProviderEffects({
+      providers: this.providers,
+      effects: new EffectRunner(this.commits, this.clock, this.logger),
+      vault: this.vault,
+      observer: this.observer,
+      clock: this.clock,
+      logger: this.logger,
+      hosted: (syncId) => this.runtimes.get(syncId),
+    });
     this.machine = synchronizationMachine.provide({
       actors: {
-        triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.runTrigger(input)),
-        pollSync: fromPromise<ObservationEnvelope, EffectInput>(({ input }) => this.runPoll(input)),
-        answerChallenge: fromPromise<ObservationEnvelope, AnswerInput>(({ input }) => this.runAnswer(input)),
+        triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.effects.trigger(input)),
+        pollSync: fromPromise<ObservationEnvelope, EffectInput>(({ input }) => this.effects.poll(input)),
+        answerChallenge: fromPromise<ObservationEnvelope, AnswerInput>(({ input }) => this.effects.answer(input)),
       },
     });
   }
@@ -1075,121 +1085,6 @@ export class SyncEngine {
   private deliver(runtime: SyncRuntime, observation: Observation): void {
     const scrubbed = scrubObservation(observation, this.vault.known(runtime.record.syncId));
     runtime.actor.send({ type: 'PROVIDER.OBSERVED', observation: scrubbed, observedAt: this.clock.now() });
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Effects
-
-  private adapter(provider: string): ProviderAdapter {
-    const adapter = this.providers[provider];
-    if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
-    return adapter;
-  }
-
-  private async runtimeFor(syncId: string): Promise<SyncRuntime> {
-    const runtime = this.runtimes.get(syncId);
-    if (!runtime) throw new BanksyncError('ENGINE_STOPPED', `sync ${syncId} is no longer hosted here`);
-    await runtime.committed();
-    if (runtime.closed) throw new BanksyncError('ENGINE_STOPPED', `sync ${syncId} is no longer hosted here`);
-    return runtime;
-  }
-
-  /** Runs a provider call; a failure leaves it typed and scrubbed of secrets, before the journal stores it. */
-  private async scrubbed<T>(syncId: string, call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      throw scrubFailure(toEffectFailure(error), this.vault.known(syncId));
-    }
-  }
-
-  private async runTrigger(input: EffectInput): Promise<TriggerEnvelope> {
-    const runtime = await this.runtimeFor(input.syncId);
-    const adapter = this.adapter(input.provider);
-    const request: TriggerRequest = {
-      syncId: input.syncId,
-      tenantId: runtime.record.tenantId,
-      connectionId: input.connectionId,
-      scope: input.scope,
-      idempotencyKey: input.syncId,
-      since: runtime.record.createdAt,
-      options: input.options,
-    };
-    const reconcileThenTrigger = async () => (await adapter.findTriggered(request)) ?? adapter.trigger(request);
-    const scrubbed = (call: () => Promise<TriggerEnvelope | Omit<TriggerEnvelope, 'observedAt'>>) =>
-      this.scrubbed(input.syncId, async () => {
-        const output = await call();
-        return { ...output, observation: scrubObservation(output.observation, this.vault.known(input.syncId)) };
-      });
-    const output = await this.observer.effect(runtime.record, 'trigger', () => this.effects.run({
-      effectKey: input.effectKey,
-      syncId: input.syncId,
-      kind: 'trigger',
-      // A retry may follow an attempt whose outcome we never saw (timeout, garbled body): look before triggering.
-      exec: () => scrubbed(input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request)),
-      recover: () => scrubbed(reconcileThenTrigger),
-    }));
-    return { ...output, observedAt: this.clock.now() };
-  }
-
-  /**
-   * A read is idempotent: re-running it after a restart is the right thing to do, so it skips the journal
-   * (two store transactions per poll saved, see bench/RESULTS.md).
-   */
-  private async runPoll(input: EffectInput): Promise<ObservationEnvelope> {
-    const runtime = await this.runtimeFor(input.syncId);
-    const adapter = this.adapter(input.provider);
-    return this.observer.effect(runtime.record, 'poll', async () => {
-      try {
-        const observation = await adapter.poll({ tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
-        return { observation: scrubObservation(observation, this.vault.known(input.syncId)), observedAt: this.clock.now() };
-      } catch (error) {
-        const failure = scrubFailure(toEffectFailure(error), this.vault.known(input.syncId));
-        this.logger.warn({ effectKey: input.effectKey, kind: 'poll', code: failure.code, retryable: failure.retryable }, failure.message);
-        throw failure;
-      }
-    });
-  }
-
-  private async runAnswer(input: AnswerInput): Promise<ObservationEnvelope> {
-    const runtime = await this.runtimeFor(input.syncId);
-    const adapter = this.adapter(input.provider);
-    const ref = { tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' };
-    const observation = await this.observer.effect(runtime.record, 'answer', () => this.effects.run({
-      effectKey: input.effectKey,
-      syncId: input.syncId,
-      kind: 'answer',
-      exec: () => this.scrubbed(input.syncId, async () => {
-        const response = this.vault.take(input.responseRef);
-        if (response === undefined) {
-          throw {
-            code: 'ANSWER_NOT_SENT',
-            retryable: false,
-            userActionRequired: true,
-            message: 'the answer was not sent (the engine restarted before sending it); ask the user again',
-          };
-        }
-        return scrubObservation(await adapter.answerChallenge(ref, input.challengeId, response), this.vault.known(input.syncId));
-      }),
-      // We may or may not have sent the answer before dying: read the state, never send it again. The same
-      // challenge still open (and not marked as wrongly answered) means the answer never took effect: ask the
-      // user again now, with the reason, instead of waiting silently until the challenge expires.
-      recover: () =>
-        this.scrubbed(input.syncId, async () => {
-          const observation = scrubObservation(await adapter.poll(ref), this.vault.known(input.syncId));
-          const stillOpen = observation.status === 'AWAIT_AUTH' && observation.challenge.id === input.challengeId && !observation.challenge.previousAttemptFailed;
-          if (stillOpen) {
-            throw {
-              code: 'ANSWER_NOT_SENT',
-              retryable: false,
-              userActionRequired: true,
-              message: 'the answer did not reach the provider before the engine restarted; the challenge is still open: ask the user again',
-            } satisfies EffectFailure;
-          }
-          return observation;
-        }),
-    }));
-    return { observation, observedAt: this.clock.now() };
   }
 }
 
