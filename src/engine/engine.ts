@@ -20,7 +20,6 @@ import {
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
 import type { ProviderAdapter, WebhookRequest } from '../providers/types.js';
-import { StorageError } from '../stores/errors.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { EffectRunner } from './effects.js';
@@ -34,7 +33,7 @@ import { silentLogger, type Logger } from './logger.js';
 import { scrubObservation, scrubText, SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
-import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
+import { WebhookIntake, type RejectedWebhook } from './webhook-intake.js';
 import type { Activation, Dispatch } from './dispatch.js';
 import { createHosting, type HostingStrategy } from './hosting.js';
 import { describeError, SyncRuntime } from './runtime.js';
@@ -95,12 +94,8 @@ export interface PersistedSyncSnapshot {
   [key: string]: unknown;
 }
 
-export interface RejectedWebhook {
-  provider: string;
-  /** CONNECTION_MISMATCH: authentic, but it names another connection than the sync its provider id belongs to. */
-  reason: VerificationFailure | 'CONNECTION_MISMATCH';
-  at: number;
-}
+export type { RejectedWebhook } from './webhook-intake.js';
+export { EARLY_CALLBACK_BYTES_MAX } from './webhook-intake.js';
 
 /** Ids are stored and compared as text: a lone UTF-16 surrogate would be mangled into another id. */
 const Id = (max: number) =>
@@ -159,13 +154,11 @@ export class SyncEngine {
   private readonly logger: Logger;
   private readonly policy: Partial<SyncPolicy>;
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
-  private readonly webhookSecrets: Record<string, string>;
   /** Embedded (resident actors) or dispatched (jobs): chosen once, from options.dispatch. */
   private readonly hosting: HostingStrategy;
   private readonly cooldownCeilingMs: number | undefined;
   private readonly migrateSnapshot: EngineOptions['migrateSnapshot'];
   private readonly retention: Retention;
-  private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
   /** The provider effects the machine invokes (trigger, poll, answer). */
   private readonly effects: ProviderEffects;
@@ -175,12 +168,8 @@ export class SyncEngine {
   private readonly observer: SyncObserver;
   private readonly runtimes = new Map<string, SyncRuntime>();
   private readonly loading = new Map<string, Promise<SyncRuntime | null>>();
-  /**
-   * Callbacks that arrived before the provider told us its id for the sync (a callback can beat the trigger
-   * response). Held briefly in memory and applied once the id is known; polling finishes the job regardless.
-   */
-  private readonly early = new Map<string, { observation: Observation; until: number; bytes: number }[]>();
-  private earlyBytes = 0;
+  /** Webhook intake: verification, the held early deliveries, the node:http handler. */
+  private readonly webhooks: WebhookIntake;
   private readonly machine;
   private stopped = false;
   /** Set while engine.events is fed from the durable event log (see followEventLog). */
@@ -193,7 +182,6 @@ export class SyncEngine {
     this.logger = options.logger ?? silentLogger;
     this.policy = options.policy ?? {};
     this.inspect = options.inspect;
-    this.webhookSecrets = options.webhookSecrets ?? {};
     this.hosting = createHosting(
       {
         store: this.store,
@@ -220,6 +208,14 @@ export class SyncEngine {
       },
       () => this.clock.now(),
     );
+    this.webhooks = new WebhookIntake({
+      providers: this.providers,
+      webhookSecrets: options.webhookSecrets ?? {},
+      store: this.store,
+      clock: this.clock,
+      logger: this.logger,
+      apply: (record, verified, observation) => this.hosting.webhook(record, verified, observation),
+    });
     this.observer = new SyncObserver(this.logger, options.telemetry, () => this.store.countByStatus());
     this.effects = new ProviderEffects({
       providers: this.providers,
@@ -596,45 +592,7 @@ export class SyncEngine {
    * `applied: false`): the sync reads the provider now, through its own poll.
    */
   async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null; verified: boolean }> {
-    const adapter = this.providers[provider];
-    if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
-    const secret = this.webhookSecrets[provider];
-    const verified = secret !== undefined;
-    if (secret !== undefined) {
-      const failure = verifyWebhook(secret, request, this.clock.now());
-      if (failure) this.rejectWebhook(provider, failure);
-    }
-    let delivery;
-    try {
-      delivery = adapter.parseWebhook(request);
-    } catch (error) {
-      const issues = error instanceof ProviderInputError ? error.issues : [];
-      const message = error instanceof ProviderInputError ? error.message : `${provider}: unreadable webhook`;
-      throw new BanksyncError('INVALID_WEBHOOK', message, issues);
-    }
-    const record = await this.store.findSyncByProviderRef(provider, delivery.providerRef);
-    if (!record) {
-      // A hint for an id nobody knows yet needs no holding: the trigger's answer starts polling anyway.
-      if (verified) this.holdEarly(provider, delivery.providerRef, delivery.observation, request.body.length);
-      this.logger.info({ provider }, verified ? 'webhook for an unknown provider id held until a trigger reports it' : 'unverified webhook for an unknown provider id ignored');
-      return { applied: false, syncId: null, verified };
-    }
-    if (verified && delivery.connectionId !== undefined && delivery.connectionId !== record.connectionId) {
-      this.rejectWebhook(provider, 'CONNECTION_MISMATCH');
-    }
-    if (!record.active) {
-      this.logger.info({ provider }, 'webhook for a finished sync ignored');
-      return { applied: false, syncId: record.syncId, verified };
-    }
-    const applied = await this.hosting.webhook(record, verified, delivery.observation);
-    return { applied, syncId: record.syncId, verified };
-  }
-
-  private rejectWebhook(provider: string, reason: RejectedWebhook['reason']): never {
-    this.rejected.push({ provider, reason, at: this.clock.now() });
-    if (this.rejected.length > REJECTED_WEBHOOKS_KEPT) this.rejected.shift();
-    this.logger.warn({ provider, reason }, 'webhook rejected');
-    throw new BanksyncError('WEBHOOK_UNAUTHORIZED', `${provider} webhook rejected: ${reason}`);
+    return this.webhooks.handle(provider, request);
   }
 
   /**
@@ -655,35 +613,12 @@ export class SyncEngine {
 
   /** The most recent unverified webhook deliveries (kept for inspection; never applied). */
   rejectedWebhooks(): readonly RejectedWebhook[] {
-    return [...this.rejected];
+    return this.webhooks.rejected();
   }
 
   /** A node:http request listener for one provider's webhooks: `http.createServer(engine.webhookHandler('finx'))`. */
   webhookHandler(provider: string): (req: IncomingMessage, res: ServerResponse) => void {
-    return (req, res) => {
-      const reply = (status: number, body: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body));
-      };
-      readBody(req, 1024 * 1024)
-        .then((body) => this.handleWebhook(provider, { headers: req.headers, body }))
-        .then(
-          (outcome) => reply(202, outcome),
-          (error: unknown) => {
-            // A storage fault is the receiver's problem (500: the provider retries), not the request's.
-            if (error instanceof BanksyncError && !(error instanceof StorageError)) {
-              const status = error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : error.code === 'WEBHOOK_UNAUTHORIZED' ? 401 : 400;
-              reply(status, { error: error.toJSON() });
-            } else if (error instanceof BodyTooLargeError) {
-              res.setHeader('connection', 'close');
-              reply(413, { error: { code: 'INVALID_WEBHOOK', message: error.message, issues: [] } });
-            } else {
-              this.logger.error({ provider, err: (error as Error)?.name }, 'webhook handling failed');
-              reply(500, { error: { code: 'INTERNAL', message: 'webhook could not be applied', issues: [] } });
-            }
-          },
-        );
-    };
+    return this.webhooks.handler(provider);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1042,44 +977,13 @@ export class SyncEngine {
     if (runtime.actor.getSnapshot().status === 'active') runtime.actor.stop();
   }
 
-  private holdEarly(provider: string, providerRef: string, observation: Observation, bytes: number): void {
-    const now = this.clock.now();
-    for (const [key, held] of this.early) {
-      const fresh = held.filter((h) => h.until > now);
-      for (const h of held) if (h.until <= now) this.earlyBytes -= h.bytes;
-      if (fresh.length) this.early.set(key, fresh);
-      else this.early.delete(key);
-    }
-    const key = `${provider}\u0000${providerRef}`;
-    const held = this.early.get(key) ?? [];
-    // Bounded by ids, deliveries per id and bytes: a flood of early deliveries must not exhaust memory.
-    if (
-      (!held.length && this.early.size >= EARLY_CALLBACK_IDS_MAX) ||
-      held.length >= EARLY_CALLBACKS_PER_ID ||
-      this.earlyBytes + bytes > EARLY_CALLBACK_BYTES_MAX
-    ) {
-      this.logger.warn({ provider }, 'early webhook dropped: the holding area is full (polling still finishes the sync)');
-      return;
-    }
-    this.early.set(key, [...held, { observation, until: now + EARLY_CALLBACK_TTL_MS, bytes }]);
-    this.earlyBytes += bytes;
-  }
-
   /** Early deliveries held until a trigger reports their provider id: how many, and their body bytes. */
   heldWebhooks(): { ids: number; deliveries: number; bytes: number } {
-    let deliveries = 0;
-    for (const held of this.early.values()) deliveries += held.length;
-    return { ids: this.early.size, deliveries, bytes: this.earlyBytes };
+    return this.webhooks.held();
   }
 
   private releaseEarly(runtime: SyncRuntime, providerRef: string): void {
-    const key = `${runtime.record.provider}\u0000${providerRef}`;
-    const held = this.early.get(key);
-    if (!held) return;
-    this.early.delete(key);
-    for (const h of held) this.earlyBytes -= h.bytes;
-    const now = this.clock.now();
-    for (const h of held) if (h.until > now && !runtime.closed) this.deliver(runtime, h.observation);
+    for (const observation of this.webhooks.takeEarly(runtime.record.provider, providerRef)) if (!runtime.closed) this.deliver(runtime, observation);
   }
 
   private deliver(runtime: SyncRuntime, observation: Observation): void {
@@ -1092,36 +996,7 @@ export function createEngine(options: EngineOptions): SyncEngine {
   return new SyncEngine(options);
 }
 
-const REJECTED_WEBHOOKS_KEPT = 1_000;
-const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
-const EARLY_CALLBACK_IDS_MAX = 10_000;
 /** An unauthenticated webhook makes a sync read the provider at most this often. */
 const HINT_MIN_INTERVAL_MS = 1_000;
 /** The machine's timers that start a read of the provider (see machines/synchronization.ts). */
 const READ_TIMERS = new Set(['xstate.after.nextDelay.sync.RUNNING.Waiting', 'xstate.after.authPollInterval.sync.AWAIT_AUTH.AwaitingUser']);
-const EARLY_CALLBACKS_PER_ID = 8;
-export const EARLY_CALLBACK_BYTES_MAX = 16 * 1024 * 1024;
-
-class BodyTooLargeError extends Error {
-  override readonly name = 'BodyTooLargeError';
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        // Stop buffering but keep reading, so the 413 can still be written; the reply closes the connection.
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new BodyTooLargeError(`webhook body exceeds ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
