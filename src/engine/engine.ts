@@ -5,9 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createActor, fromPromise, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
+import { createActor, fromPromise, type InspectionEvent, type Snapshot } from 'xstate';
 import { z } from 'zod';
-import { SyncScope, type EffectFailure, type Observation } from '../../machines/canonical.js';
+import { SyncScope, type Observation } from '../../machines/canonical.js';
 import {
   statusOf,
   synchronizationMachine,
@@ -19,23 +19,26 @@ import {
   type TriggerEnvelope,
 } from '../../machines/synchronization.js';
 import { ProviderInputError } from '../providers/errors.js';
-import type { ProviderAdapter, TriggerRequest, WebhookRequest } from '../providers/types.js';
-import { StorageError, toStorageError } from '../stores/errors.js';
+import type { ProviderAdapter, WebhookRequest } from '../providers/types.js';
 import { StaleWriteError, type Store, type SyncFilter, type SyncRecord, type TimerRecord } from '../stores/types.js';
 import { systemClock, type Clock } from './clock.js';
-import { EffectRunner, toEffectFailure } from './effects.js';
+import { EffectRunner } from './effects.js';
+import { ProviderEffects } from './provider-effects.js';
 import { BanksyncError, invalidRequest } from './errors.js';
 import { assertSafeOptions } from './options.js';
 import { EngineEventStream, type EngineErrorCode } from './events.js';
 import { connectionEvent, subscribeEvents, syncEvent, toBanksyncEvent, type BanksyncEvent, type EventSubscription, type SubscribeOptions } from './event-log.js';
 import { InvalidCursorError, type NewEventRecord } from '../stores/types.js';
 import { silentLogger, type Logger } from './logger.js';
-import { scrubFailure, scrubObservation, scrubText, SecretVault } from './secrets.js';
+import { scrubObservation, scrubText, SecretVault } from './secrets.js';
 import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
-import { verifyWebhook, type VerificationFailure } from './webhook-auth.js';
+import { WebhookIntake, type RejectedWebhook } from './webhook-intake.js';
 import type { Activation, Dispatch } from './dispatch.js';
+import { createHosting, type HostingStrategy } from './hosting.js';
+import { describeError, SyncRuntime } from './runtime.js';
 import { CommitPipeline } from './commit-pipeline.js';
+import { childInput, fireScheduledEvent, listScheduledEvents, scheduleEvent, type ScheduledEvent } from './xstate-internals.js';
 import { consentExpiry, nextUnattendedAt, refusalReason, type ConnectionContext } from '../../machines/connection.js';
 import { CONSENT_WARNING_MS, consentExpiresAt } from './consent.js';
 import { SyncObserver, type TelemetryOptions } from './telemetry.js';
@@ -91,15 +94,8 @@ export interface PersistedSyncSnapshot {
   [key: string]: unknown;
 }
 
-/** Actors of a dispatched engine never fire timers themselves: due timers arrive as jobs. */
-const PARKED_CLOCK = { setTimeout: () => 0, clearTimeout: () => {} };
-
-export interface RejectedWebhook {
-  provider: string;
-  /** CONNECTION_MISMATCH: authentic, but it names another connection than the sync its provider id belongs to. */
-  reason: VerificationFailure | 'CONNECTION_MISMATCH';
-  at: number;
-}
+export type { RejectedWebhook } from './webhook-intake.js';
+export { EARLY_CALLBACK_BYTES_MAX } from './webhook-intake.js';
 
 /** Ids are stored and compared as text: a lone UTF-16 surrogate would be mangled into another id. */
 const Id = (max: number) =>
@@ -150,63 +146,6 @@ function parseTenant(options: TenantOption | undefined): { tenantId: string } {
   return parsed.data;
 }
 
-type SyncActor = Actor<typeof synchronizationMachine>;
-
-interface ScheduledEvent {
-  id: string;
-  event: { type: string };
-  delay: number;
-  source: unknown;
-}
-
-/** Per-sync runtime state of a resident actor. */
-class SyncRuntime {
-  actor!: SyncActor;
-  /** Serialises commits; effects wait on it so their intent is durable before any I/O. */
-  chain: Promise<void> = Promise.resolve();
-  lastState: string;
-  lastChallengeId: string | null = null;
-  /** XState notifies even when an event changed nothing (e.g. a rejected answer); such a no-op is not committed. */
-  lastSnapshot: unknown = null;
-  /** Replaying a restored snapshot re-emits it; nothing changed, so nothing is committed. */
-  restoring = false;
-  closed = false;
-  /** The store error that made this runtime stop (a failed commit). */
-  commitError: unknown = null;
-  /** Set when the actor could not be restored or failed: the sync is being failed with ENGINE_ERROR. */
-  failure: Promise<void> | null = null;
-  /** When an unauthenticated webhook last made this sync read the provider early (see SyncEngine.readNow). */
-  lastHintAt = Number.NEGATIVE_INFINITY;
-  readonly dueAt = new WeakMap<object, number>();
-  /** Timers as last committed, so a dispatcher learns only of changes. */
-  lastTimers: TimerRecord[] = [];
-  /** Resolved after every macrostep (see SyncEngine.quiescent). */
-  private waiters: (() => void)[] = [];
-
-  changed(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  notify(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const resolve of waiters) resolve();
-  }
-
-  constructor(
-    public record: SyncRecord,
-    public version: number,
-  ) {
-    this.lastState = record.snapshot ? stateName((record.snapshot as { value: unknown }).value) : '';
-  }
-
-  async committed(): Promise<void> {
-    // Let the macrostep that started this effect enqueue its commit first.
-    await null;
-    await this.chain;
-  }
-}
-
 export class SyncEngine {
   readonly events = new EngineEventStream();
   private readonly store: Store;
@@ -215,26 +154,22 @@ export class SyncEngine {
   private readonly logger: Logger;
   private readonly policy: Partial<SyncPolicy>;
   private readonly inspect: ((event: InspectionEvent) => void) | undefined;
-  private readonly webhookSecrets: Record<string, string>;
-  private readonly dispatch: Dispatch | undefined;
+  /** Embedded (resident actors) or dispatched (jobs): chosen once, from options.dispatch. */
+  private readonly hosting: HostingStrategy;
   private readonly cooldownCeilingMs: number | undefined;
   private readonly migrateSnapshot: EngineOptions['migrateSnapshot'];
   private readonly retention: Retention;
-  private readonly rejected: RejectedWebhook[] = [];
   private readonly vault = new SecretVault();
-  private readonly effects: EffectRunner;
+  /** The provider effects the machine invokes (trigger, poll, answer). */
+  private readonly effects: ProviderEffects;
   /** Group commit: every transition committed in one turn of the event loop goes to the store as one write. */
   private readonly commits: CommitPipeline;
   private readonly connections: ConnectionService;
   private readonly observer: SyncObserver;
   private readonly runtimes = new Map<string, SyncRuntime>();
   private readonly loading = new Map<string, Promise<SyncRuntime | null>>();
-  /**
-   * Callbacks that arrived before the provider told us its id for the sync (a callback can beat the trigger
-   * response). Held briefly in memory and applied once the id is known; polling finishes the job regardless.
-   */
-  private readonly early = new Map<string, { observation: Observation; until: number; bytes: number }[]>();
-  private earlyBytes = 0;
+  /** Webhook intake: verification, the held early deliveries, the node:http handler. */
+  private readonly webhooks: WebhookIntake;
   private readonly machine;
   private stopped = false;
   /** Set while engine.events is fed from the durable event log (see followEventLog). */
@@ -247,13 +182,25 @@ export class SyncEngine {
     this.logger = options.logger ?? silentLogger;
     this.policy = options.policy ?? {};
     this.inspect = options.inspect;
-    this.webhookSecrets = options.webhookSecrets ?? {};
-    this.dispatch = options.dispatch;
+    this.hosting = createHosting(
+      {
+        store: this.store,
+        clock: this.clock,
+        logger: this.logger,
+        stopped: () => this.stopped,
+        hosted: (syncId) => this.runtimes.get(syncId),
+        resident: (syncId) => this.resident(syncId),
+        host: (record, options, timers, unattended) => this.host(record, options, timers, unattended),
+        close: (runtime) => this.close(runtime),
+        deliver: (runtime, observation) => this.deliver(runtime, observation),
+        readNow: (runtime) => this.readNow(runtime),
+      },
+      options.dispatch,
+    );
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
     this.retention = { ...DEFAULT_RETENTION, ...options.retention };
     this.commits = new CommitPipeline(this.store);
-    this.effects = new EffectRunner(this.commits, this.clock, this.logger);
     this.connections = new ConnectionService(
       {
         getConnection: (tenantId, connectionId) => this.store.getConnection(tenantId, connectionId),
@@ -261,12 +208,29 @@ export class SyncEngine {
       },
       () => this.clock.now(),
     );
+    this.webhooks = new WebhookIntake({
+      providers: this.providers,
+      webhookSecrets: options.webhookSecrets ?? {},
+      store: this.store,
+      clock: this.clock,
+      logger: this.logger,
+      apply: (record, verified, observation) => this.hosting.webhook(record, verified, observation),
+    });
     this.observer = new SyncObserver(this.logger, options.telemetry, () => this.store.countByStatus());
+    this.effects = new ProviderEffects({
+      providers: this.providers,
+      effects: new EffectRunner(this.commits, this.clock, this.logger),
+      vault: this.vault,
+      observer: this.observer,
+      clock: this.clock,
+      logger: this.logger,
+      hosted: (syncId) => this.runtimes.get(syncId),
+    });
     this.machine = synchronizationMachine.provide({
       actors: {
-        triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.runTrigger(input)),
-        pollSync: fromPromise<ObservationEnvelope, EffectInput>(({ input }) => this.runPoll(input)),
-        answerChallenge: fromPromise<ObservationEnvelope, AnswerInput>(({ input }) => this.runAnswer(input)),
+        triggerSync: fromPromise<TriggerEnvelope, EffectInput>(({ input }) => this.effects.trigger(input)),
+        pollSync: fromPromise<ObservationEnvelope, EffectInput>(({ input }) => this.effects.poll(input)),
+        answerChallenge: fromPromise<ObservationEnvelope, AnswerInput>(({ input }) => this.effects.answer(input)),
       },
     });
   }
@@ -274,12 +238,7 @@ export class SyncEngine {
   /** Resumes every active sync found in the store (after a restart or on another process). */
   async start(): Promise<{ resumed: number }> {
     await this.reconcileConnections();
-    // Dispatched: nothing is resident; jobs (and recoverStuck) bring syncs back.
-    if (this.dispatch) return { resumed: 0 };
-    const active = await this.store.listSyncs({ active: true });
-    let resumed = 0;
-    for (const record of active) if (await this.resident(record.syncId)) resumed++;
-    return { resumed };
+    return { resumed: await this.hosting.resumeAll() };
   }
 
   /**
@@ -512,14 +471,14 @@ export class SyncEngine {
     // hosting retry resumes the sync).
     let runtime: SyncRuntime | null = null;
     try {
-      if (!this.dispatch) runtime = created ? this.host(sync, options, [], unattended) : await this.resident(sync.syncId);
+      runtime = await this.hosting.hostRequested(sync, created, options, unattended);
       if (created) {
         const at = this.clock.now();
         const { events } = await this.connections.apply(connectionInput, { type: 'SYNC.REQUEST', syncId: sync.syncId, unattended, at }, ({ view }) => [
           connectionEvent('connection.updated', view, view, at),
         ]);
         this.publish(events);
-        if (this.dispatch) await this.dispatch.enqueue(sync, { kind: 'start', ...(options ? { options } : {}), unattended });
+        await this.hosting.requested(sync, options, unattended);
       }
       if (runtime) await runtime.committed();
     } catch (error) {
@@ -577,114 +536,22 @@ export class SyncEngine {
    * process (a TAN must not travel through the job table), until no effect is in flight, then evicts it.
    */
   private async withRuntime(syncId: string, work: (runtime: SyncRuntime) => void): Promise<void> {
-    if (!this.dispatch) {
-      const runtime = await this.resident(syncId);
-      if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
-      work(runtime);
-      await runtime.committed();
-      throwIfNotCommitted(runtime);
-      return;
-    }
-    await this.dispatch.withSyncLock(syncId, async () => {
-      const runtime = await this.resident(syncId);
-      if (!runtime) throw new BanksyncError('SYNC_ALREADY_FINISHED', `sync ${syncId} has finished`);
-      try {
-        work(runtime);
-        await this.quiescent(runtime);
-        throwIfNotCommitted(runtime);
-      } finally {
-        this.close(runtime);
-      }
-    });
+    await this.hosting.withRuntime(syncId, work);
   }
 
   /**
    * Dispatched mode: one activation of a sync by a worker job. Idempotent: a job that runs twice (a worker died
-   * mid-job) finds the committed state, and the effect journal keeps provider calls from repeating.
-   */
-  /**
-   * Runs one job on a sync (dispatched hosting). `rerun`: the job ran before (a worker died in it, or it
-   * failed); its first run may have committed and died before handing the new timers to the dispatcher, so
-   * every pending timer is handed back, as for a resume.
+   * mid-job) finds the committed state, and the effect journal keeps provider calls from repeating. `rerun`: the
+   * job ran before (graphile-worker's attempts > 1); every pending timer is handed to the dispatcher again.
    */
   async activate(syncId: string, activation: Activation, options: { rerun?: boolean } = {}): Promise<void> {
-    const dispatch = this.dispatch;
-    if (!dispatch) throw new BanksyncError('INVALID_REQUEST', 'activate() needs an engine created with a dispatch');
-    await dispatch.withSyncLock(syncId, async () => {
-      const record = await this.store.getSync(syncId);
-      if (!record?.active || this.stopped) return;
-      const timers = await this.store.listTimers(syncId);
-      const start = activation.kind === 'start' ? activation : undefined;
-      const runtime = this.runtimes.get(syncId) ?? this.host(record, start?.options, timers, start?.unattended ?? false);
-      if (runtime.closed) {
-        await runtime.failure;
-        return;
-      }
-      try {
-        if (activation.kind === 'observe') this.deliver(runtime, activation.observation);
-        if (activation.kind === 'hint') await this.readNow(runtime);
-        if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
-        // A resume follows a lost job or a crash between a commit and its timer jobs; a re-run job may follow
-        // such a crash too: hand every timer back (idempotent, one job key per timer).
-        if (activation.kind === 'resume' || options.rerun) await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
-        await this.quiescent(runtime);
-        // A lost commit fails the job: graphile-worker runs it again (with backoff) from the committed state.
-        if (runtime.commitError) throw runtime.commitError;
-      } finally {
-        this.close(runtime);
-      }
-    });
+    await this.hosting.activate(syncId, activation, options);
   }
 
   /** Queues a resume for active syncs that nothing has moved for `staleAfterMs` (e.g. a lost job). */
   async recoverStuck(staleAfterMs: number): Promise<number> {
-    if (!this.dispatch) return 0;
-    const now = this.clock.now();
-    let queued = 0;
-    for (const sync of await this.store.listSyncs({ active: true })) {
-      if (now - sync.updatedAt < staleAfterMs) continue;
-      const timers = await this.store.listTimers(sync.syncId);
-      const overdue = timers.length === 0 || timers.some((t) => now - t.dueAt > staleAfterMs);
-      // An effect outlives its adapter timeout only if the worker running it died with its job.
-      const effectInFlight = Object.keys((sync.snapshot as { children?: object } | null)?.children ?? {}).length > 0;
-      if (!overdue && !effectInFlight) continue;
-      await this.dispatch.enqueue(sync, { kind: 'resume' });
-      queued++;
-    }
-    return queued;
+    return this.hosting.recoverStuck(staleAfterMs);
   }
-
-  private async fireTimer(runtime: SyncRuntime, timerId: string): Promise<void> {
-    const timer = runtime.lastTimers.find((t) => t.timerId === timerId);
-    if (!timer) return; // cancelled since: a stale job
-    if (timer.dueAt > this.clock.now() + TIMER_EARLY_TOLERANCE_MS) {
-      // Woken early (clock skew between processes): have it woken again at the right time.
-      await this.dispatch!.timersChanged(runtime.record, [], [timer]);
-      return;
-    }
-    const { actor } = runtime;
-    // This job is the timer's job. Its key must not be removed by the commit that follows (the timer is gone
-    // from the snapshot): graphile-worker's remove_job on a locked job sets attempts = max_attempts, so if
-    // this worker died mid-job the unlocked job would never run again (issue 12, point 3). The job is
-    // deleted when it completes; if it runs again, the timer is no longer pending and it does nothing.
-    runtime.lastTimers = runtime.lastTimers.filter((t) => t.timerId !== timerId);
-    actor.system.scheduler.cancel(actor, timerId);
-    // An `after` event is internal to XState and not part of SyncEvent: delivered as the scheduler would.
-    actor.send({ type: timer.eventType } as never);
-  }
-
-  /** Waits until no effect is in flight and every transition is committed (or the sync finished). */
-  private async quiescent(runtime: SyncRuntime): Promise<void> {
-    for (;;) {
-      const changed = runtime.changed();
-      await runtime.committed();
-      if (runtime.closed) return;
-      const snapshot = runtime.actor.getSnapshot();
-      if (snapshot.status !== 'active' || Object.keys(snapshot.children).length === 0) return;
-      await changed;
-    }
-  }
-
 
   async cancel(syncId: string, options?: TenantOption & { reason?: string }): Promise<SyncView> {
     this.assertRunning();
@@ -726,56 +593,7 @@ export class SyncEngine {
    * `applied: false`): the sync reads the provider now, through its own poll.
    */
   async handleWebhook(provider: string, request: WebhookRequest): Promise<{ applied: boolean; syncId: string | null; verified: boolean }> {
-    const adapter = this.providers[provider];
-    if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
-    const secret = this.webhookSecrets[provider];
-    const verified = secret !== undefined;
-    if (secret !== undefined) {
-      const failure = verifyWebhook(secret, request, this.clock.now());
-      if (failure) this.rejectWebhook(provider, failure);
-    }
-    let delivery;
-    try {
-      delivery = adapter.parseWebhook(request);
-    } catch (error) {
-      const issues = error instanceof ProviderInputError ? error.issues : [];
-      const message = error instanceof ProviderInputError ? error.message : `${provider}: unreadable webhook`;
-      throw new BanksyncError('INVALID_WEBHOOK', message, issues);
-    }
-    const record = await this.store.findSyncByProviderRef(provider, delivery.providerRef);
-    if (!record) {
-      // A hint for an id nobody knows yet needs no holding: the trigger's answer starts polling anyway.
-      if (verified) this.holdEarly(provider, delivery.providerRef, delivery.observation, request.body.length);
-      this.logger.info({ provider }, verified ? 'webhook for an unknown provider id held until a trigger reports it' : 'unverified webhook for an unknown provider id ignored');
-      return { applied: false, syncId: null, verified };
-    }
-    if (verified && delivery.connectionId !== undefined && delivery.connectionId !== record.connectionId) {
-      this.rejectWebhook(provider, 'CONNECTION_MISMATCH');
-    }
-    if (!record.active) {
-      this.logger.info({ provider }, 'webhook for a finished sync ignored');
-      return { applied: false, syncId: record.syncId, verified };
-    }
-    if (this.dispatch) {
-      await this.dispatch.enqueue(record, verified ? { kind: 'observe', observation: delivery.observation } : { kind: 'hint' });
-      return { applied: verified, syncId: record.syncId, verified };
-    }
-    const runtime = await this.resident(record.syncId);
-    if (!runtime) return { applied: false, syncId: record.syncId, verified };
-    if (!verified) {
-      await this.readNow(runtime);
-      return { applied: false, syncId: record.syncId, verified };
-    }
-    this.deliver(runtime, delivery.observation);
-    await runtime.committed();
-    return { applied: true, syncId: record.syncId, verified };
-  }
-
-  private rejectWebhook(provider: string, reason: RejectedWebhook['reason']): never {
-    this.rejected.push({ provider, reason, at: this.clock.now() });
-    if (this.rejected.length > REJECTED_WEBHOOKS_KEPT) this.rejected.shift();
-    this.logger.warn({ provider, reason }, 'webhook rejected');
-    throw new BanksyncError('WEBHOOK_UNAUTHORIZED', `${provider} webhook rejected: ${reason}`);
+    return this.webhooks.handle(provider, request);
   }
 
   /**
@@ -789,44 +607,19 @@ export class SyncEngine {
     const timer = this.pendingTimers(runtime).find((t) => READ_TIMERS.has(t.eventType));
     if (!timer) return false; // a read is under way already, or the sync is not polling (trigger, backoff)
     runtime.lastHintAt = now;
-    const { actor } = runtime;
-    actor.system.scheduler.cancel(actor, timer.timerId);
-    actor.send({ type: timer.eventType } as never);
+    fireScheduledEvent(runtime.actor, timer.timerId, timer.eventType);
     await runtime.committed();
     return true;
   }
 
   /** The most recent unverified webhook deliveries (kept for inspection; never applied). */
   rejectedWebhooks(): readonly RejectedWebhook[] {
-    return [...this.rejected];
+    return this.webhooks.rejected();
   }
 
   /** A node:http request listener for one provider's webhooks: `http.createServer(engine.webhookHandler('finx'))`. */
   webhookHandler(provider: string): (req: IncomingMessage, res: ServerResponse) => void {
-    return (req, res) => {
-      const reply = (status: number, body: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(body));
-      };
-      readBody(req, 1024 * 1024)
-        .then((body) => this.handleWebhook(provider, { headers: req.headers, body }))
-        .then(
-          (outcome) => reply(202, outcome),
-          (error: unknown) => {
-            // A storage fault is the receiver's problem (500: the provider retries), not the request's.
-            if (error instanceof BanksyncError && !(error instanceof StorageError)) {
-              const status = error.code === 'PROVIDER_NOT_CONFIGURED' ? 404 : error.code === 'WEBHOOK_UNAUTHORIZED' ? 401 : 400;
-              reply(status, { error: error.toJSON() });
-            } else if (error instanceof BodyTooLargeError) {
-              res.setHeader('connection', 'close');
-              reply(413, { error: { code: 'INVALID_WEBHOOK', message: error.message, issues: [] } });
-            } else {
-              this.logger.error({ provider, err: (error as Error)?.name }, 'webhook handling failed');
-              reply(500, { error: { code: 'INTERNAL', message: 'webhook could not be applied', issues: [] } });
-            }
-          },
-        );
-    };
+    return this.webhooks.handler(provider);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -872,7 +665,7 @@ export class SyncEngine {
     runtime.lastTimers = timers;
     this.runtimes.set(record.syncId, runtime);
     this.observer.hosted(record, record.snapshot !== null);
-    const clock = this.dispatch ? PARKED_CLOCK : this.clock;
+    const clock = this.hosting.actorClock;
     const inspect = (event: InspectionEvent) => {
       this.inspect?.(event);
       if (event.type === '@xstate.snapshot' && event.actorRef === runtime.actor) this.onSnapshot(runtime, event.event.type);
@@ -1052,15 +845,14 @@ export class SyncEngine {
   private rearm(runtime: SyncRuntime, timers: TimerRecord[]): void {
     const { actor } = runtime;
     for (const timer of timers) {
-      actor.system.scheduler.schedule(actor, actor, { type: timer.eventType }, Math.max(0, timer.dueAt - this.clock.now()), timer.timerId);
+      scheduleEvent(actor, { type: timer.eventType }, Math.max(0, timer.dueAt - this.clock.now()), timer.timerId);
       const scheduled = this.scheduledEvents(runtime).find((e) => e.id === timer.timerId);
       if (scheduled) runtime.dueAt.set(scheduled, timer.dueAt);
     }
   }
 
   private scheduledEvents(runtime: SyncRuntime): ScheduledEvent[] {
-    const system = runtime.actor.system.getSnapshot() as unknown as { _scheduledEvents: Record<string, ScheduledEvent> };
-    return Object.values(system._scheduledEvents).filter((e) => e.source === runtime.actor);
+    return listScheduledEvents(runtime.actor);
   }
 
   private pendingTimers(runtime: SyncRuntime): TimerRecord[] {
@@ -1090,7 +882,7 @@ export class SyncEngine {
     const persisted = { ...(runtime.actor.getPersistedSnapshot() as object), machineVersion: SYNC_MACHINE_VERSION };
     const timers = finished ? [] : this.pendingTimers(runtime);
     const pendingEffects = Object.values(snapshot.children).flatMap((child) => {
-      const input = (child?.getSnapshot() as { input?: EffectInput } | undefined)?.input;
+      const input = childInput<EffectInput>(child);
       return input?.effectKey ? [{ effectKey: input.effectKey, kind: child!.id }] : [];
     });
     const transitions = state !== runtime.lastState ? [{ from: runtime.lastState || null, to: state, event: eventType, at: this.clock.now() }] : [];
@@ -1139,11 +931,7 @@ export class SyncEngine {
         return;
       }
       this.observer.committed(runtime.record, transitions, finished ? { status: status as 'COMPLETED' | 'FAILED', errorCode: context.error?.code ?? null } : null, this.clock.now());
-      if (this.dispatch && !sameTimers(runtime.lastTimers, timers)) {
-        const previous = runtime.lastTimers;
-        runtime.lastTimers = timers;
-        await this.dispatch.timersChanged(runtime.record, previous, timers);
-      }
+      await this.hosting.timersCommitted(runtime, timers);
       if (context.providerRef && runtime.record.providerRef !== context.providerRef) {
         runtime.record = { ...runtime.record, providerRef: context.providerRef };
         this.releaseEarly(runtime, context.providerRef);
@@ -1178,24 +966,7 @@ export class SyncEngine {
     this.close(runtime);
     this.reportError(syncId, `commit of sync ${syncId} failed; it resumes from its last committed state: ${describeError(error)}`, 'STORAGE_ERROR');
     // Dispatched: the job fails and graphile-worker retries it. Resident: retry hosting with backoff.
-    if (!this.dispatch) this.retryHosting(syncId, 0);
-  }
-
-  /** Re-hosts a sync whose commit failed, from the store, with backoff until the store takes writes again. */
-  private retryHosting(syncId: string, attempt: number): void {
-    const delay = Math.min(STORAGE_RETRY_MAX_MS, STORAGE_RETRY_BASE_MS * 2 ** attempt);
-    this.clock.setTimeout(() => {
-      if (this.stopped || this.runtimes.has(syncId)) return;
-      this.resident(syncId).then(
-        (runtime) => {
-          if (runtime) this.logger.info({ syncId, attempt }, 'sync hosted again after a storage fault');
-        },
-        (error: unknown) => {
-          this.logger.warn({ syncId, attempt, err: describeError(error) }, 'store still failing; retrying');
-          this.retryHosting(syncId, attempt + 1);
-        },
-      );
-    }, delay);
+    this.hosting.commitFailed(syncId);
   }
 
   private close(runtime: SyncRuntime): void {
@@ -1207,164 +978,18 @@ export class SyncEngine {
     if (runtime.actor.getSnapshot().status === 'active') runtime.actor.stop();
   }
 
-  private holdEarly(provider: string, providerRef: string, observation: Observation, bytes: number): void {
-    const now = this.clock.now();
-    for (const [key, held] of this.early) {
-      const fresh = held.filter((h) => h.until > now);
-      for (const h of held) if (h.until <= now) this.earlyBytes -= h.bytes;
-      if (fresh.length) this.early.set(key, fresh);
-      else this.early.delete(key);
-    }
-    const key = `${provider}\u0000${providerRef}`;
-    const held = this.early.get(key) ?? [];
-    // Bounded by ids, deliveries per id and bytes: a flood of early deliveries must not exhaust memory.
-    if (
-      (!held.length && this.early.size >= EARLY_CALLBACK_IDS_MAX) ||
-      held.length >= EARLY_CALLBACKS_PER_ID ||
-      this.earlyBytes + bytes > EARLY_CALLBACK_BYTES_MAX
-    ) {
-      this.logger.warn({ provider }, 'early webhook dropped: the holding area is full (polling still finishes the sync)');
-      return;
-    }
-    this.early.set(key, [...held, { observation, until: now + EARLY_CALLBACK_TTL_MS, bytes }]);
-    this.earlyBytes += bytes;
-  }
-
   /** Early deliveries held until a trigger reports their provider id: how many, and their body bytes. */
   heldWebhooks(): { ids: number; deliveries: number; bytes: number } {
-    let deliveries = 0;
-    for (const held of this.early.values()) deliveries += held.length;
-    return { ids: this.early.size, deliveries, bytes: this.earlyBytes };
+    return this.webhooks.held();
   }
 
   private releaseEarly(runtime: SyncRuntime, providerRef: string): void {
-    const key = `${runtime.record.provider}\u0000${providerRef}`;
-    const held = this.early.get(key);
-    if (!held) return;
-    this.early.delete(key);
-    for (const h of held) this.earlyBytes -= h.bytes;
-    const now = this.clock.now();
-    for (const h of held) if (h.until > now && !runtime.closed) this.deliver(runtime, h.observation);
+    for (const observation of this.webhooks.takeEarly(runtime.record.provider, providerRef)) if (!runtime.closed) this.deliver(runtime, observation);
   }
 
   private deliver(runtime: SyncRuntime, observation: Observation): void {
     const scrubbed = scrubObservation(observation, this.vault.known(runtime.record.syncId));
     runtime.actor.send({ type: 'PROVIDER.OBSERVED', observation: scrubbed, observedAt: this.clock.now() });
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Effects
-
-  private adapter(provider: string): ProviderAdapter {
-    const adapter = this.providers[provider];
-    if (!adapter) throw new BanksyncError('PROVIDER_NOT_CONFIGURED', `provider ${JSON.stringify(provider)} is not configured`);
-    return adapter;
-  }
-
-  private async runtimeFor(syncId: string): Promise<SyncRuntime> {
-    const runtime = this.runtimes.get(syncId);
-    if (!runtime) throw new BanksyncError('ENGINE_STOPPED', `sync ${syncId} is no longer hosted here`);
-    await runtime.committed();
-    if (runtime.closed) throw new BanksyncError('ENGINE_STOPPED', `sync ${syncId} is no longer hosted here`);
-    return runtime;
-  }
-
-  /** Runs a provider call; a failure leaves it typed and scrubbed of secrets, before the journal stores it. */
-  private async scrubbed<T>(syncId: string, call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (error) {
-      throw scrubFailure(toEffectFailure(error), this.vault.known(syncId));
-    }
-  }
-
-  private async runTrigger(input: EffectInput): Promise<TriggerEnvelope> {
-    const runtime = await this.runtimeFor(input.syncId);
-    const adapter = this.adapter(input.provider);
-    const request: TriggerRequest = {
-      syncId: input.syncId,
-      tenantId: runtime.record.tenantId,
-      connectionId: input.connectionId,
-      scope: input.scope,
-      idempotencyKey: input.syncId,
-      since: runtime.record.createdAt,
-      options: input.options,
-    };
-    const reconcileThenTrigger = async () => (await adapter.findTriggered(request)) ?? adapter.trigger(request);
-    const scrubbed = (call: () => Promise<TriggerEnvelope | Omit<TriggerEnvelope, 'observedAt'>>) =>
-      this.scrubbed(input.syncId, async () => {
-        const output = await call();
-        return { ...output, observation: scrubObservation(output.observation, this.vault.known(input.syncId)) };
-      });
-    const output = await this.observer.effect(runtime.record, 'trigger', () => this.effects.run({
-      effectKey: input.effectKey,
-      syncId: input.syncId,
-      kind: 'trigger',
-      // A retry may follow an attempt whose outcome we never saw (timeout, garbled body): look before triggering.
-      exec: () => scrubbed(input.attempt > 1 ? reconcileThenTrigger : () => adapter.trigger(request)),
-      recover: () => scrubbed(reconcileThenTrigger),
-    }));
-    return { ...output, observedAt: this.clock.now() };
-  }
-
-  /**
-   * A read is idempotent: re-running it after a restart is the right thing to do, so it skips the journal
-   * (two store transactions per poll saved, see bench/RESULTS.md).
-   */
-  private async runPoll(input: EffectInput): Promise<ObservationEnvelope> {
-    const runtime = await this.runtimeFor(input.syncId);
-    const adapter = this.adapter(input.provider);
-    return this.observer.effect(runtime.record, 'poll', async () => {
-      try {
-        const observation = await adapter.poll({ tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' });
-        return { observation: scrubObservation(observation, this.vault.known(input.syncId)), observedAt: this.clock.now() };
-      } catch (error) {
-        const failure = scrubFailure(toEffectFailure(error), this.vault.known(input.syncId));
-        this.logger.warn({ effectKey: input.effectKey, kind: 'poll', code: failure.code, retryable: failure.retryable }, failure.message);
-        throw failure;
-      }
-    });
-  }
-
-  private async runAnswer(input: AnswerInput): Promise<ObservationEnvelope> {
-    const runtime = await this.runtimeFor(input.syncId);
-    const adapter = this.adapter(input.provider);
-    const ref = { tenantId: runtime.record.tenantId, connectionId: input.connectionId, providerRef: input.providerRef ?? '' };
-    const observation = await this.observer.effect(runtime.record, 'answer', () => this.effects.run({
-      effectKey: input.effectKey,
-      syncId: input.syncId,
-      kind: 'answer',
-      exec: () => this.scrubbed(input.syncId, async () => {
-        const response = this.vault.take(input.responseRef);
-        if (response === undefined) {
-          throw {
-            code: 'ANSWER_NOT_SENT',
-            retryable: false,
-            userActionRequired: true,
-            message: 'the answer was not sent (the engine restarted before sending it); ask the user again',
-          };
-        }
-        return scrubObservation(await adapter.answerChallenge(ref, input.challengeId, response), this.vault.known(input.syncId));
-      }),
-      // We may or may not have sent the answer before dying: read the state, never send it again. The same
-      // challenge still open (and not marked as wrongly answered) means the answer never took effect: ask the
-      // user again now, with the reason, instead of waiting silently until the challenge expires.
-      recover: () =>
-        this.scrubbed(input.syncId, async () => {
-          const observation = scrubObservation(await adapter.poll(ref), this.vault.known(input.syncId));
-          const stillOpen = observation.status === 'AWAIT_AUTH' && observation.challenge.id === input.challengeId && !observation.challenge.previousAttemptFailed;
-          if (stillOpen) {
-            throw {
-              code: 'ANSWER_NOT_SENT',
-              retryable: false,
-              userActionRequired: true,
-              message: 'the answer did not reach the provider before the engine restarted; the challenge is still open: ask the user again',
-            } satisfies EffectFailure;
-          }
-          return observation;
-        }),
-    }));
-    return { observation, observedAt: this.clock.now() };
   }
 }
 
@@ -1372,56 +997,7 @@ export function createEngine(options: EngineOptions): SyncEngine {
   return new SyncEngine(options);
 }
 
-const REJECTED_WEBHOOKS_KEPT = 1_000;
-/** A timer job may run this early (clock skew between worker processes) and still fire. */
-const TIMER_EARLY_TOLERANCE_MS = 1_000;
-
-function sameTimers(a: readonly TimerRecord[], b: readonly TimerRecord[]): boolean {
-  return a.length === b.length && a.every((t, i) => t.timerId === b[i]!.timerId && t.dueAt === b[i]!.dueAt);
-}
-const EARLY_CALLBACK_TTL_MS = 10 * 60_000;
-const EARLY_CALLBACK_IDS_MAX = 10_000;
-const STORAGE_RETRY_BASE_MS = 1_000;
-const STORAGE_RETRY_MAX_MS = 60_000;
-
-function describeError(error: unknown): string {
-  const storage = toStorageError(error, 'store');
-  return storage instanceof Error ? storage.message : String(storage);
-}
-
-/** The caller's step was not made durable: say so, instead of returning the old state as if it had worked. */
-function throwIfNotCommitted(runtime: SyncRuntime): void {
-  if (runtime.commitError) {
-    throw new BanksyncError('STORAGE_UNAVAILABLE', `sync ${runtime.record.syncId}: the change could not be stored (${describeError(runtime.commitError)}); the sync stays at its last stored state`);
-  }
-}
 /** An unauthenticated webhook makes a sync read the provider at most this often. */
 const HINT_MIN_INTERVAL_MS = 1_000;
 /** The machine's timers that start a read of the provider (see machines/synchronization.ts). */
 const READ_TIMERS = new Set(['xstate.after.nextDelay.sync.RUNNING.Waiting', 'xstate.after.authPollInterval.sync.AWAIT_AUTH.AwaitingUser']);
-const EARLY_CALLBACKS_PER_ID = 8;
-export const EARLY_CALLBACK_BYTES_MAX = 16 * 1024 * 1024;
-
-class BodyTooLargeError extends Error {
-  override readonly name = 'BodyTooLargeError';
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        // Stop buffering but keep reading, so the 413 can still be written; the reply closes the connection.
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new BodyTooLargeError(`webhook body exceeds ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}

@@ -1,0 +1,61 @@
+/**
+ * Every piece of XState's private surface the engine relies on, in one place. The engine owns an actor's
+ * timers durably, so it reads XState's scheduled events (`system.getSnapshot()._scheduledEvents`, not part
+ * of the typed API), re-arms them under their own ids after a restore, fires them early by sending the
+ * `xstate.after.*` event itself, and reads an invoked promise actor's `input` from its snapshot.
+ *
+ * None of this is covered by XState's semver: test/engine/xstate-internals.test.ts pins each function to
+ * CHECKED_XSTATE_VERSION on a real machine, so an upgrade that changes them fails there, loudly, first.
+ */
+import type { AnyActorRef, EventObject } from 'xstate';
+
+/** The xstate version these internals were checked against (see the test named above). */
+export const CHECKED_XSTATE_VERSION = '5.33.3';
+
+/**
+ * A delayed event an actor has scheduled. The object is XState's own record: it is the same object on
+ * every listing for as long as the event stays scheduled, so it can key a WeakMap.
+ */
+export interface ScheduledEvent {
+  readonly id: string;
+  readonly event: { readonly type: string };
+  /** The delay it was scheduled with, in ms (not the time left). */
+  readonly delay: number;
+}
+
+interface SystemInternals {
+  getSnapshot(): { _scheduledEvents: Record<string, ScheduledEvent & { source: unknown }> };
+}
+
+/** The delayed events `actor` has scheduled for itself, in XState's insertion order. */
+export function listScheduledEvents(actor: AnyActorRef): ScheduledEvent[] {
+  const system = actor.system as unknown as SystemInternals;
+  return Object.values(system.getSnapshot()._scheduledEvents).filter((e) => e.source === actor);
+}
+
+/**
+ * Schedules `event` to `actor` itself after `delay` ms under `id`. Scheduled under the id XState gives the
+ * `after` transition, a state's exit cancels it as if XState had scheduled it.
+ */
+export function scheduleEvent(actor: AnyActorRef, event: EventObject, delay: number, id: string): void {
+  actor.system.scheduler.schedule(actor, actor, event, delay, id);
+}
+
+/** Cancels the delayed event `id` of `actor` (a no-op when none is scheduled under that id). */
+export function cancelScheduledEvent(actor: AnyActorRef, id: string): void {
+  actor.system.scheduler.cancel(actor, id);
+}
+
+/**
+ * Fires the delayed event `id` now: cancels its timer and sends its event as the scheduler would. An
+ * `after` event (`xstate.after.*`) is internal to XState and not part of the machine's event type.
+ */
+export function fireScheduledEvent(actor: AnyActorRef, id: string, eventType: string): void {
+  cancelScheduledEvent(actor, id);
+  actor.send({ type: eventType });
+}
+
+/** The input an invoked child actor (e.g. a fromPromise effect) was started with, if it has one. */
+export function childInput<T>(child: AnyActorRef | undefined): T | undefined {
+  return (child?.getSnapshot() as { input?: T } | undefined)?.input;
+}
