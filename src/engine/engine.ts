@@ -635,8 +635,8 @@ export class SyncEngine {
     if (!this.dispatch) return 0;
     const now = this.clock.now();
     let queued = 0;
-    for (const sync of await this.store.listSyncs({ active: true })) {
-      if (now - sync.updatedAt < staleAfterMs) continue;
+    // Indexed (syncs_active_updated_at): only the stale rows are read, not every active sync.
+    for (const sync of await this.store.listSyncs({ active: true, updatedBefore: now - staleAfterMs + 1 })) {
       const timers = await this.store.listTimers(sync.syncId);
       const overdue = timers.length === 0 || timers.some((t) => now - t.dueAt > staleAfterMs);
       // An effect outlives its adapter timeout only if the worker running it died with its job.

@@ -150,6 +150,17 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       -- prune(): old events first.
       CREATE INDEX events_at ON events (at);
     `,
+  },  {
+    version: 5,
+    name: 'sweep and autosync indexes',
+    sql: `
+      -- The stale sweep: active syncs not written since a cutoff (listSyncs({ active: true, updatedBefore })).
+      CREATE INDEX syncs_active_updated_at ON syncs (updated_at) WHERE active = 1;
+      -- The autosync scan: connections in one state, in key order (listConnections({ state })), without a sort.
+      CREATE INDEX connections_state_key ON connections (state, tenant_id, connection_id);
+      -- Its prefix: redundant now (one index less to write on every connection save).
+      DROP INDEX connections_state;
+    `,
   },
 ];
 
@@ -728,18 +739,20 @@ export class SqliteStore implements Store {
     const clauses: [keyof SyncFilter, string][] = [
       ['tenantId', 'tenant_id = @tenantId'],
       ['connectionId', 'connection_id = @connectionId'],
-      ['active', 'active = @active'],
       ['status', 'status = @status'],
       ['provider', 'provider = @provider'],
       ['createdBefore', 'created_at < @createdBefore'],
       ['createdAfter', 'created_at >= @createdAfter'],
       ['updatedBefore', 'updated_at < @updatedBefore'],
     ];
+    // `active` is written as a literal: a partial index (`WHERE active = 1`, `WHERE active = 0`) is only
+    // usable when the query's own WHERE implies it, which a bound parameter never does.
+    if (filter.active !== undefined) where.push(filter.active ? 'active = 1' : 'active = 0');
     for (const [field, clause] of clauses) {
       const value = filter[field];
       if (value === undefined) continue;
       where.push(clause);
-      params[field] = typeof value === 'boolean' ? (value ? 1 : 0) : value;
+      params[field] = value;
     }
     if (filter.after !== undefined) {
       where.push('(created_at < @afterCreatedAt OR (created_at = @afterCreatedAt AND sync_id < @afterSyncId))');
