@@ -273,10 +273,11 @@ export class SyncEngine {
 
   /** Resumes every active sync found in the store (after a restart or on another process). */
   async start(): Promise<{ resumed: number }> {
-    await this.reconcileConnections();
+    const active = await this.reconcileConnections();
     // Dispatched: nothing is resident; jobs (and recoverStuck) bring syncs back.
     if (this.dispatch) return { resumed: 0 };
-    const active = await this.store.listSyncs({ active: true });
+    // The list reconciling just read (it changes connections, not syncs); resident() re-reads each row, as a
+    // sync may have been hosted and finished by an API call meanwhile.
     let resumed = 0;
     for (const record of active) if (await this.resident(record.syncId)) resumed++;
     return { resumed };
@@ -286,13 +287,14 @@ export class SyncEngine {
    * Connection and sync are written in separate transactions (sync first). After a crash between the two,
    * bring each connection's lock in line with its syncs.
    */
-  private async reconcileConnections(): Promise<void> {
+  private async reconcileConnections(): Promise<SyncRecord[]> {
     for (const connection of await this.store.listConnections({ state: 'SYNCING' })) {
       const context = connection.context as ConnectionView;
       const sync = context.activeSyncId ? await this.store.getSync(context.activeSyncId) : null;
       if (sync && !sync.active) await this.finishConnection(sync);
     }
-    for (const sync of await this.store.listSyncs({ active: true })) {
+    const active = await this.store.listSyncs({ active: true });
+    for (const sync of active) {
       const connection = await this.connections.get(sync.tenantId, sync.connectionId);
       if (connection?.activeSyncId !== sync.syncId) {
         const unattended = Boolean((sync.snapshot as { context?: SyncContext } | null)?.context?.unattended);
@@ -302,6 +304,7 @@ export class SyncEngine {
         );
       }
     }
+    return active;
   }
 
   /**

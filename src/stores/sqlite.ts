@@ -150,7 +150,8 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       -- prune(): old events first.
       CREATE INDEX events_at ON events (at);
     `,
-  },  {
+  },
+  {
     version: 5,
     name: 'sweep and autosync indexes',
     sql: `
@@ -302,6 +303,16 @@ const toConnection = (r: ConnectionRow): ConnectionRecord => ({
   updatedAt: r.updated_at,
 });
 
+interface ConnectionParams {
+  tenantId: string;
+  connectionId: string;
+  provider: string;
+  state: string;
+  context: string;
+  updatedAt: number;
+  expectedVersion: number;
+}
+
 const CONNECTION_COLUMNS = 'tenant_id, connection_id, provider, state, context, version, updated_at';
 
 interface EventRow {
@@ -436,6 +447,17 @@ export class SqliteStore implements Store {
             SET status = @status, active = @active, provider_ref = @providerRef, snapshot = @snapshot,
                 updated_at = @at, version = version + 1
           WHERE sync_id = @syncId AND version = @expectedVersion
+         RETURNING version`,
+      ),
+      // Prepared once: start() reads the connection of every active sync, and every connection save writes one.
+      getConnection: db.prepare<[string, string], ConnectionRow>(`SELECT ${CONNECTION_COLUMNS} FROM connections WHERE tenant_id = ? AND connection_id = ?`),
+      insertConnection: db.prepare<[ConnectionParams]>(
+        `INSERT INTO connections (${CONNECTION_COLUMNS}) VALUES (@tenantId, @connectionId, @provider, @state, @context, 1, @updatedAt)
+         ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
+      ),
+      updateConnection: db.prepare<[ConnectionParams], { version: number }>(
+        `UPDATE connections SET provider = @provider, state = @state, context = @context, updated_at = @updatedAt, version = version + 1
+          WHERE tenant_id = @tenantId AND connection_id = @connectionId AND version = @expectedVersion
          RETURNING version`,
       ),
       countByStatus: db.prepare<[], { status: string; n: number }>(
@@ -810,9 +832,7 @@ export class SqliteStore implements Store {
   }
 
   async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
-    const row = this.db
-      .prepare<[string, string], ConnectionRow>(`SELECT ${CONNECTION_COLUMNS} FROM connections WHERE tenant_id = ? AND connection_id = ?`)
-      .get(tenantId, connectionId);
+    const row = this.#stmt.getConnection.get(tenantId, connectionId);
     return row ? toConnection(row) : null;
   }
 
@@ -823,7 +843,7 @@ export class SqliteStore implements Store {
   }
 
   #writeConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): number {
-    const params = {
+    const params: ConnectionParams = {
       tenantId: record.tenantId,
       connectionId: record.connectionId,
       provider: record.provider,
@@ -834,22 +854,11 @@ export class SqliteStore implements Store {
     };
     const key = `connection ${record.tenantId}/${record.connectionId}`;
     if (expectedVersion === 0) {
-      const inserted = this.db
-        .prepare(
-          `INSERT INTO connections (${CONNECTION_COLUMNS}) VALUES (@tenantId, @connectionId, @provider, @state, @context, 1, @updatedAt)
-           ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
-        )
-        .run(params);
+      const inserted = this.#stmt.insertConnection.run(params);
       if (inserted.changes === 0) throw new StaleWriteError(key, expectedVersion);
       return 1;
     }
-    const updated = this.db
-      .prepare<[typeof params], { version: number }>(
-        `UPDATE connections SET provider = @provider, state = @state, context = @context, updated_at = @updatedAt, version = version + 1
-          WHERE tenant_id = @tenantId AND connection_id = @connectionId AND version = @expectedVersion
-         RETURNING version`,
-      )
-      .get(params);
+    const updated = this.#stmt.updateConnection.get(params);
     if (!updated) throw new StaleWriteError(key, expectedVersion);
     return updated.version;
   }
