@@ -489,6 +489,12 @@ function render(config: Config, r: Results): string {
     const label = `${run.workers} worker process${run.workers === 1 ? '' : 'es'}`;
     out(`| syncs/s, ${label} | ${figure(`${num(run.syncsPerSec)} syncs/s`, 'graphile-worker no-op jobs', `${num(run.jobsPerSec)} jobs/s`, ratio(run.syncsPerSec, run.jobsPerSec))} |`);
   }
+  for (const run of so.runs) {
+    out(
+      `| PostgreSQL transactions per sync, ${run.workers} worker process${run.workers === 1 ? '' : 'es'} (whole run, setup included) | ` +
+        `${figure(num(run.xactsPerSync), 'per no-op job', num(run.xactsPerJob), ratio(run.xactsPerSync, run.xactsPerJob))} |`,
+    );
+  }
   const first = so.runs[0]!;
   for (const run of so.runs.slice(1)) {
     out(`| scaling, ${run.workers} vs ${first.workers} worker process${first.workers === 1 ? '' : 'es'} (syncs/s) | ${figure(`${num(run.syncsPerSec)} syncs/s`, `${first.workers} worker process${first.workers === 1 ? '' : 'es'}`, `${num(first.syncsPerSec)} syncs/s`, ratio(run.syncsPerSec, first.syncsPerSec))} |`);
@@ -504,7 +510,8 @@ function render(config: Config, r: Results): string {
     out();
   }
   out(
-    `Wall time per run (s), syncs / no-op jobs: ${so.runs.map((x) => `${x.workers}: ${num(x.syncsElapsedMs / 1000)} / ${num(x.noopElapsedMs / 1000)}`).join('; ')}. ` +
+    `Wall time per run (s), syncs / no-op jobs, of which enqueueing (the API's requestSync calls / addJob calls, 100 in flight): ` +
+      `${so.runs.map((x) => `${x.workers}: ${num(x.syncsElapsedMs / 1000)} (${num(x.syncsEnqueueMs / 1000)}) / ${num(x.noopElapsedMs / 1000)} (${num(x.noopEnqueueMs / 1000)})`).join('; ')}. ` +
       `Host load (1 min) at the start of each run: ${so.runs.map((x) => num(x.loadAvg, 2)).join(', ')}.`,
   );
   out();

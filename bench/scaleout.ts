@@ -33,8 +33,18 @@ export interface ScaleoutRun {
   workers: number;
   syncsElapsedMs: number;
   syncsPerSec: number;
+  /** Of syncsElapsedMs: until the last requestSync returned (the API side enqueueing). */
+  syncsEnqueueMs: number;
   noopElapsedMs: number;
+  /** Of noopElapsedMs: until the last addJob returned. */
+  noopEnqueueMs: number;
   jobsPerSec: number;
+  /**
+   * PostgreSQL transactions (pg_stat_database xact_commit + xact_rollback of this database) per sync / per no-op
+   * job, over the whole run from setup to teardown (worker start-up, heartbeats and schema drops included).
+   */
+  xactsPerSync: number;
+  xactsPerJob: number;
   loadAvg: number;
 }
 
@@ -94,7 +104,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
 const unique = (prefix: string, workers: number) => `${prefix}_${process.pid}_${workers}_${Math.random().toString(36).slice(2, 8)}`;
 
 /** N syncs through `workers` banksync worker processes; returns the wall time from the first request to the last sync's end. */
-async function banksyncRun(options: ScaleoutOptions, workers: number, sandboxUrl: string): Promise<number> {
+async function banksyncRun(options: ScaleoutOptions, workers: number, sandboxUrl: string): Promise<{ elapsedMs: number; enqueueMs: number }> {
   const schema = unique('bench_bs', workers);
   const graphileSchema = unique('bench_gw', workers);
   const finx = createFinxAdapter({ baseUrl: `${sandboxUrl}/finx`, token: 'bench' });
@@ -111,6 +121,7 @@ async function banksyncRun(options: ScaleoutOptions, workers: number, sandboxUrl
 
     const t0 = performance.now();
     await inBatches(accesses.length, (i) => api.engine.requestSync({ connectionId: accesses[i]!, provider: 'finx' }));
+    const enqueueMs = performance.now() - t0;
     const counts = async () =>
       (
         await api.store.pool.query<{ active: number; completed: number; total: number }>(
@@ -124,7 +135,7 @@ async function banksyncRun(options: ScaleoutOptions, workers: number, sandboxUrl
     const elapsed = performance.now() - t0;
     const { completed } = await counts();
     if (completed !== options.syncs) throw new Error(`scale-out: ${completed} of ${options.syncs} syncs COMPLETED (scenario success)`);
-    return elapsed;
+    return { elapsedMs: elapsed, enqueueMs };
   } finally {
     await stopChildren(children);
     await api.store.pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE; DROP SCHEMA IF EXISTS ${graphileSchema} CASCADE`).catch(() => {});
@@ -133,7 +144,7 @@ async function banksyncRun(options: ScaleoutOptions, workers: number, sandboxUrl
 }
 
 /** N no-op jobs through `workers` graphile-worker processes; returns the wall time from the first add to the last job's end. */
-async function noopRun(options: ScaleoutOptions, workers: number): Promise<number> {
+async function noopRun(options: ScaleoutOptions, workers: number): Promise<{ elapsedMs: number; enqueueMs: number }> {
   const graphileSchema = unique('bench_noop', workers);
   const utils = await makeWorkerUtils({ connectionString: options.databaseUrl, schema: graphileSchema });
   await utils.migrate();
@@ -145,11 +156,12 @@ async function noopRun(options: ScaleoutOptions, workers: number): Promise<numbe
     const t0 = performance.now();
     // One addJob per job, as the dispatching engine enqueues one job per sync request.
     await inBatches(options.syncs, () => utils.addJob('noop', {}));
+    const enqueueMs = performance.now() - t0;
     await waitFor(`${options.syncs} no-op jobs done`, async () => {
       const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${graphileSchema}._private_jobs`);
       return rows[0]!.n === 0;
     }, 30 * 60_000);
-    return performance.now() - t0;
+    return { elapsedMs: performance.now() - t0, enqueueMs };
   } finally {
     await stopChildren(children);
     await pool.query(`DROP SCHEMA IF EXISTS ${graphileSchema} CASCADE`).catch(() => {});
@@ -165,21 +177,38 @@ export async function scaleout(options: ScaleoutOptions): Promise<ScaleoutResult
   const postgres = String((await probe.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version);
   await probe.end();
   const runs: ScaleoutRun[] = [];
+  const stats = new pg.Client({ connectionString: options.databaseUrl });
+  await stats.connect();
+  // Every other backend flushes its counters when it exits, and every run ends its processes and pools first.
+  const xacts = async () => {
+    await stats.query('SELECT pg_stat_clear_snapshot()');
+    const { rows } = await stats.query<{ n: string }>('SELECT (xact_commit + xact_rollback)::text AS n FROM pg_stat_database WHERE datname = current_database()');
+    return Number(rows[0]!.n);
+  };
   try {
     for (const workers of options.workerCounts) {
       const loadAvg = os.loadavg()[0]!;
-      const noopElapsedMs = await noopRun(options, workers);
-      const syncsElapsedMs = await banksyncRun(options, workers, sandbox.url);
+      const x0 = await xacts();
+      const noop = await noopRun(options, workers);
+      const x1 = await xacts();
+      const syncs = await banksyncRun(options, workers, sandbox.url);
+      const x2 = await xacts();
       runs.push({
         workers,
-        syncsElapsedMs,
-        syncsPerSec: (options.syncs * 1000) / syncsElapsedMs,
-        noopElapsedMs,
-        jobsPerSec: (options.syncs * 1000) / noopElapsedMs,
+        syncsElapsedMs: syncs.elapsedMs,
+        syncsEnqueueMs: syncs.enqueueMs,
+        syncsPerSec: (options.syncs * 1000) / syncs.elapsedMs,
+        noopElapsedMs: noop.elapsedMs,
+        noopEnqueueMs: noop.enqueueMs,
+        jobsPerSec: (options.syncs * 1000) / noop.elapsedMs,
+        // Minus the reads of the counters themselves (one transaction each).
+        xactsPerSync: (x2 - x1 - 2) / options.syncs,
+        xactsPerJob: (x1 - x0 - 2) / options.syncs,
         loadAvg,
       });
     }
   } finally {
+    await stats.end();
     await sandbox.close();
   }
   return { syncs: options.syncs, concurrency: options.concurrency, postgres, runs };
