@@ -479,7 +479,8 @@ function render(config: Config, r: Results): string {
       'finX adapter over HTTP to the sandbox in the bench process, scenario `success`: trigger, three polls 10–20 ms apart, ' +
       'each a graphile-worker job), timed from the first request to the last sync ended. Baseline, same run and database (PostgreSQL ' +
       `${so.postgres}), fresh schemas: graphile-worker alone draining ${int(so.syncs)} no-op jobs with as many processes and the same ` +
-      'concurrency, timed from the first addJob to the last job done. Worker processes are started before the clock starts. ' +
+      'concurrency, timed from the first addJob to the last job done. Worker processes are started before the clock starts; ' +
+      'one small run of each side (20 syncs / jobs, one process) warms up the bench process first and is not counted. ' +
       'All processes, the sandbox and PostgreSQL share this host\'s CPUs.',
   );
   out();

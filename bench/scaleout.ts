@@ -20,6 +20,7 @@ const CHILD = join(fileURLToPath(new URL('.', import.meta.url)), 'scaleout-child
 /** Requests (syncs or jobs) in flight from the enqueuing side at a time. */
 const ENQUEUE_BATCH = 100;
 const POLL_MS = 50;
+const WARMUP = 20;
 
 export interface ScaleoutOptions {
   databaseUrl: string;
@@ -186,6 +187,11 @@ export async function scaleout(options: ScaleoutOptions): Promise<ScaleoutResult
     return Number(rows[0]!.n);
   };
   try {
+    // Warm-up, not measured: the first run of each side in this process paid for JIT, pools and the first
+    // graphile-worker migration (a quick run measured no-op jobs 5x slower in its first run than its second).
+    const warmup = { ...options, syncs: Math.min(options.syncs, WARMUP) };
+    await noopRun(warmup, 1);
+    await banksyncRun(warmup, 1, sandbox.url);
     for (const workers of options.workerCounts) {
       const loadAvg = os.loadavg()[0]!;
       const x0 = await xacts();
