@@ -11,6 +11,9 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import type { ResumeResult } from './resume.js';
+import type { ScaleoutResult } from './scaleout.js';
 import type { MemoryResult, Target, ThroughputResult } from './scenarios.js';
 import type { WorkerJob } from './worker.js';
 
@@ -34,6 +37,28 @@ interface Config {
   loadedLatencySyncs: number;
   concurrency: number;
   warmup: number;
+  /** Persisted active syncs `engine.start()` resumes (section 5). */
+  resumeSyncs: number;
+  /** Syncs (and no-op jobs) per worker count in the scale-out section, and the worker process counts. */
+  scaleoutSyncs: number;
+  scaleoutWorkers: number[];
+  scaleoutConcurrency: number;
+}
+
+/** As test/support/postgres.ts: DATABASE_URL, else the local development database. */
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://banksync:banksync@127.0.0.1:5432/banksync_dev';
+
+async function postgresReachable(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 3_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 function parseArgs(argv: string[]): Config {
@@ -61,6 +86,10 @@ function parseArgs(argv: string[]): Config {
     loadedLatencySyncs: quick ? 1_000 : 10_000,
     concurrency: 500,
     warmup: quick ? 200 : 1_000,
+    resumeSyncs: quick ? 1_000 : 100_000,
+    scaleoutSyncs: quick ? 60 : 2_000,
+    scaleoutWorkers: [1, 2, 4],
+    scaleoutConcurrency: 4,
   };
 }
 
@@ -114,7 +143,7 @@ function median(values: number[]): number {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-function main(): void {
+async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
   const startedAt = new Date();
   const loadBefore = os.loadavg();
@@ -167,6 +196,26 @@ function main(): void {
   const memEngine = runWorker<MemoryResult>(memoryJob('engine-sqlite'), `memory engine-sqlite ${int(config.memorySyncs)} syncs`);
   const memBare = runWorker<MemoryResult>(memoryJob('bare'), `memory bare ${int(config.memorySyncs)} syncs`);
 
+  // 5. Resume time.
+  const resume = runWorker<ResumeResult>(
+    { kind: 'resume', syncs: config.resumeSyncs, concurrency: config.concurrency },
+    `resume ${int(config.resumeSyncs)} active syncs (SQLite)`,
+  );
+
+  // 6. Scale-out on PostgreSQL, when there is one.
+  const scaleout = (await postgresReachable())
+    ? runWorker<ScaleoutResult>(
+        {
+          kind: 'scaleout',
+          databaseUrl: DATABASE_URL,
+          syncs: config.scaleoutSyncs,
+          workerCounts: config.scaleoutWorkers,
+          concurrency: config.scaleoutConcurrency,
+        },
+        `scale-out ${int(config.scaleoutSyncs)} syncs / no-op jobs through ${config.scaleoutWorkers.join(', ')} worker processes (PostgreSQL)`,
+      )
+    : null;
+
   const report = render(config, {
     startedAt,
     load: [loadBefore[0]!, os.loadavg()[0]!],
@@ -179,6 +228,8 @@ function main(): void {
     scaling,
     memEngine,
     memBare,
+    resume,
+    scaleout,
   });
   process.stdout.write(report);
   if (config.write) {
@@ -208,6 +259,9 @@ interface Results {
   scaling: { size: number; engine: ThroughputResult; bare: ThroughputResult }[];
   memEngine: MemoryResult;
   memBare: MemoryResult;
+  resume: ResumeResult;
+  /** null: no PostgreSQL reachable. */
+  scaleout: ScaleoutResult | null;
 }
 
 function render(config: Config, r: Results): string {
@@ -313,7 +367,12 @@ function render(config: Config, r: Results): string {
   out(perSync('bytes persisted per sync (db file after a TRUNCATE checkpoint)', e.checkpointedBytesPerSync!));
   out(perSync('stored row payload per sync (sum of column sizes)', e.rowBytesPerSync!));
   if (e.writeBytesPerSync !== null) out(perSync('bytes written per sync (write syscalls, /proc/self/io wchar)', e.writeBytesPerSync));
-  out('| job-engine dispatch (scale-out store) | n/a (scale-out store not present) |');
+  const four = r.scaleout?.runs.find((x) => x.workers === 4) ?? r.scaleout?.runs[r.scaleout.runs.length - 1];
+  out(
+    four
+      ? `| scale-out syncs/s, ${four.workers} worker processes on PostgreSQL (section 6) | ${figure(`${num(four.syncsPerSec)} syncs/s`, 'graphile-worker no-op jobs', `${num(four.jobsPerSec)} jobs/s`, ratio(four.syncsPerSec, four.jobsPerSec))} |`
+      : '| scale-out syncs/s, 4 worker processes on PostgreSQL (section 6) | n/a (no PostgreSQL) |',
+  );
   out();
   out(
     `Wall time: engine ${num(e.elapsedMs / 1000)} s, bare ${num(b.elapsedMs / 1000)} s. ` +
@@ -380,7 +439,84 @@ function render(config: Config, r: Results): string {
     out(`| ${cells.join(' | ')} |`);
   }
   out();
+
+  // 5 -----------------------------------------------------------------------------------------------------------
+  const rs = r.resume;
+  out(`## 5. Resume time (${int(rs.syncs)} persisted active syncs, SQLite)`);
+  out();
+  out(
+    `\`engine.start()\` of a new engine on a SQLite file holding ${int(rs.syncs)} active syncs, each waiting in AWAIT_AUTH (${int(Math.min(rs.syncs, 50))} ` +
+      'driven there by the engine, the rest copies of their rows under new ids), until every one is hosted again with its timers re-armed. ' +
+      'Baselines on the same file in the same process, each with its own connection: one plain SELECT of the same rows, and bare XState ' +
+      'actors restored from the same snapshots (`createActor(machine, { snapshot }).start()`, no store, no inspection).',
+  );
+  out();
+  out('| Figure | Result |');
+  out('|---|---|');
+  out(`| engine.start(), wall | ${figure(`${int(rs.startMs)} ms`, 'bare actors restored from the same snapshots', `${int(rs.bareRestoreMs)} ms`, ratio(rs.startMs, rs.bareRestoreMs))} |`);
+  out(`| engine.start(), CPU | ${figure(`${int(rs.startCpuMs)} ms`, 'bare actors restored from the same snapshots', `${int(rs.bareRestoreCpuMs)} ms`, ratio(rs.startCpuMs, rs.bareRestoreCpuMs))} |`);
+  out(`| engine.start() vs reading the rows | ${figure(`${int(rs.startMs)} ms`, 'one plain SELECT of the same rows', `${num(rs.selectMs)} ms`, ratio(rs.startMs, rs.selectMs))} |`);
+  out(`| engine.start(), per sync | ${figure(`${num((rs.startMs * 1000) / rs.syncs)} µs`, 'bare actor', `${num((rs.bareRestoreMs * 1000) / rs.syncs)} µs`, ratio(rs.startMs, rs.bareRestoreMs))} |`);
+  out();
+  out(`Resumed: ${int(rs.resumed)}. Setup (not measured): ${num(rs.setupMs / 1000)} s. Host load (1 min) at the start of engine.start(): ${num(rs.loadAvg, 2)}.`);
+  out();
+
+  // 6 -----------------------------------------------------------------------------------------------------------
+  out('## 6. Scale-out (worker processes on PostgreSQL)');
+  out();
+  const so = r.scaleout;
+  if (!so) {
+    out('No PostgreSQL reachable at DATABASE_URL (or the local default): not measured.');
+    out();
+    out('| Figure | Result |');
+    out('|---|---|');
+    for (const workers of config.scaleoutWorkers) out(`| syncs/s, ${workers} worker process${workers === 1 ? '' : 'es'} | n/a (no PostgreSQL) |`);
+    out();
+    return `${lines.join('\n')}\n`;
+  }
+  out(
+    `${int(so.syncs)} syncs through 1, 2 and 4 banksync worker processes (\`startWorker\`, graphile-worker concurrency ${so.concurrency} each; ` +
+      'finX adapter over HTTP to the sandbox in the bench process, scenario `success`: trigger, three polls 10–20 ms apart, ' +
+      'each a graphile-worker job), timed from the first request to the last sync ended. Baseline, same run and database (PostgreSQL ' +
+      `${so.postgres}), fresh schemas: graphile-worker alone draining ${int(so.syncs)} no-op jobs with as many processes and the same ` +
+      'concurrency, timed from the first addJob to the last job done. Worker processes are started before the clock starts; ' +
+      'one small run of each side (20 syncs / jobs, one process) warms up the bench process first and is not counted. ' +
+      'All processes, the sandbox and PostgreSQL share this host\'s CPUs.',
+  );
+  out();
+  out('| Figure | Result |');
+  out('|---|---|');
+  for (const run of so.runs) {
+    const label = `${run.workers} worker process${run.workers === 1 ? '' : 'es'}`;
+    out(`| syncs/s, ${label} | ${figure(`${num(run.syncsPerSec)} syncs/s`, 'graphile-worker no-op jobs', `${num(run.jobsPerSec)} jobs/s`, ratio(run.syncsPerSec, run.jobsPerSec))} |`);
+  }
+  for (const run of so.runs) {
+    out(
+      `| PostgreSQL transactions per sync, ${run.workers} worker process${run.workers === 1 ? '' : 'es'} (whole run, setup included) | ` +
+        `${figure(num(run.xactsPerSync), 'per no-op job', num(run.xactsPerJob), ratio(run.xactsPerSync, run.xactsPerJob))} |`,
+    );
+  }
+  const first = so.runs[0]!;
+  for (const run of so.runs.slice(1)) {
+    out(`| scaling, ${run.workers} vs ${first.workers} worker process${first.workers === 1 ? '' : 'es'} (syncs/s) | ${figure(`${num(run.syncsPerSec)} syncs/s`, `${first.workers} worker process${first.workers === 1 ? '' : 'es'}`, `${num(first.syncsPerSec)} syncs/s`, ratio(run.syncsPerSec, first.syncsPerSec))} |`);
+  }
+  out();
+  if (four) {
+    const met = four.syncsPerSec / four.jobsPerSec >= 0.5;
+    out(
+      `Target "scale-out syncs/s at 4 workers >= 0.5x graphile-worker no-op jobs/s": **${met ? 'MET' : 'NOT MET'}** — ` +
+        `${num(four.syncsPerSec / four.jobsPerSec, 2)}x. A sync here is at least four jobs (trigger and three polls), each loading, ` +
+        'locking, restoring and committing the sync and calling the provider over HTTP; a no-op job is one row claimed and deleted.',
+    );
+    out();
+  }
+  out(
+    `Wall time per run (s), syncs / no-op jobs, of which enqueueing (the API's requestSync calls / addJob calls, 100 in flight): ` +
+      `${so.runs.map((x) => `${x.workers}: ${num(x.syncsElapsedMs / 1000)} (${num(x.syncsEnqueueMs / 1000)}) / ${num(x.noopElapsedMs / 1000)} (${num(x.noopEnqueueMs / 1000)})`).join('; ')}. ` +
+      `Host load (1 min) at the start of each run: ${so.runs.map((x) => num(x.loadAvg, 2)).join(', ')}.`,
+  );
+  out();
   return `${lines.join('\n')}\n`;
 }
 
-main();
+await main();

@@ -91,7 +91,7 @@ function gc(): void {
   for (let i = 0; i < 4; i++) collect();
 }
 
-async function settledGc(): Promise<void> {
+export async function settledGc(): Promise<void> {
   for (let i = 0; i < 3; i++) {
     await immediate();
     gc();
@@ -111,7 +111,7 @@ async function pump(clock: VirtualClock, done: () => boolean, label: string): Pr
 // ---------------------------------------------------------------------------------------------------------------
 // Engine
 
-interface EngineRig {
+export interface EngineRig {
   engine: SyncEngine;
   clock: VirtualClock;
   provider: ZeroLatencyProvider;
@@ -122,7 +122,7 @@ interface EngineRig {
   probe: LatencyProbe | null;
 }
 
-function engineRig(target: 'engine-memory' | 'engine-sqlite', dir: string, name: string, withProbe: boolean): EngineRig {
+export function engineRig(target: 'engine-memory' | 'engine-sqlite', dir: string, name: string, withProbe: boolean): EngineRig {
   const clock = new VirtualClock();
   const provider = new ZeroLatencyProvider(clock);
   const dbPath = target === 'engine-sqlite' ? join(dir, `${name}.db`) : null;
@@ -141,7 +141,7 @@ function engineRig(target: 'engine-memory' | 'engine-sqlite', dir: string, name:
  * Drives `n` syncs through the engine, `concurrency` at a time. With `answer: false` the syncs are left
  * waiting in AWAIT_AUTH (memory scenario) and the promise resolves once all of them got there.
  */
-async function driveEngine(rig: EngineRig, n: number, concurrency: number, tag: string, answer = true): Promise<number> {
+export async function driveEngine(rig: EngineRig, n: number, concurrency: number, tag: string, answer = true): Promise<number> {
   const { engine, clock, probe } = rig;
   let finished = 0;
   let awaiting = 0;
@@ -220,7 +220,7 @@ async function finalSnapshotBytes(rig: EngineRig): Promise<number> {
 // ---------------------------------------------------------------------------------------------------------------
 // Bare actor: the same machine, the same zero-latency provider, no engine and no store.
 
-function bareMachine(clock: VirtualClock, provider: ZeroLatencyProvider) {
+export function bareMachine(clock: VirtualClock, provider: ZeroLatencyProvider) {
   return synchronizationMachine.provide({
     actors: {
       triggerSync: fromPromise<TriggerEnvelope, EffectInput>(async ({ input }) => {

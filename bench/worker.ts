@@ -5,9 +5,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { resume, type ResumeOptions } from './resume.js';
+import { scaleout, type ScaleoutOptions } from './scaleout.js';
 import { memory, throughput, type MemoryOptions, type ThroughputOptions } from './scenarios.js';
 
-export type WorkerJob = ({ kind: 'throughput' } & Omit<ThroughputOptions, 'dir'>) | ({ kind: 'memory' } & Omit<MemoryOptions, 'dir'>);
+export type WorkerJob =
+  | ({ kind: 'throughput' } & Omit<ThroughputOptions, 'dir'>)
+  | ({ kind: 'memory' } & Omit<MemoryOptions, 'dir'>)
+  | ({ kind: 'resume' } & Omit<ResumeOptions, 'dir'>)
+  | ({ kind: 'scaleout' } & ScaleoutOptions);
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '') as WorkerJob;
@@ -20,7 +26,14 @@ async function main(): Promise<void> {
     });
   }
   try {
-    const result = job.kind === 'throughput' ? await throughput({ ...job, dir }) : await memory({ ...job, dir });
+    const result =
+      job.kind === 'throughput'
+        ? await throughput({ ...job, dir })
+        : job.kind === 'memory'
+          ? await memory({ ...job, dir })
+          : job.kind === 'resume'
+            ? await resume({ ...job, dir })
+            : await scaleout(job);
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

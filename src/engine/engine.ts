@@ -237,21 +237,22 @@ export class SyncEngine {
 
   /** Resumes every active sync found in the store (after a restart or on another process). */
   async start(): Promise<{ resumed: number }> {
-    await this.reconcileConnections();
-    return { resumed: await this.hosting.resumeAll() };
+    const active = await this.reconcileConnections();
+    return { resumed: await this.hosting.resumeAll(active) };
   }
 
   /**
    * Connection and sync are written in separate transactions (sync first). After a crash between the two,
    * bring each connection's lock in line with its syncs.
    */
-  private async reconcileConnections(): Promise<void> {
+  private async reconcileConnections(): Promise<SyncRecord[]> {
     for (const connection of await this.store.listConnections({ state: 'SYNCING' })) {
       const context = connection.context as ConnectionView;
       const sync = context.activeSyncId ? await this.store.getSync(context.activeSyncId) : null;
       if (sync && !sync.active) await this.finishConnection(sync);
     }
-    for (const sync of await this.store.listSyncs({ active: true })) {
+    const active = await this.store.listSyncs({ active: true });
+    for (const sync of active) {
       const connection = await this.connections.get(sync.tenantId, sync.connectionId);
       if (connection?.activeSyncId !== sync.syncId) {
         const unattended = Boolean((sync.snapshot as { context?: SyncContext } | null)?.context?.unattended);
@@ -261,6 +262,7 @@ export class SyncEngine {
         );
       }
     }
+    return active;
   }
 
   /**

@@ -41,7 +41,11 @@ export interface HostingStrategy {
   /** The clock hosted actors schedule their timers on. */
   readonly actorClock: Pick<Clock, 'setTimeout' | 'clearTimeout'>;
   /** Resumes the active syncs this mode keeps resident (engine.start); how many. */
-  resumeAll(): Promise<number>;
+  /**
+   * Resumes the active syncs `start()` just listed (embedded: hosts each; dispatched: nothing, jobs and
+   * recoverStuck bring them back). Returns how many are hosted now.
+   */
+  resumeAll(active: readonly SyncRecord[]): Promise<number>;
   /** requestSync committed (`created`) or found the sync: the runtime to wait on, if this mode hosts it here. */
   hostRequested(sync: SyncRecord, created: boolean, options: Record<string, unknown> | undefined, unattended: boolean): Promise<SyncRuntime | null>;
   /** A new sync's connection is locked: hand its start over (dispatched) or nothing (embedded). */
@@ -76,8 +80,8 @@ export class EmbeddedHosting implements HostingStrategy {
     this.actorClock = syncs.clock;
   }
 
-  async resumeAll(): Promise<number> {
-    const active = await this.syncs.store.listSyncs({ active: true });
+  async resumeAll(active: readonly SyncRecord[]): Promise<number> {
+    // resident() re-reads each row: an API call may have hosted and finished a sync meanwhile.
     let resumed = 0;
     for (const record of active) if (await this.syncs.resident(record.syncId)) resumed++;
     return resumed;
@@ -221,8 +225,8 @@ export class DispatchedHosting implements HostingStrategy {
   async recoverStuck(staleAfterMs: number): Promise<number> {
     const now = this.syncs.clock.now();
     let queued = 0;
-    for (const sync of await this.syncs.store.listSyncs({ active: true })) {
-      if (now - sync.updatedAt < staleAfterMs) continue;
+    // Indexed (syncs_active_updated_at): only the stale rows are read, not every active sync.
+    for (const sync of await this.syncs.store.listSyncs({ active: true, updatedBefore: now - staleAfterMs + 1 })) {
       const timers = await this.syncs.store.listTimers(sync.syncId);
       const overdue = timers.length === 0 || timers.some((t) => now - t.dueAt > staleAfterMs);
       // An effect outlives its adapter timeout only if the worker running it died with its job.

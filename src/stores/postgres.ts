@@ -225,6 +225,18 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       $fn$;
     `,
   },
+  {
+    version: 6,
+    name: 'sweep and autosync indexes',
+    sql: (s) => `
+      -- The stale sweep: active syncs not written since a cutoff (listSyncs({ active: true, updatedBefore })).
+      CREATE INDEX syncs_active_updated_at ON ${s}.syncs (updated_at) WHERE active;
+      -- The autosync scan: connections in one state, in key order (listConnections({ state })), without a sort.
+      CREATE INDEX connections_state_key ON ${s}.connections (state, tenant_id COLLATE "C", connection_id COLLATE "C");
+      -- Its prefix: redundant now (one index less to write on every connection save).
+      DROP INDEX ${s}.connections_state;
+    `,
+  },
 ];
 
 /** PostgreSQL cursors: `<tx>-<seq>` of the last event read (commit order, see migration 4). */
@@ -763,7 +775,8 @@ export class PostgresStore implements Store {
     };
     if (filter.tenantId !== undefined) add('tenant_id = ?', filter.tenantId);
     if (filter.connectionId !== undefined) add('connection_id = ?', filter.connectionId);
-    if (filter.active !== undefined) add('active = ?', filter.active);
+    // A literal, so the planner can prove a partial index's `WHERE active` / `WHERE NOT active` from the query.
+    if (filter.active !== undefined) where.push(filter.active ? 'active' : 'NOT active');
     if (filter.status !== undefined) add('status = ?', filter.status);
     if (filter.provider !== undefined) add('provider = ?', filter.provider);
     if (filter.createdBefore !== undefined) add('created_at < ?', filter.createdBefore);

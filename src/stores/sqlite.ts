@@ -151,6 +151,18 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       CREATE INDEX events_at ON events (at);
     `,
   },
+  {
+    version: 5,
+    name: 'sweep and autosync indexes',
+    sql: `
+      -- The stale sweep: active syncs not written since a cutoff (listSyncs({ active: true, updatedBefore })).
+      CREATE INDEX syncs_active_updated_at ON syncs (updated_at) WHERE active = 1;
+      -- The autosync scan: connections in one state, in key order (listConnections({ state })), without a sort.
+      CREATE INDEX connections_state_key ON connections (state, tenant_id, connection_id);
+      -- Its prefix: redundant now (one index less to write on every connection save).
+      DROP INDEX connections_state;
+    `,
+  },
 ];
 
 interface SyncRow {
@@ -291,6 +303,16 @@ const toConnection = (r: ConnectionRow): ConnectionRecord => ({
   updatedAt: r.updated_at,
 });
 
+interface ConnectionParams {
+  tenantId: string;
+  connectionId: string;
+  provider: string;
+  state: string;
+  context: string;
+  updatedAt: number;
+  expectedVersion: number;
+}
+
 const CONNECTION_COLUMNS = 'tenant_id, connection_id, provider, state, context, version, updated_at';
 
 interface EventRow {
@@ -425,6 +447,17 @@ export class SqliteStore implements Store {
             SET status = @status, active = @active, provider_ref = @providerRef, snapshot = @snapshot,
                 updated_at = @at, version = version + 1
           WHERE sync_id = @syncId AND version = @expectedVersion
+         RETURNING version`,
+      ),
+      // Prepared once: start() reads the connection of every active sync, and every connection save writes one.
+      getConnection: db.prepare<[string, string], ConnectionRow>(`SELECT ${CONNECTION_COLUMNS} FROM connections WHERE tenant_id = ? AND connection_id = ?`),
+      insertConnection: db.prepare<[ConnectionParams]>(
+        `INSERT INTO connections (${CONNECTION_COLUMNS}) VALUES (@tenantId, @connectionId, @provider, @state, @context, 1, @updatedAt)
+         ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
+      ),
+      updateConnection: db.prepare<[ConnectionParams], { version: number }>(
+        `UPDATE connections SET provider = @provider, state = @state, context = @context, updated_at = @updatedAt, version = version + 1
+          WHERE tenant_id = @tenantId AND connection_id = @connectionId AND version = @expectedVersion
          RETURNING version`,
       ),
       countByStatus: db.prepare<[], { status: string; n: number }>(
@@ -728,18 +761,20 @@ export class SqliteStore implements Store {
     const clauses: [keyof SyncFilter, string][] = [
       ['tenantId', 'tenant_id = @tenantId'],
       ['connectionId', 'connection_id = @connectionId'],
-      ['active', 'active = @active'],
       ['status', 'status = @status'],
       ['provider', 'provider = @provider'],
       ['createdBefore', 'created_at < @createdBefore'],
       ['createdAfter', 'created_at >= @createdAfter'],
       ['updatedBefore', 'updated_at < @updatedBefore'],
     ];
+    // `active` is written as a literal: a partial index (`WHERE active = 1`, `WHERE active = 0`) is only
+    // usable when the query's own WHERE implies it, which a bound parameter never does.
+    if (filter.active !== undefined) where.push(filter.active ? 'active = 1' : 'active = 0');
     for (const [field, clause] of clauses) {
       const value = filter[field];
       if (value === undefined) continue;
       where.push(clause);
-      params[field] = typeof value === 'boolean' ? (value ? 1 : 0) : value;
+      params[field] = value;
     }
     if (filter.after !== undefined) {
       where.push('(created_at < @afterCreatedAt OR (created_at = @afterCreatedAt AND sync_id < @afterSyncId))');
@@ -797,9 +832,7 @@ export class SqliteStore implements Store {
   }
 
   async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
-    const row = this.db
-      .prepare<[string, string], ConnectionRow>(`SELECT ${CONNECTION_COLUMNS} FROM connections WHERE tenant_id = ? AND connection_id = ?`)
-      .get(tenantId, connectionId);
+    const row = this.#stmt.getConnection.get(tenantId, connectionId);
     return row ? toConnection(row) : null;
   }
 
@@ -810,7 +843,7 @@ export class SqliteStore implements Store {
   }
 
   #writeConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number): number {
-    const params = {
+    const params: ConnectionParams = {
       tenantId: record.tenantId,
       connectionId: record.connectionId,
       provider: record.provider,
@@ -821,22 +854,11 @@ export class SqliteStore implements Store {
     };
     const key = `connection ${record.tenantId}/${record.connectionId}`;
     if (expectedVersion === 0) {
-      const inserted = this.db
-        .prepare(
-          `INSERT INTO connections (${CONNECTION_COLUMNS}) VALUES (@tenantId, @connectionId, @provider, @state, @context, 1, @updatedAt)
-           ON CONFLICT (tenant_id, connection_id) DO NOTHING`,
-        )
-        .run(params);
+      const inserted = this.#stmt.insertConnection.run(params);
       if (inserted.changes === 0) throw new StaleWriteError(key, expectedVersion);
       return 1;
     }
-    const updated = this.db
-      .prepare<[typeof params], { version: number }>(
-        `UPDATE connections SET provider = @provider, state = @state, context = @context, updated_at = @updatedAt, version = version + 1
-          WHERE tenant_id = @tenantId AND connection_id = @connectionId AND version = @expectedVersion
-         RETURNING version`,
-      )
-      .get(params);
+    const updated = this.#stmt.updateConnection.get(params);
     if (!updated) throw new StaleWriteError(key, expectedVersion);
     return updated.version;
   }
