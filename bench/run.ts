@@ -87,7 +87,7 @@ function parseArgs(argv: string[]): Config {
     concurrency: 500,
     warmup: quick ? 200 : 1_000,
     resumeSyncs: quick ? 1_000 : 100_000,
-    scaleoutSyncs: quick ? 60 : 2_000,
+    scaleoutSyncs: quick ? 60 : 600,
     scaleoutWorkers: [1, 2, 4],
     scaleoutConcurrency: 4,
   };
