@@ -6,6 +6,7 @@
  * better-sqlite3 is synchronous; the async methods only wrap it to satisfy the Store contract.
  */
 import Database from 'better-sqlite3';
+import { BackgroundCheckpointer } from './sqlite-checkpointer.js';
 import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { StorageError, toStorageError } from './errors.js';
 import { EventEmitter } from 'node:events';
@@ -354,8 +355,10 @@ export class SqliteStore implements Store {
   readonly #commitTx;
   readonly #commitManyTx;
   readonly #writeManyTx;
-  /** Checkpoints run on an idle timer between write groups, not inside a commit (see `open`). */
+  /** The fallback: checkpoints on a timer between write groups, not inside a commit (see `open`). */
   #checkpointTimer: NodeJS.Timeout | null = null;
+  /** Checkpoints on a worker thread (file databases); the idle timer is the fallback when it cannot run. */
+  readonly #checkpointer: BackgroundCheckpointer | null;
   readonly #startEffectTx;
   readonly #saveConnectionTx;
   /** Wakes readers in this process; other processes on the same file find new events by polling. */
@@ -391,8 +394,8 @@ export class SqliteStore implements Store {
       // NORMAL in WAL: a committed transaction survives a process kill (it is in the WAL, which the OS holds);
       // only a power loss or OS crash can lose the last transactions before the next checkpoint's fsync.
       db.pragma('synchronous = NORMAL');
-      // Checkpoints off the hot path: a PASSIVE checkpoint runs on an idle timer after writes (see
-      // #scheduleCheckpoint); the automatic one only backs it up when the WAL grows past ~40 MB without a pause.
+      // Checkpoints off the hot path: PASSIVE checkpoints run on a worker thread (sqlite-checkpointer.ts), or on
+      // an idle timer where no worker can run; the automatic one only backs them up past ~40 MB of WAL.
       db.pragma('wal_autocheckpoint = 10000');
       // Group commits isolate each change in a savepoint; its sub-journal stays in memory instead of a temp file.
       db.pragma('temp_store = MEMORY');
@@ -403,7 +406,7 @@ export class SqliteStore implements Store {
         throw new StorageError('STORE_CORRUPT', `${where} failed its integrity check (${problems.join('; ').slice(0, 300)}): restore it from a backup`);
       }
       migrate(db, SQLITE_MIGRATIONS);
-      return new SqliteStore(db);
+      return new SqliteStore(db, db.memory ? null : BackgroundCheckpointer.start(path));
     } catch (err) {
       db.close();
       throw toStorageError(err, where);
@@ -414,8 +417,9 @@ export class SqliteStore implements Store {
   /** @internal The driver's connection (tests, migrations); not part of the public API. */
   readonly db: Database.Database;
 
-  private constructor(db: Database.Database) {
+  private constructor(db: Database.Database, checkpointer: BackgroundCheckpointer | null) {
     this.db = db;
+    this.#checkpointer = checkpointer;
     const stmt = {
       getSync: db.prepare<[string], SyncRow>(`SELECT ${SYNC_COLUMNS} FROM syncs WHERE sync_id = ?`),
       findActive: db.prepare<[string, string], SyncRow>(
@@ -724,8 +728,9 @@ export class SqliteStore implements Store {
     return results;
   }
 
-  /** A PASSIVE checkpoint once the writes pause (an idle timer), so no commit pays for copying the WAL back. */
+  /** A PASSIVE checkpoint on the worker thread, else on an idle timer, so no commit pays for copying the WAL back. */
   #scheduleCheckpoint(): void {
+    if (this.#checkpointer?.running) return this.#checkpointer.wrote();
     if (this.#checkpointTimer !== null || !this.db.open || this.db.memory) return;
     this.#checkpointTimer = setTimeout(() => {
       this.#checkpointTimer = null;
@@ -937,6 +942,7 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#checkpointTimer !== null) clearTimeout(this.#checkpointTimer);
     this.#checkpointTimer = null;
+    await this.#checkpointer?.close();
     if (this.db.open) this.db.close();
   }
 }

@@ -68,6 +68,25 @@ describe('event log (engine)', () => {
     expect(rest.events.map((e) => e.id)).toEqual(log.slice(3).map((e) => e.id));
   });
 
+  it('gives syncs time-ordered ids and sync events ids that sort with their sync (write locality, issue 14)', async () => {
+    const { engine } = setup();
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) ids.push((await engine.requestSync({ connectionId: `conn-${i}`, provider: 'fake' })).syncId);
+    await settle();
+    // Creation order is key order: the rows of the syncs in flight share B-tree pages.
+    expect([...ids].sort()).toEqual(ids);
+    expect(ids.every((id) => /^sync_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(id))).toBe(true);
+    const { events } = await engine.readEvents({ limit: 1_000 });
+    const syncEvents = events.filter((e) => e.name.startsWith('sync.'));
+    expect(syncEvents.length).toBeGreaterThanOrEqual(ids.length);
+    for (const event of syncEvents) {
+      const syncId = (event.payload as { syncId: string }).syncId;
+      expect(event.id).toMatch(/^evt_[0-9a-f]{32}$/);
+      expect(event.id.slice(4, 16)).toBe(syncId.slice(5).replaceAll('-', '').slice(0, 12));
+    }
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+  });
+
   it('rejects a bad cursor or limit with INVALID_REQUEST and reads nothing', async () => {
     const { engine } = setup();
     expect(await codeOf(engine.readEvents({ after: 'not-a-cursor' }))).toBe('INVALID_REQUEST');

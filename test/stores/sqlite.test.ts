@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,6 +146,44 @@ describe('SqliteStore specifics', () => {
     expect(await a.commit({ ...base, expectedVersion: 0 })).toBe(1);
     await expect(b.commit({ ...base, expectedVersion: 0 })).rejects.toBeInstanceOf(StaleWriteError);
     expect(await b.commit({ ...base, expectedVersion: 1 })).toBe(2);
+  });
+
+  it('checkpoints the WAL on a worker thread, never on the writer, and folds it in at close', async () => {
+    const store = openStore();
+    const onWriter: string[] = [];
+    const pragma = store.db.pragma.bind(store.db);
+    store.db.pragma = ((source: string, options?: Database.PragmaOptions) => {
+      onWriter.push(source);
+      return pragma(source, options);
+    }) as typeof store.db.pragma;
+    const sizeOfDb = () => statSync(path).size;
+    const before = sizeOfDb();
+    const filler = 'x'.repeat(2_000);
+    for (let i = 0; i < 300; i++) {
+      const { sync } = await store.createSync(newSync(`s${i}`, `conn-${i}`));
+      await store.commit({
+        syncId: sync.syncId,
+        expectedVersion: 0,
+        status: 'RUNNING',
+        active: true,
+        providerRef: null,
+        snapshot: { filler },
+        timers: [],
+        transitions: [],
+        pendingEffects: [],
+        at: 2_000,
+      });
+    }
+    // The writes sit in the WAL until a checkpoint copies them into the database file.
+    for (let waited = 0; sizeOfDb() === before && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    expect(sizeOfDb()).toBeGreaterThan(before + 300 * 2_000);
+    expect(onWriter.filter((p) => p.includes('checkpoint'))).toEqual([]);
+
+    await store.close();
+    // The worker's connection closed first, so the writer's close was the last one and removed the WAL.
+    expect(existsSync(`${path}-wal`)).toBe(false);
+    const reopened = openStore();
+    expect((await reopened.getSync('s299'))?.snapshot).toEqual({ filler });
   });
 
   it('keeps all data across close and reopen', async () => {
