@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { ResumeResult } from './resume.js';
 import type { ScaleoutResult } from './scaleout.js';
-import type { MemoryResult, Target, ThroughputResult } from './scenarios.js';
+import type { MemoryResult, Target, ThroughputResult, WalPagesResult } from './scenarios.js';
 import type { WorkerJob } from './worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -185,6 +185,13 @@ async function main(): Promise<void> {
     scaling.push({ size, engine, bare });
   }
 
+  // 2a. Where the page writes go (WAL frames by table), at the middle size.
+  const walSyncs = config.quick ? 1_000 : 10_000;
+  const wal = runWorker<WalPagesResult>(
+    { kind: 'wal-pages', syncs: walSyncs, concurrency: config.concurrency, warmup: config.warmup },
+    `WAL pages by table, engine-sqlite ${int(walSyncs)} syncs`,
+  );
+
   // 3. Memory.
   const memoryJob = (target: 'engine-sqlite' | 'bare'): WorkerJob => ({
     kind: 'memory',
@@ -226,6 +233,7 @@ async function main(): Promise<void> {
     loaded,
     unloaded,
     scaling,
+    wal,
     memEngine,
     memBare,
     resume,
@@ -257,6 +265,7 @@ interface Results {
   loaded: LatencyRun;
   unloaded: LatencyRun;
   scaling: { size: number; engine: ThroughputResult; bare: ThroughputResult }[];
+  wal: WalPagesResult;
   memEngine: MemoryResult;
   memBare: MemoryResult;
   resume: ResumeResult;
@@ -382,6 +391,28 @@ function render(config: Config, r: Results): string {
       "reflect throughput (Little's law); the 1-in-flight rows show the per-event path itself." +
       (e.writeSyscallsPerSync !== null ? ` Write syscalls per sync: engine ${num(e.writeSyscallsPerSync)}, bare ${num(b.writeSyscallsPerSync ?? NaN)}.` : ''),
   );
+  out();
+
+  // 2a ----------------------------------------------------------------------------------------------------------
+  const w = r.wal;
+  out(`## 2a. Where the bytes written go (${int(w.syncs)} syncs, engine + SQLite)`);
+  out();
+  out(
+    'The same run as section 2 with a second connection holding a read transaction open, so no checkpoint can copy a page back ' +
+      'and every page the run writes stays in the WAL as one frame. Each frame names its page and `dbstat` names the table or index ' +
+      `that owns it. A frame is ${int(w.pageSize + 24)} B; checkpoints then copy each page written since the last one into the database file once more.`,
+  );
+  out();
+  out('| Figure | Result |');
+  out('|---|---|');
+  const all = `${num(w.framesPerSync, 2)} frames/sync`;
+  for (const o of w.byObject.slice(0, 10)) {
+    out(`| WAL frames per sync, ${o.name} | ${figure(`${num(o.framesPerSync, 2)} frames/sync`, 'all tables and indexes', all, ratio(o.framesPerSync, w.framesPerSync))} |`);
+  }
+  const rest = w.byObject.slice(10).reduce((sum, o) => sum + o.framesPerSync, 0);
+  if (rest > 0) out(`| WAL frames per sync, ${w.byObject.length - 10} other tables and indexes | ${figure(`${num(rest, 2)} frames/sync`, 'all tables and indexes', all, ratio(rest, w.framesPerSync))} |`);
+  const walBytes = w.framesPerSync * (w.pageSize + 24);
+  out(`| WAL bytes per sync, all tables and indexes | ${figure(bytes(walBytes), 'bytes the run stored per sync (sync, connection, events, timers, effects, transitions)', bytes(w.storedBytesPerSync), ratio(walBytes, w.storedBytesPerSync))} |`);
   out();
 
   // 3 -----------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
  * Timers run on a VirtualClock advanced 1 ms per driver tick (pollBaseMs = pollMaxMs = 1), so waiting costs
  * no wall time; syncs run concurrently in batches so memory stays bounded.
  */
+import Database from 'better-sqlite3';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -192,21 +193,27 @@ interface Sizes {
   rows: number;
 }
 
+/** Column bytes of the syncs matching `where` (a condition on syncs) and of their timers, effects and transitions. */
+function storedRowBytes(db: Database.Database, where: string): number {
+  const mine = `sync_id IN (SELECT sync_id FROM syncs WHERE ${where})`;
+  return db
+    .prepare(
+      `SELECT
+        (SELECT COALESCE(SUM(length(sync_id) + length(tenant_id) + length(connection_id) + length(provider) + length(scope)
+           + length(status) + COALESCE(length(provider_ref), 0) + COALESCE(length(snapshot), 0) + 4 * 8), 0) FROM syncs WHERE ${where})
+      + (SELECT COALESCE(SUM(length(sync_id) + length(timer_id) + length(event_type) + 8), 0) FROM timers WHERE ${mine})
+      + (SELECT COALESCE(SUM(length(effect_key) + length(sync_id) + length(kind) + length(state) + COALESCE(length(outcome), 0) + 3 * 8), 0) FROM effects WHERE ${mine})
+      + (SELECT COALESCE(SUM(length(sync_id) + COALESCE(length(from_state), 0) + length(to_state) + length(event) + 2 * 8), 0) FROM transitions WHERE ${mine})`,
+    )
+    .pluck()
+    .get() as number;
+}
+
 function sqliteSizes(rig: EngineRig, syncs: number): Sizes {
   const db = rig.sqlite!.db;
   const size = (path: string) => (existsSync(path) ? statSync(path).size : 0);
   const file = size(rig.dbPath!) + size(`${rig.dbPath!}-wal`);
-  const payload = db
-    .prepare(
-      `SELECT
-        (SELECT COALESCE(SUM(length(sync_id) + length(tenant_id) + length(connection_id) + length(provider) + length(scope)
-           + length(status) + COALESCE(length(provider_ref), 0) + COALESCE(length(snapshot), 0) + 4 * 8), 0) FROM syncs)
-      + (SELECT COALESCE(SUM(length(sync_id) + length(timer_id) + length(event_type) + 8), 0) FROM timers)
-      + (SELECT COALESCE(SUM(length(effect_key) + length(sync_id) + length(kind) + length(state) + COALESCE(length(outcome), 0) + 3 * 8), 0) FROM effects)
-      + (SELECT COALESCE(SUM(length(sync_id) + COALESCE(length(from_state), 0) + length(to_state) + length(event) + 2 * 8), 0) FROM transitions)`,
-    )
-    .pluck()
-    .get() as number;
+  const payload = storedRowBytes(db, '1');
   db.pragma('wal_checkpoint(TRUNCATE)');
   const checkpointed = size(rig.dbPath!) + size(`${rig.dbPath!}-wal`);
   return { file: file / syncs, checkpointed: checkpointed / syncs, rows: payload / syncs };
@@ -450,6 +457,80 @@ function summarize(
     checkpointedBytesPerSync: sizes?.checkpointed ?? null,
     rowBytesPerSync: sizes?.rows ?? null,
     snapshotBytes,
+  };
+}
+
+export interface WalPagesOptions {
+  syncs: number;
+  concurrency: number;
+  warmup: number;
+  dir: string;
+}
+
+export interface WalPagesResult {
+  syncs: number;
+  pageSize: number;
+  /** WAL frames written per sync, in all. */
+  framesPerSync: number;
+  /** WAL frames per sync by the table or index the page belongs to, largest first. */
+  byObject: { name: string; framesPerSync: number }[];
+  /** Column bytes the run stored per sync: the section 2 row payload plus the event log and the connection row. */
+  storedBytesPerSync: number;
+}
+
+/**
+ * Where the bytes written go: the same SQLite run as section 2, with a second connection holding a read
+ * transaction open from the start, so no checkpoint can copy a frame back and every page write of the run stays
+ * in the WAL. Each frame names its page; dbstat names the table or index that owns the page.
+ */
+export async function walPages(options: WalPagesOptions): Promise<WalPagesResult> {
+  const rig = engineRig('engine-sqlite', options.dir, 'wal-pages', false);
+  await driveEngine(rig, options.warmup, options.concurrency, 'warm');
+  const reader = new Database(rig.dbPath!, { readonly: true });
+  reader.exec('BEGIN');
+  reader.prepare('SELECT count(*) FROM syncs').get(); // the read transaction starts at its first read
+  const walBefore = statSync(`${rig.dbPath!}-wal`).size;
+  await driveEngine(rig, options.syncs, options.concurrency, 'conn');
+  const db = rig.sqlite!.db;
+  const owner = new Map<number, string>();
+  for (const row of db.prepare('SELECT name, pageno FROM dbstat').all() as { name: string; pageno: number }[]) owner.set(row.pageno, row.name);
+  const wal = readFileSync(`${rig.dbPath!}-wal`);
+  const pageSize = wal.readUInt32BE(8);
+  const frameSize = 24 + pageSize;
+  // Frames written before the reader started are skipped: they belong to the warm-up.
+  const firstFrame = Math.max(0, Math.floor((walBefore - 32) / frameSize));
+  const counts = new Map<string, number>();
+  let frames = 0;
+  for (let at = 32 + firstFrame * frameSize; at + frameSize <= wal.length; at += frameSize) {
+    const name = owner.get(wal.readUInt32BE(at)) ?? '(freed or new page)';
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+    frames++;
+  }
+  reader.exec('COMMIT');
+  reader.close();
+  const eventBytes = db
+    .prepare(
+      `SELECT COALESCE(SUM(length(event_id) + length(name) + length(tenant_id) + length(connection_id) + COALESCE(length(sync_id), 0)
+         + length(payload) + 2 * 8), 0) FROM events WHERE connection_id LIKE 'conn-%'`,
+    )
+    .pluck()
+    .get() as number;
+  const connectionBytes = db
+    .prepare(
+      `SELECT COALESCE(SUM(length(tenant_id) + length(connection_id) + length(provider) + length(state) + length(context) + 2 * 8), 0)
+       FROM connections WHERE connection_id LIKE 'conn-%'`,
+    )
+    .pluck()
+    .get() as number;
+  const stored = storedRowBytes(db, "connection_id LIKE 'conn-%'") + eventBytes + connectionBytes;
+  await rig.engine.stop();
+  await rig.store.close();
+  return {
+    syncs: options.syncs,
+    pageSize,
+    framesPerSync: frames / options.syncs,
+    byObject: [...counts].sort((a, b) => b[1] - a[1]).map(([name, n]) => ({ name, framesPerSync: n / options.syncs })),
+    storedBytesPerSync: stored / options.syncs,
   };
 }
 

@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resume, type ResumeOptions } from './resume.js';
 import { scaleout, type ScaleoutOptions } from './scaleout.js';
-import { memory, throughput, type MemoryOptions, type ThroughputOptions } from './scenarios.js';
+import { memory, throughput, walPages, type MemoryOptions, type ThroughputOptions, type WalPagesOptions } from './scenarios.js';
 
 export type WorkerJob =
   | ({ kind: 'throughput' } & Omit<ThroughputOptions, 'dir'>)
   | ({ kind: 'memory' } & Omit<MemoryOptions, 'dir'>)
   | ({ kind: 'resume' } & Omit<ResumeOptions, 'dir'>)
+  | ({ kind: 'wal-pages' } & Omit<WalPagesOptions, 'dir'>)
   | ({ kind: 'scaleout' } & ScaleoutOptions);
 
 async function main(): Promise<void> {
@@ -33,7 +34,9 @@ async function main(): Promise<void> {
           ? await memory({ ...job, dir })
           : job.kind === 'resume'
             ? await resume({ ...job, dir })
-            : await scaleout(job);
+            : job.kind === 'wal-pages'
+              ? await walPages({ ...job, dir })
+              : await scaleout(job);
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

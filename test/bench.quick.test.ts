@@ -31,6 +31,7 @@ describe('npm run bench -- --quick', () => {
     for (const heading of [
       '## 1. Engine overhead per event',
       '## 2. Throughput',
+      '## 2a. Where the bytes written go',
       '## 3. Memory',
       '## 4. Scaling curve',
       '## 5. Resume time',

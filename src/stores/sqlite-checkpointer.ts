@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /** How often the worker looks for new writes; longer intervals copy a page rewritten in between only once. */
-export const CHECKPOINT_INTERVAL_MS = 500;
+export const CHECKPOINT_INTERVAL_MS = 2_000;
 
 // CommonJS run by `new Worker(…, { eval: true })`: no file to locate under tsx, vitest or the built package.
 const WORKER_SOURCE = `
