@@ -288,6 +288,8 @@ export class DispatchedHosting implements HostingStrategy {
       const now = clock.now();
       const wait = Math.max(0, next.dueAt - now);
       if (wait > this.inline.maxMs || now + wait - began > this.inline.budgetMs) return;
+      // Other work waits behind this job (a webhook, another connection on the same serial queue): let it run.
+      if (await this.othersWaiting(runtime)) return;
       if (wait > 0 && !(await this.sleep(wait, signal))) return;
       if (runtime.closed || this.syncs.stopped()) return;
       // Nothing else runs this actor while the job holds the lock; still, fire only what is still pending.
@@ -296,6 +298,17 @@ export class DispatchedHosting implements HostingStrategy {
       fireScheduledEvent(runtime.actor, next.timerId, next.eventType);
       await quiescent(runtime);
       if (runtime.commitError) throw runtime.commitError;
+    }
+  }
+
+  private async othersWaiting(runtime: SyncRuntime): Promise<boolean> {
+    if (!this.dispatch.othersWaiting) return false;
+    try {
+      return await this.dispatch.othersWaiting(runtime.record);
+    } catch (error) {
+      // Unknown: end the inline phase; the timers go to the dispatcher as they would without it.
+      this.syncs.logger.warn({ syncId: runtime.record.syncId, err: describeError(error) }, 'could not tell whether other jobs wait; ending inline timers');
+      return true;
     }
   }
 

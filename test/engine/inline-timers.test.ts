@@ -55,6 +55,13 @@ class JobDispatch implements Dispatch {
     return work();
   }
 
+  /** Other work on the sync's queue (set by a test): a job yields to it instead of firing timers inline. */
+  waiting: boolean | Error = false;
+  async othersWaiting(): Promise<boolean> {
+    if (this.waiting instanceof Error) throw this.waiting;
+    return this.waiting;
+  }
+
   private drop(key: string): boolean {
     const index = this.jobs.findIndex((j) => j.key === key);
     if (index >= 0) this.jobs.splice(index, 1);
@@ -265,6 +272,23 @@ describe('dispatched hosting: inline timers', () => {
     for (const { previous } of handoffs) expect(previous.map((t) => t.timerId)).not.toContain(timerJob.activation.kind === 'timer' ? timerJob.activation.timerId : '');
     expect(dispatch.jobs).toEqual([]);
   });
+
+  for (const waiting of [true, new Error('connection lost')]) {
+    it(`other work waiting on the queue${waiting instanceof Error ? ' (or not knowing)' : ''} ends the inline phase: the timer becomes a job`, async () => {
+      const { store, dispatch, engine, adapter } = setup();
+      dispatch.waiting = waiting;
+      const sync = await engine.requestSync({ connectionId: 'c1', provider: 'fake' });
+      await engine.activate(sync.syncId, dispatch.jobs.shift()!.activation);
+      expect(adapter.calls.poll).toBe(0);
+      const committed = await pendingTimers(store, sync.syncId);
+      expect(committed.some((t) => t.timerId.includes('nextDelay'))).toBe(true);
+      expect(dispatch.timerJobsOf(sync.syncId)).toEqual(committed);
+      // The timer jobs carry the sync on.
+      dispatch.waiting = false;
+      await dispatch.drain(engine, store, sync.syncId);
+      expect((await engine.get(sync.syncId)).status).toBe('COMPLETED');
+    });
+  }
 
   it('a negative or non-finite inline setting is a typed error', () => {
     for (const bad of [{ inlineTimerMaxMs: -1 }, { inlineTimerBudgetMs: Number.NaN }]) {
