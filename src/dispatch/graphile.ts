@@ -78,16 +78,17 @@ export class GraphileDispatch implements Dispatch {
   }
 
   /**
-   * Jobs of other syncs on this connection's queue (and jobs of this sync other than its timers), due and not
-   * running: a job handling timers inline yields to them. Reads graphile-worker's private tables (as of
-   * 0.17; test/dispatch/worker.test.ts covers it).
+   * Jobs of other syncs on this connection's queue (and jobs of this sync other than its timers), due for at
+   * least `dueForMs` and not running: a job handling timers inline yields to them. Reads graphile-worker's
+   * private tables (as of 0.17; test/dispatch/others-waiting.test.ts pins it).
    */
-  async othersWaiting(sync: SyncKey): Promise<boolean> {
+  async othersWaiting(sync: SyncKey, dueForMs: number): Promise<boolean> {
     const { rows } = await this.utils.withPgClient((client) =>
       client.query<{ waiting: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM ${this.graphileSchema}._private_jobs j JOIN ${this.graphileSchema}._private_job_queues q ON q.id = j.job_queue_id
-          WHERE q.queue_name = $1 AND j.is_available AND j.run_at <= now() AND (j.key IS NULL OR left(j.key, length($2)) <> $2)) AS waiting`,
-        [queueFor(sync), `timer:${sync.syncId}:`],
+          WHERE q.queue_name = $1 AND j.is_available AND j.run_at <= $3::timestamptz AND (j.key IS NULL OR left(j.key, length($2)) <> $2)) AS waiting`,
+        // Node's time, as the run times graphile-worker writes (useNodeTime).
+        [queueFor(sync), `timer:${sync.syncId}:`, new Date(Date.now() - dueForMs).toISOString()],
       ),
     );
     return rows[0]?.waiting === true;

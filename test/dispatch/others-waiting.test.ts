@@ -47,32 +47,43 @@ describe.runIf(postgresAvailable)('GraphileDispatch.othersWaiting', () => {
   const lockAll = () => utils.withPgClient((client) => client.query(`UPDATE ${graphileSchema}._private_jobs SET locked_at = now(), locked_by = 'test'`));
 
   it('is true only for due, unlocked work on the same queue that is not one of the sync\'s own timers', async () => {
+    const waiting = (key: SyncKey) => dispatch.othersWaiting(key, 0);
     const { sync, mate, other } = keys();
     await clear();
-    expect(await dispatch.othersWaiting(sync)).toBe(false);
+    expect(await waiting(sync)).toBe(false);
 
     // The running job itself (locked) is not waiting.
     await dispatch.enqueue(sync, { kind: 'start', unattended: false });
     await lockAll();
-    expect(await dispatch.othersWaiting(sync)).toBe(false);
+    expect(await waiting(sync)).toBe(false);
 
     // The sync's own timer jobs are what the inline phase handles: not a reason to yield.
     await dispatch.timersChanged(sync, [], [{ syncId: sync.syncId, timerId: 't1', eventType: 'x', dueAt: Date.now() - 1_000 }]);
-    expect(await dispatch.othersWaiting(sync)).toBe(false);
+    expect(await waiting(sync)).toBe(false);
 
     // Work on another queue runs elsewhere.
     await dispatch.enqueue(other, { kind: 'start', unattended: false });
-    expect(await dispatch.othersWaiting(sync)).toBe(false);
+    expect(await waiting(sync)).toBe(false);
 
     // A queue mate due in the future is not waiting yet.
     await utils.addJob(ACTIVATE_TASK, { syncId: mate.syncId, activation: { kind: 'timer', timerId: 't9' } }, { queueName: queueFor(mate), runAt: new Date(Date.now() + 60_000), jobKey: timerJobKey(mate.syncId, 't9') });
-    expect(await dispatch.othersWaiting(sync)).toBe(false);
+    expect(await waiting(sync)).toBe(false);
 
     // A queue mate's due job, or this sync's webhook, waits behind the running job.
     await dispatch.enqueue(mate, { kind: 'start', unattended: false });
-    expect(await dispatch.othersWaiting(sync)).toBe(true);
+    expect(await waiting(sync)).toBe(true);
     await clear();
     await dispatch.enqueue(sync, { kind: 'hint' });
-    expect(await dispatch.othersWaiting(sync)).toBe(true);
+    expect(await waiting(sync)).toBe(true);
+  });
+
+  it('counts only work that has been due for at least dueForMs', async () => {
+    const { sync, mate } = keys();
+    await clear();
+    await dispatch.enqueue(sync, { kind: 'start', unattended: false });
+    await lockAll();
+    await utils.addJob(ACTIVATE_TASK, { syncId: mate.syncId, activation: { kind: 'resume' } }, { queueName: queueFor(mate), runAt: new Date(Date.now() - 5_000) });
+    expect(await dispatch.othersWaiting(sync, 60_000)).toBe(false);
+    expect(await dispatch.othersWaiting(sync, 1_000)).toBe(true);
   });
 });

@@ -57,7 +57,9 @@ class JobDispatch implements Dispatch {
 
   /** Other work on the sync's queue (set by a test): a job yields to it instead of firing timers inline. */
   waiting: boolean | Error = false;
-  async othersWaiting(): Promise<boolean> {
+  readonly askedDueForMs: number[] = [];
+  async othersWaiting(_sync: SyncKey, dueForMs: number): Promise<boolean> {
+    this.askedDueForMs.push(dueForMs);
     if (this.waiting instanceof Error) throw this.waiting;
     return this.waiting;
   }
@@ -275,11 +277,13 @@ describe('dispatched hosting: inline timers', () => {
 
   for (const waiting of [true, new Error('connection lost')]) {
     it(`other work waiting on the queue${waiting instanceof Error ? ' (or not knowing)' : ''} ends the inline phase: the timer becomes a job`, async () => {
-      const { store, dispatch, engine, adapter } = setup();
+      const { store, dispatch, engine, adapter } = setup({ inlineTimerMaxMs: 800 });
       dispatch.waiting = waiting;
       const sync = await engine.requestSync({ connectionId: 'c1', provider: 'fake' });
       await engine.activate(sync.syncId, dispatch.jobs.shift()!.activation);
       expect(adapter.calls.poll).toBe(0);
+      // Work counts as waiting once it has been due as long as the horizon.
+      expect(dispatch.askedDueForMs).toEqual([800]);
       const committed = await pendingTimers(store, sync.syncId);
       expect(committed.some((t) => t.timerId.includes('nextDelay'))).toBe(true);
       expect(dispatch.timerJobsOf(sync.syncId)).toEqual(committed);
