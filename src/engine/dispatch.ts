@@ -29,9 +29,9 @@ export interface Dispatch {
   /** Runs `work` while no other process works on this sync. */
   withSyncLock<T>(syncId: string, work: () => Promise<T>): Promise<T>;
   /**
-   * Whether other work has been due for `dueForMs` or longer behind the job now running for this sync (its
-   * serial queue), so that job should not go on firing the sync's timers inline. Optional: without it, only
-   * the inline budget ends that.
+   * Whether other work for this sync waits behind the job now running for it (a webhook's job, a user's
+   * answer waiting for the sync's lock), so that job should stop firing the sync's timers inline. Optional:
+   * without it, only the inline budget ends that.
    */
-  othersWaiting?(sync: SyncKey, dueForMs: number): Promise<boolean>;
+  othersWaiting?(sync: SyncKey): Promise<boolean>;
 }

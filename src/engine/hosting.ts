@@ -288,8 +288,8 @@ export class DispatchedHosting implements HostingStrategy {
       const now = clock.now();
       const wait = Math.max(0, next.dueAt - now);
       if (wait > this.inline.maxMs || now + wait - began > this.inline.budgetMs) return;
-      // Other work has waited behind this job longer than the horizon (a webhook, another connection on the
-      // same serial queue): let it run. Newer work waits at most about one more inline step.
+      // Other work for this sync waits (a webhook's job, a user's answer): let it run. Other connections'
+      // jobs on the same serial queue wait at most the budget.
       if (await this.othersWaiting(runtime)) return;
       if (wait > 0 && !(await this.sleep(wait, signal))) return;
       if (runtime.closed || this.syncs.stopped()) return;
@@ -305,7 +305,7 @@ export class DispatchedHosting implements HostingStrategy {
   private async othersWaiting(runtime: SyncRuntime): Promise<boolean> {
     if (!this.dispatch.othersWaiting) return false;
     try {
-      return await this.dispatch.othersWaiting(runtime.record, this.inline.maxMs);
+      return await this.dispatch.othersWaiting(runtime.record);
     } catch (error) {
       // Unknown: end the inline phase; the timers go to the dispatcher as they would without it.
       this.syncs.logger.warn({ syncId: runtime.record.syncId, err: describeError(error) }, 'could not tell whether other jobs wait; ending inline timers');

@@ -33,7 +33,7 @@ describe.runIf(postgresAvailable)('GraphileDispatch.othersWaiting', () => {
   beforeAll(async () => {
     utils = await makeWorkerUtils({ connectionString: DATABASE_URL, schema: graphileSchema });
     await utils.migrate();
-    lockPool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+    lockPool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
     dispatch = new GraphileDispatch(utils, lockPool, graphileSchema);
   });
 
@@ -46,44 +46,61 @@ describe.runIf(postgresAvailable)('GraphileDispatch.othersWaiting', () => {
   const clear = () => utils.withPgClient((client) => client.query(`DELETE FROM ${graphileSchema}._private_jobs`));
   const lockAll = () => utils.withPgClient((client) => client.query(`UPDATE ${graphileSchema}._private_jobs SET locked_at = now(), locked_by = 'test'`));
 
-  it('is true only for due, unlocked work on the same queue that is not one of the sync\'s own timers', async () => {
-    const waiting = (key: SyncKey) => dispatch.othersWaiting(key, 0);
+  it('is true only for due, unlocked jobs of the same sync that are not its own timers', async () => {
     const { sync, mate, other } = keys();
     await clear();
-    expect(await waiting(sync)).toBe(false);
+    expect(await dispatch.othersWaiting(sync)).toBe(false);
 
     // The running job itself (locked) is not waiting.
     await dispatch.enqueue(sync, { kind: 'start', unattended: false });
     await lockAll();
-    expect(await waiting(sync)).toBe(false);
+    expect(await dispatch.othersWaiting(sync)).toBe(false);
 
     // The sync's own timer jobs are what the inline phase handles: not a reason to yield.
     await dispatch.timersChanged(sync, [], [{ syncId: sync.syncId, timerId: 't1', eventType: 'x', dueAt: Date.now() - 1_000 }]);
-    expect(await waiting(sync)).toBe(false);
+    expect(await dispatch.othersWaiting(sync)).toBe(false);
 
-    // Work on another queue runs elsewhere.
+    // Other syncs' work, on another queue or on the same one (those wait at most the inline budget).
     await dispatch.enqueue(other, { kind: 'start', unattended: false });
-    expect(await waiting(sync)).toBe(false);
-
-    // A queue mate due in the future is not waiting yet.
-    await utils.addJob(ACTIVATE_TASK, { syncId: mate.syncId, activation: { kind: 'timer', timerId: 't9' } }, { queueName: queueFor(mate), runAt: new Date(Date.now() + 60_000), jobKey: timerJobKey(mate.syncId, 't9') });
-    expect(await waiting(sync)).toBe(false);
-
-    // A queue mate's due job, or this sync's webhook, waits behind the running job.
     await dispatch.enqueue(mate, { kind: 'start', unattended: false });
-    expect(await waiting(sync)).toBe(true);
-    await clear();
-    await dispatch.enqueue(sync, { kind: 'hint' });
-    expect(await waiting(sync)).toBe(true);
+    expect(await dispatch.othersWaiting(sync)).toBe(false);
+
+    // This sync's webhook job due in the future is not waiting yet; due now, it is.
+    await utils.addJob(ACTIVATE_TASK, { syncId: sync.syncId, activation: { kind: 'hint' } }, { queueName: queueFor(sync), runAt: new Date(Date.now() + 60_000) });
+    expect(await dispatch.othersWaiting(sync)).toBe(false);
+    await dispatch.enqueue(sync, { kind: 'observe', observation: { status: 'RUNNING' } });
+    expect(await dispatch.othersWaiting(sync)).toBe(true);
   });
 
-  it('counts only work that has been due for at least dueForMs', async () => {
+  it("is true while another session waits for the sync's lock (a user's answer)", async () => {
     const { sync, mate } = keys();
     await clear();
-    await dispatch.enqueue(sync, { kind: 'start', unattended: false });
-    await lockAll();
-    await utils.addJob(ACTIVATE_TASK, { syncId: mate.syncId, activation: { kind: 'resume' } }, { queueName: queueFor(mate), runAt: new Date(Date.now() - 5_000) });
-    expect(await dispatch.othersWaiting(sync, 60_000)).toBe(false);
-    expect(await dispatch.othersWaiting(sync, 1_000)).toBe(true);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+    const holder = dispatch.withSyncLock(sync.syncId, async () => {
+      locked();
+      await held;
+    });
+    await lockTaken;
+    expect(await dispatch.othersWaiting(sync)).toBe(false);
+    // Another sync's lock waiter is not this sync's.
+    const other = new pg.Client({ connectionString: DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('SELECT pg_advisory_lock(hashtext($1))', [`banksync-sync:${mate.syncId}`]);
+      const mateWaiter = dispatch.withSyncLock(mate.syncId, async () => {});
+      const waiter = dispatch.withSyncLock(sync.syncId, async () => {});
+      await expect.poll(() => dispatch.othersWaiting(sync), { timeout: 10_000, interval: 50 }).toBe(true);
+      release();
+      await Promise.all([holder, waiter]);
+      expect(await dispatch.othersWaiting(sync)).toBe(false);
+      await other.query('SELECT pg_advisory_unlock(hashtext($1))', [`banksync-sync:${mate.syncId}`]);
+      await mateWaiter;
+    } finally {
+      release();
+      await other.end();
+    }
   });
 });

@@ -57,9 +57,9 @@ class JobDispatch implements Dispatch {
 
   /** Other work on the sync's queue (set by a test): a job yields to it instead of firing timers inline. */
   waiting: boolean | Error = false;
-  readonly askedDueForMs: number[] = [];
-  async othersWaiting(_sync: SyncKey, dueForMs: number): Promise<boolean> {
-    this.askedDueForMs.push(dueForMs);
+  readonly asked: string[] = [];
+  async othersWaiting(sync: SyncKey): Promise<boolean> {
+    this.asked.push(sync.syncId);
     if (this.waiting instanceof Error) throw this.waiting;
     return this.waiting;
   }
@@ -282,8 +282,7 @@ describe('dispatched hosting: inline timers', () => {
       const sync = await engine.requestSync({ connectionId: 'c1', provider: 'fake' });
       await engine.activate(sync.syncId, dispatch.jobs.shift()!.activation);
       expect(adapter.calls.poll).toBe(0);
-      // Work counts as waiting once it has been due as long as the horizon.
-      expect(dispatch.askedDueForMs).toEqual([800]);
+      expect(dispatch.asked).toEqual([sync.syncId]);
       const committed = await pendingTimers(store, sync.syncId);
       expect(committed.some((t) => t.timerId.includes('nextDelay'))).toBe(true);
       expect(dispatch.timerJobsOf(sync.syncId)).toEqual(committed);
