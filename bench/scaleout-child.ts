@@ -29,6 +29,8 @@ if (MODE === 'banksync') {
     retention: { cron: false },
     telemetry: false,
     policy: SCALEOUT_POLICY,
+    // A/B runs: BENCH_INLINE_TIMER_MAX_MS=0 measures one job per timer (inline timers off).
+    ...(process.env.BENCH_INLINE_TIMER_MAX_MS !== undefined ? { inlineTimerMaxMs: Number(process.env.BENCH_INLINE_TIMER_MAX_MS) } : {}),
   });
   stop = () => worker.stop();
 } else if (MODE === 'noop') {

@@ -32,6 +32,8 @@ export function queueFor(sync: Pick<SyncKey, 'tenantId' | 'connectionId'>): stri
 }
 
 export const timerJobKey = (syncId: string, timerId: string): string => `timer:${syncId}:${timerId}`;
+/** The text whose hashtext() is the sync's advisory lock key (see withSyncLock). */
+const syncLockKey = (syncId: string): string => `banksync-sync:${syncId}`;
 
 export class GraphileDispatch implements Dispatch {
   constructor(
@@ -77,8 +79,29 @@ export class GraphileDispatch implements Dispatch {
     }
   }
 
+  /**
+   * Work for this sync waiting behind its running job: a due job of the sync that is not one of its timers
+   * (on the connection's queue), or a session waiting for the sync's advisory lock (a user's answer). A job
+   * handling timers inline yields to it. One query; it reads graphile-worker's private tables (as of 0.17)
+   * and pg_locks (test/dispatch/others-waiting.test.ts pins both).
+   */
+  async othersWaiting(sync: SyncKey): Promise<boolean> {
+    const { rows } = await this.utils.withPgClient((client) =>
+      client.query<{ waiting: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM ${this.graphileSchema}._private_jobs j JOIN ${this.graphileSchema}._private_job_queues q ON q.id = j.job_queue_id
+                  WHERE q.queue_name = $1 AND j.is_available AND j.run_at <= now() AND j.payload->>'syncId' = $2
+                    AND (j.key IS NULL OR left(j.key, length($3)) <> $3))
+             OR EXISTS (SELECT 1 FROM pg_locks l, (SELECT hashtext($4)::bigint AS k) h
+                  WHERE l.locktype = 'advisory' AND NOT l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.objsubid = 1 AND l.classid = ((h.k >> 32) & 4294967295)::oid AND l.objid = (h.k & 4294967295)::oid) AS waiting`,
+        [queueFor(sync), sync.syncId, `timer:${sync.syncId}:`, syncLockKey(sync.syncId)],
+      ),
+    );
+    return rows[0]?.waiting === true;
+  }
+
   async withSyncLock<T>(syncId: string, work: () => Promise<T>): Promise<T> {
-    const key = `banksync-sync:${syncId}`;
+    const key = syncLockKey(syncId);
     const client = await this.lockPool.connect();
     // A checked-out client has no pool error handler: without ours, a server restart or a terminated
     // backend ('57P01') is an unhandled 'error' event that kills the process. The session's advisory lock

@@ -70,6 +70,13 @@ export interface WorkerOptions {
   telemetry?: TelemetryOptions | false;
   /** Deliver the event log to the app (Standard Webhooks); one worker process delivers at a time. */
   outgoingWebhook?: OutgoingWebhookOptions;
+  /**
+   * A job keeps its sync and fires the sync's next timer itself when it is due within this many ms, instead
+   * of ending and leaving it to a timer job (default 1000; 0: every timer is a job). Committed as always.
+   */
+  inlineTimerMaxMs?: number;
+  /** How long one job may go on firing timers inline (it holds the sync and its queue meanwhile). Default 5000 ms. */
+  inlineTimerBudgetMs?: number;
 }
 
 export interface BanksyncWorker {
@@ -165,7 +172,11 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.webhookSecrets ? { webhookSecrets: options.webhookSecrets } : {}),
     ...(options.retention ? { retention: withoutCron(options.retention) } : {}),
+    ...(options.inlineTimerMaxMs !== undefined ? { inlineTimerMaxMs: options.inlineTimerMaxMs } : {}),
+    ...(options.inlineTimerBudgetMs !== undefined ? { inlineTimerBudgetMs: options.inlineTimerBudgetMs } : {}),
   });
+  /** Aborted when stop() begins: a job waiting for an inline timer ends and hands its timers to the dispatcher. */
+  const stopInline = new AbortController();
   const pruneCron = options.retention?.cron ?? DEFAULT_PRUNE_CRON;
   const crontab = [
     ...(options.autosyncCron === false ? [] : [`${options.autosyncCron ?? '*/15 * * * *'} ${AUTOSYNC_TASK}`]),
@@ -217,7 +228,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
         [ACTIVATE_TASK]: async (payload, helpers) => {
           const { syncId, activation } = payload as ActivatePayload;
           // graphile-worker counts attempts when it fetches a job: above 1, an earlier run died or failed.
-          await engine.activate(syncId, activation, { rerun: helpers.job.attempts > 1 });
+          await engine.activate(syncId, activation, { rerun: helpers.job.attempts > 1, signal: AbortSignal.any([stopInline.signal, helpers.abortSignal]) });
         },
         [AUTOSYNC_TASK]: async () => {
           const report = await autosync.tick(Date.now());
@@ -367,6 +378,7 @@ export async function startWorker(options: WorkerOptions): Promise<BanksyncWorke
     metricsUrl,
     async stop() {
       stopping = true;
+      stopInline.abort();
       for (const timer of timers) clearInterval(timer);
       await metrics?.close();
       await webhooks?.stop();

@@ -28,4 +28,10 @@ export interface Dispatch {
   timersChanged(sync: SyncKey, previous: readonly TimerRecord[], next: readonly TimerRecord[]): Promise<void>;
   /** Runs `work` while no other process works on this sync. */
   withSyncLock<T>(syncId: string, work: () => Promise<T>): Promise<T>;
+  /**
+   * Whether other work for this sync waits behind the job now running for it (a webhook's job, a user's
+   * answer waiting for the sync's lock), so that job should stop firing the sync's timers inline. Optional:
+   * without it, only the inline budget ends that.
+   */
+  othersWaiting?(sync: SyncKey): Promise<boolean>;
 }

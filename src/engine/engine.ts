@@ -35,7 +35,7 @@ import { stateName, toView, type SyncView } from './view.js';
 import { ConnectionService, type ConnectionView } from './connections.js';
 import { WebhookIntake, type RejectedWebhook } from './webhook-intake.js';
 import type { Activation, Dispatch } from './dispatch.js';
-import { createHosting, type HostingStrategy } from './hosting.js';
+import { createHosting, type ActivateOptions, type HostingStrategy } from './hosting.js';
 import { describeError, SyncRuntime } from './runtime.js';
 import { CommitPipeline } from './commit-pipeline.js';
 import { childInput, fireScheduledEvent, listScheduledEvents, scheduleEvent, type ScheduledEvent } from './xstate-internals.js';
@@ -62,6 +62,13 @@ export interface EngineOptions {
   webhookSecrets?: Record<string, string>;
   /** Scale-out: no resident actors; work arrives as jobs (see src/engine/dispatch.ts). */
   dispatch?: Dispatch;
+  /**
+   * Dispatched only: a job keeps its sync and fires the next timer itself when it is due within this many ms
+   * (default 1000; 0: every timer is a job of its own). See InlineTimerOptions in src/engine/hosting.ts.
+   */
+  inlineTimerMaxMs?: number;
+  /** Dispatched only: how long one job may go on firing timers inline, in ms (default 5000). */
+  inlineTimerBudgetMs?: number;
   /** Longest cooldown after passing trouble, and longest Retry-After honoured, in ms. Default 24 h. */
   cooldownCeilingMs?: number;
   /**
@@ -196,6 +203,7 @@ export class SyncEngine {
         readNow: (runtime) => this.readNow(runtime),
       },
       options.dispatch,
+      { maxMs: options.inlineTimerMaxMs, budgetMs: options.inlineTimerBudgetMs },
     );
     this.cooldownCeilingMs = options.cooldownCeilingMs;
     this.migrateSnapshot = options.migrateSnapshot;
@@ -548,7 +556,7 @@ export class SyncEngine {
    * mid-job) finds the committed state, and the effect journal keeps provider calls from repeating. `rerun`: the
    * job ran before (graphile-worker's attempts > 1); every pending timer is handed to the dispatcher again.
    */
-  async activate(syncId: string, activation: Activation, options: { rerun?: boolean } = {}): Promise<void> {
+  async activate(syncId: string, activation: Activation, options: ActivateOptions = {}): Promise<void> {
     await this.hosting.activate(syncId, activation, options);
   }
 

@@ -53,7 +53,7 @@ export interface HostingStrategy {
   /** Runs `work` on the sync's live actor and waits for its commit (throws SYNC_ALREADY_FINISHED, STORAGE_UNAVAILABLE). */
   withRuntime(syncId: string, work: (runtime: SyncRuntime) => void): Promise<void>;
   /** One activation of a sync by a worker job (dispatched only). */
-  activate(syncId: string, activation: Activation, options?: { rerun?: boolean }): Promise<void>;
+  activate(syncId: string, activation: Activation, options?: ActivateOptions): Promise<void>;
   /** Queues a resume for active syncs nothing has moved for `staleAfterMs`; how many (dispatched only). */
   recoverStuck(staleAfterMs: number): Promise<number>;
   /** Applies a webhook to an active sync: verified, its observation; otherwise a hint to read now. Whether applied. */
@@ -64,8 +64,35 @@ export interface HostingStrategy {
   commitFailed(syncId: string): void;
 }
 
-export function createHosting(syncs: HostedSyncs, dispatch: Dispatch | undefined): HostingStrategy {
-  return dispatch ? new DispatchedHosting(syncs, dispatch) : new EmbeddedHosting(syncs);
+/** How a worker job runs an activation (see DispatchedHosting.activate). */
+export interface ActivateOptions {
+  /** The job ran before (graphile-worker's attempts > 1): every pending timer is handed to the dispatcher again. */
+  rerun?: boolean;
+  /** Ends an inline timer wait early (a worker's graceful stop); the pending timers go to the dispatcher. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Inline timers (dispatched mode): a job that hosts a sync keeps it while its next timer is due within
+ * `maxMs`, fires that timer in-process and commits, instead of ending and having a timer job bring the sync
+ * back (a poll loop of short waits becomes one job). `budgetMs` bounds how long one job goes on doing so (it
+ * holds the sync's lock and its connection's queue meanwhile). `maxMs: 0` turns it off.
+ */
+export interface InlineTimerOptions {
+  maxMs: number;
+  budgetMs: number;
+}
+
+export const DEFAULT_INLINE_TIMERS: InlineTimerOptions = { maxMs: 1_000, budgetMs: 5_000 };
+/** At most this many timers fired inline per job, whatever their delays (a zero-delay loop ends too). */
+export const INLINE_TIMER_MAX_COUNT = 100;
+
+export function createHosting(syncs: HostedSyncs, dispatch: Dispatch | undefined, inlineTimers: { maxMs?: number | undefined; budgetMs?: number | undefined } = {}): HostingStrategy {
+  if (!dispatch) return new EmbeddedHosting(syncs);
+  const inline = { ...DEFAULT_INLINE_TIMERS };
+  if (inlineTimers.maxMs !== undefined) inline.maxMs = inlineTimers.maxMs;
+  if (inlineTimers.budgetMs !== undefined) inline.budgetMs = inlineTimers.budgetMs;
+  return new DispatchedHosting(syncs, dispatch, inline);
 }
 
 const STORAGE_RETRY_BASE_MS = 1_000;
@@ -151,15 +178,27 @@ const PARKED_CLOCK = { setTimeout: () => 0, clearTimeout: () => {} };
 /** A timer job may run this early (clock skew between worker processes) and still fire. */
 const TIMER_EARLY_TOLERANCE_MS = 1_000;
 
+/** A job's deferred timer hand-off: the timers the dispatcher has jobs for. */
+interface Handoff {
+  dispatched: TimerRecord[];
+}
+
 /** No resident actors: work arrives as jobs (see src/dispatch/worker.ts). */
 export class DispatchedHosting implements HostingStrategy {
   readonly mode = 'dispatched';
   readonly actorClock = PARKED_CLOCK;
+  /** Runtimes whose timer jobs are written once, when their job ends (inline timers on). */
+  private readonly deferred = new WeakMap<SyncRuntime, Handoff>();
 
   constructor(
     private readonly syncs: HostedSyncs,
     private readonly dispatch: Dispatch,
-  ) {}
+    private readonly inline: InlineTimerOptions = DEFAULT_INLINE_TIMERS,
+  ) {
+    for (const [key, value] of [['inlineTimerMaxMs', inline.maxMs], ['inlineTimerBudgetMs', inline.budgetMs]] as const) {
+      if (!Number.isFinite(value) || value < 0) throw new BanksyncError('INVALID_REQUEST', `${key} must be a finite number >= 0`, [`${key}: must be a finite number >= 0`]);
+    }
+  }
 
   /** Nothing is resident; jobs (and recoverStuck) bring syncs back. */
   async resumeAll(): Promise<number> {
@@ -192,8 +231,15 @@ export class DispatchedHosting implements HostingStrategy {
   /**
    * Idempotent: a job that runs twice (a worker died mid-job) finds the committed state, and the effect
    * journal keeps provider calls from repeating.
+   *
+   * Inline timers on: after the work has quiesced and committed, the job goes on firing the sync's timers
+   * that fall due within `inline.maxMs` (see InlineTimerOptions) on the engine's clock, each committed before
+   * the next wait. Every timer is committed with its snapshot as always; only the timer *jobs* wait: the
+   * dispatcher learns of the pending timers once, when the job ends (diffed against what it had). A worker
+   * that dies meanwhile leaves the job locked: graphile-worker runs it again (`rerun`), which hands every
+   * committed timer back.
    */
-  async activate(syncId: string, activation: Activation, options: { rerun?: boolean } = {}): Promise<void> {
+  async activate(syncId: string, activation: Activation, options: ActivateOptions = {}): Promise<void> {
     const { dispatch, syncs } = this;
     await dispatch.withSyncLock(syncId, async () => {
       const record = await syncs.store.getSync(syncId);
@@ -205,21 +251,94 @@ export class DispatchedHosting implements HostingStrategy {
         await runtime.failure;
         return;
       }
+      // A resume follows a lost job or a crash between a commit and its timer jobs. So may a re-run job: its
+      // first run can have committed and died before writing the new timer jobs. Hand every timer back
+      // (idempotent: one job key per timer).
+      const handBackAll = activation.kind === 'resume' || options.rerun === true;
+      const handoff: Handoff | null = this.inline.maxMs > 0 ? { dispatched: handBackAll ? [] : runtime.lastTimers } : null;
+      if (handoff) this.deferred.set(runtime, handoff);
       try {
         if (activation.kind === 'observe') syncs.deliver(runtime, activation.observation);
         if (activation.kind === 'hint') await syncs.readNow(runtime);
         if (activation.kind === 'timer') await this.fireTimer(runtime, activation.timerId);
-        // A resume follows a lost job or a crash between a commit and its timer jobs. So may a re-run job: its
-        // first run can have committed and died before writing the new timer jobs. Hand every timer back
-        // (idempotent: one job key per timer).
-        if (activation.kind === 'resume' || options.rerun) await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
+        if (handBackAll && !handoff) await dispatch.timersChanged(runtime.record, [], runtime.lastTimers);
         await quiescent(runtime);
         // A lost commit fails the job: graphile-worker runs it again (with backoff) from the committed state.
         if (runtime.commitError) throw runtime.commitError;
+        if (handoff) await this.runTimersInline(runtime, options.signal);
       } finally {
         syncs.close(runtime);
+        if (handoff) {
+          // Commits already under way finish first (none starts once the runtime is closed).
+          await runtime.chain;
+          await this.handOff(runtime, handoff);
+        }
       }
     });
+  }
+
+  /** Fires the sync's timers due within the inline horizon, one at a time, while the job's budget lasts. */
+  private async runTimersInline(runtime: SyncRuntime, signal: AbortSignal | undefined): Promise<void> {
+    const { clock } = this.syncs;
+    const began = clock.now();
+    for (let fired = 0; fired < INLINE_TIMER_MAX_COUNT; fired++) {
+      if (runtime.closed || this.syncs.stopped() || signal?.aborted) return;
+      const next = earliest(runtime.lastTimers);
+      if (!next) return;
+      const now = clock.now();
+      const wait = Math.max(0, next.dueAt - now);
+      if (wait > this.inline.maxMs || now + wait - began > this.inline.budgetMs) return;
+      // Other work for this sync waits (a webhook's job, a user's answer): let it run. Other connections'
+      // jobs on the same serial queue wait at most the budget.
+      if (await this.othersWaiting(runtime)) return;
+      if (wait > 0 && !(await this.sleep(wait, signal))) return;
+      if (runtime.closed || this.syncs.stopped()) return;
+      // Nothing else runs this actor while the job holds the lock; still, fire only what is still pending.
+      if (!runtime.lastTimers.some((t) => t.timerId === next.timerId && t.dueAt === next.dueAt)) continue;
+      runtime.lastTimers = runtime.lastTimers.filter((t) => t.timerId !== next.timerId);
+      fireScheduledEvent(runtime.actor, next.timerId, next.eventType);
+      await quiescent(runtime);
+      if (runtime.commitError) throw runtime.commitError;
+    }
+  }
+
+  private async othersWaiting(runtime: SyncRuntime): Promise<boolean> {
+    if (!this.dispatch.othersWaiting) return false;
+    try {
+      return await this.dispatch.othersWaiting(runtime.record);
+    } catch (error) {
+      // Unknown: end the inline phase; the timers go to the dispatcher as they would without it.
+      this.syncs.logger.warn({ syncId: runtime.record.syncId, err: describeError(error) }, 'could not tell whether other jobs wait; ending inline timers');
+      return true;
+    }
+  }
+
+  /** Waits `ms` on the engine's clock: true when the time has passed, false when `signal` ended the wait. */
+  private sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+    const { clock } = this.syncs;
+    return new Promise((resolve) => {
+      if (signal?.aborted) {
+        resolve(false);
+        return;
+      }
+      const onAbort = () => {
+        clock.clearTimeout(handle);
+        resolve(false);
+      };
+      const handle = clock.setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(true);
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** The job ends: the dispatcher gets jobs for the timers still pending and drops the others it had. */
+  private async handOff(runtime: SyncRuntime, handoff: Handoff): Promise<void> {
+    const pending = runtime.lastTimers;
+    if (sameTimers(handoff.dispatched, pending)) return;
+    await this.dispatch.timersChanged(runtime.record, handoff.dispatched, pending);
+    handoff.dispatched = pending;
   }
 
   async recoverStuck(staleAfterMs: number): Promise<number> {
@@ -244,6 +363,11 @@ export class DispatchedHosting implements HostingStrategy {
   }
 
   async timersCommitted(runtime: SyncRuntime, timers: TimerRecord[]): Promise<void> {
+    if (this.deferred.has(runtime)) {
+      // Inline timers: the job hands the timers over when it ends (see activate).
+      runtime.lastTimers = timers;
+      return;
+    }
     if (sameTimers(runtime.lastTimers, timers)) return;
     const previous = runtime.lastTimers;
     runtime.lastTimers = timers;
@@ -256,9 +380,13 @@ export class DispatchedHosting implements HostingStrategy {
   private async fireTimer(runtime: SyncRuntime, timerId: string): Promise<void> {
     const timer = runtime.lastTimers.find((t) => t.timerId === timerId);
     if (!timer) return; // cancelled since: a stale job
+    const handoff = this.deferred.get(runtime);
+    // This job is the timer's job: once it completes, the dispatcher has no job for the timer.
+    if (handoff) handoff.dispatched = handoff.dispatched.filter((t) => t.timerId !== timerId);
     if (timer.dueAt > this.syncs.clock.now() + TIMER_EARLY_TOLERANCE_MS) {
-      // Woken early (clock skew between processes): have it woken again at the right time.
-      await this.dispatch.timersChanged(runtime.record, [], [timer]);
+      // Woken early (clock skew between processes): have it woken again at the right time (deferred: by the
+      // job's inline wait or its hand-off).
+      if (!handoff) await this.dispatch.timersChanged(runtime.record, [], [timer]);
       return;
     }
     // This job is the timer's job. Its key must not be removed by the commit that follows (the timer is gone
@@ -268,4 +396,10 @@ export class DispatchedHosting implements HostingStrategy {
     runtime.lastTimers = runtime.lastTimers.filter((t) => t.timerId !== timerId);
     fireScheduledEvent(runtime.actor, timerId, timer.eventType);
   }
+}
+
+function earliest(timers: readonly TimerRecord[]): TimerRecord | undefined {
+  let first: TimerRecord | undefined;
+  for (const timer of timers) if (!first || timer.dueAt < first.dueAt) first = timer;
+  return first;
 }
