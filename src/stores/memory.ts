@@ -9,6 +9,7 @@
  *   method atomic with respect to the others (no interleaving inside a method).
  */
 import { EventEmitter } from 'node:events';
+import { jsonCopy, plainCopy } from './plain-copy.js';
 import {
   InvalidCursorError,
   NotFoundError,
@@ -34,11 +35,7 @@ import {
 } from './types.js';
 
 /** What a JSON column would hold: throws (like the SQL stores) for values JSON cannot represent. */
-function toJson(value: unknown): unknown {
-  if (value === undefined || value === null) return null;
-  const text = JSON.stringify(value);
-  return text === undefined ? null : (JSON.parse(text) as unknown);
-}
+const toJson = jsonCopy;
 
 /** SQLite and memory cursors: the decimal sequence number of the last event read. */
 export function parseSeqCursor(cursor: string | null): number {
@@ -83,7 +80,7 @@ export class MemoryStore implements Store {
     const key = activeKey(sync.tenantId, sync.connectionId);
     const existingId = this.#active.get(key);
     if (existingId !== undefined) {
-      return { sync: structuredClone(this.#mustGet(existingId)), created: false };
+      return { sync: plainCopy(this.#mustGet(existingId)), created: false };
     }
     if (this.#syncs.has(sync.syncId)) {
       throw new Error(`sync ${sync.syncId} already exists`);
@@ -104,7 +101,7 @@ export class MemoryStore implements Store {
     };
     this.#syncs.set(record.syncId, record);
     this.#active.set(key, record.syncId);
-    return { sync: structuredClone(record), created: true };
+    return { sync: plainCopy(record), created: true };
   }
 
   /** Each change through `commit` (atomic on its own in memory), so a subclass overriding `commit` sees every write. */
@@ -226,7 +223,7 @@ export class MemoryStore implements Store {
     this.#open();
     const start = Math.max(0, parseSeqCursor(after) - this.#eventBase);
     const page = this.#events.slice(start, start + clampLimit(limit));
-    return { events: structuredClone(page), more: start + page.length < this.#events.length };
+    return { events: plainCopy(page), more: start + page.length < this.#events.length };
   }
 
   async latestEventCursor(): Promise<string | null> {
@@ -255,13 +252,13 @@ export class MemoryStore implements Store {
   async getSync(syncId: string): Promise<SyncRecord | null> {
     this.#open();
     const record = this.#syncs.get(syncId);
-    return record === undefined ? null : structuredClone(record);
+    return record === undefined ? null : plainCopy(record);
   }
 
   async findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null> {
     this.#open();
     const id = this.#active.get(activeKey(tenantId, connectionId));
-    return id === undefined ? null : structuredClone(this.#mustGet(id));
+    return id === undefined ? null : plainCopy(this.#mustGet(id));
   }
 
   async findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null> {
@@ -273,7 +270,7 @@ export class MemoryStore implements Store {
       if (best === undefined) best = s;
       else if (s.active !== best.active ? s.active : newestFirst(s, best) < 0) best = s;
     }
-    return best === undefined ? null : structuredClone(best);
+    return best === undefined ? null : plainCopy(best);
   }
 
   async listSyncs(filter: SyncFilter = {}): Promise<SyncRecord[]> {
@@ -293,7 +290,7 @@ export class MemoryStore implements Store {
     }
     out.sort(newestFirst);
     const limited = filter.limit === undefined ? out : out.slice(0, clampLimit(filter.limit));
-    return structuredClone(limited);
+    return plainCopy(limited);
   }
 
   async countByStatus(): Promise<Record<string, number>> {
@@ -305,14 +302,14 @@ export class MemoryStore implements Store {
 
   async listTransitions(syncId: string): Promise<TransitionRecord[]> {
     this.#open();
-    return structuredClone(this.#transitions.get(syncId) ?? []);
+    return plainCopy(this.#transitions.get(syncId) ?? []);
   }
 
   async listTimers(syncId: string): Promise<TimerRecord[]> {
     this.#open();
     const timers = [...(this.#timers.get(syncId)?.values() ?? [])];
     timers.sort((a, b) => cmp(a.dueAt, b.dueAt) || cmp(a.timerId, b.timerId));
-    return structuredClone(timers);
+    return plainCopy(timers);
   }
 
   async dueTimers(until: number, limit: number): Promise<TimerRecord[]> {
@@ -322,13 +319,13 @@ export class MemoryStore implements Store {
       for (const t of timers.values()) if (t.dueAt <= until) due.push(t);
     }
     due.sort((a, b) => cmp(a.dueAt, b.dueAt) || cmp(a.syncId, b.syncId) || cmp(a.timerId, b.timerId));
-    return structuredClone(due.slice(0, clampLimit(limit)));
+    return plainCopy(due.slice(0, clampLimit(limit)));
   }
 
   async getEffect(effectKey: string): Promise<EffectRecord | null> {
     this.#open();
     const effect = this.#effects.get(effectKey);
-    return effect === undefined ? null : structuredClone(effect);
+    return effect === undefined ? null : plainCopy(effect);
   }
 
   async startEffect(effectKey: string, syncId: string, kind: string, at: number): Promise<EffectRecord | null> {
@@ -348,7 +345,7 @@ export class MemoryStore implements Store {
       });
       return null;
     }
-    const previous = structuredClone(before);
+    const previous = plainCopy(before);
     if (before.state === 'PENDING' || before.state === 'STARTED') {
       this.#effects.set(effectKey, { ...before, state: 'STARTED', startedAt: at });
     }
@@ -366,13 +363,13 @@ export class MemoryStore implements Store {
     this.#open();
     const effects = [...this.#effects.values()].filter((e) => e.syncId === syncId);
     effects.sort((a, b) => cmp(a.createdAt, b.createdAt) || cmp(a.effectKey, b.effectKey));
-    return structuredClone(effects);
+    return plainCopy(effects);
   }
 
   async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
     this.#open();
     const found = this.#connections.get(connectionKey(tenantId, connectionId));
-    return found ? structuredClone(found) : null;
+    return found ? plainCopy(found) : null;
   }
 
   async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events: NewEventRecord[] = []): Promise<number> {
@@ -382,7 +379,7 @@ export class MemoryStore implements Store {
     if ((current?.version ?? 0) !== expectedVersion) throw new StaleWriteError(`connection ${record.tenantId}/${record.connectionId}`, expectedVersion);
     const version = expectedVersion + 1;
     const prepared = events.map((e) => ({ ...e, payload: toJson(e.payload) }));
-    this.#connections.set(key, { ...structuredClone(record), context: toJson(record.context), version });
+    this.#connections.set(key, { ...plainCopy(record), context: toJson(record.context), version });
     this.#appendEvents(prepared);
     return version;
   }
@@ -392,7 +389,7 @@ export class MemoryStore implements Store {
     const all = [...this.#connections.values()]
       .filter((c) => (filter.tenantId === undefined || c.tenantId === filter.tenantId) && (filter.provider === undefined || c.provider === filter.provider) && (filter.state === undefined || c.state === filter.state))
       .sort((a, b) => (a.tenantId === b.tenantId ? a.connectionId.localeCompare(b.connectionId) : a.tenantId.localeCompare(b.tenantId)));
-    return structuredClone(filter.limit === undefined ? all : all.slice(0, Math.max(0, Math.floor(filter.limit))));
+    return plainCopy(filter.limit === undefined ? all : all.slice(0, Math.max(0, Math.floor(filter.limit))));
   }
 
   async prune(request: PruneRequest): Promise<PruneCounts> {
