@@ -57,6 +57,9 @@ const SYNC_SECONDS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400];
 interface Instruments {
   api: Api;
   tracer: OtelApi.Tracer;
+  tracerProvider: OtelApi.TracerProvider;
+  /** The meter is the API's no-op (no MeterProvider given or registered when the engine was created). */
+  metricsOff: boolean;
   started: OtelApi.Counter;
   finished: OtelApi.Counter;
   duration: OtelApi.Histogram;
@@ -187,6 +190,9 @@ export class SyncObserver {
     const context = parent ? api.trace.setSpan(api.ROOT_CONTEXT, parent) : api.ROOT_CONTEXT;
     const span = instruments.tracer.startSpan(`banksync.${kind}`, { kind: api.SpanKind.INTERNAL, attributes: { ...identity(sync), 'banksync.effect': kind } }, context);
     try {
+      // The call scope only feeds no-op instruments when no SDK is there: skip it. Entering an AsyncLocalStorage
+      // turns on Node's promise hooks, which then tax every promise of the process (node 20).
+      if (instruments.metricsOff && !tracing(instruments)) return await run();
       const result = await callScope.run({ instruments, parent: span, provider: sync.provider }, run);
       return result;
     } catch (error) {
@@ -277,6 +283,18 @@ function identity(sync: SyncIdentity): OtelApi.Attributes {
   };
 }
 
+/**
+ * A tracer provider that can record: one given in the options, or a global one registered (now or since the
+ * engine was created; the API's proxy then delegates to it).
+ */
+function tracing(instruments: Instruments): boolean {
+  const provider = instruments.tracerProvider;
+  if (!(provider instanceof instruments.api.ProxyTracerProvider)) return true;
+  noopTracerProvider ??= new instruments.api.ProxyTracerProvider().getDelegate();
+  return provider.getDelegate() !== noopTracerProvider;
+}
+let noopTracerProvider: OtelApi.TracerProvider | undefined;
+
 function createInstruments(api: Api, options: TelemetryOptions, activeByStatus: () => Promise<Record<string, number>>): Instruments {
   const tracerProvider = (options.tracerProvider as OtelApi.TracerProvider | undefined) ?? api.trace.getTracerProvider();
   const meterProvider = (options.meterProvider as OtelApi.MeterProvider | undefined) ?? api.metrics.getMeterProvider();
@@ -296,6 +314,8 @@ function createInstruments(api: Api, options: TelemetryOptions, activeByStatus: 
   return {
     api,
     tracer: tracerProvider.getTracer(SCOPE),
+    tracerProvider,
+    metricsOff: meter === api.createNoopMeter(),
     started: meter.createCounter('banksync_syncs_started', { description: 'Syncs whose first transition was committed' }),
     finished: meter.createCounter('banksync_syncs_finished', { description: 'Syncs that ended, by outcome and error code' }),
     duration: meter.createHistogram('banksync_sync_duration_seconds', {
