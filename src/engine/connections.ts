@@ -159,7 +159,8 @@ export class ConnectionService {
       const current = record ? this.snapshotOf(record) : this.initial({ registeredAt: event.at, ...input });
       const next = connectionMachine.transition(current, event, connectionScope());
       const before = current.value as ConnectionState;
-      if (next === current || JSON.stringify(next.context) === JSON.stringify(current.context) && next.value === current.value) {
+      // The state value first: a transition that moved the machine needs no comparison of the contexts.
+      if (next === current || (next.value === current.value && JSON.stringify(next.context) === JSON.stringify(current.context))) {
         const outcome = { view: this.toView(current, record?.version ?? 0), before, previous: record ? current.context : null, changed: false };
         return { ...outcome, events: eventsFor?.(outcome) ?? [] };
       }

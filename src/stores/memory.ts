@@ -73,6 +73,7 @@ export class MemoryStore implements Store {
   readonly #eventIds = new Set<string>();
   readonly #eventCursors = new Map<string, string>();
   readonly #eventSignal = new EventEmitter().setMaxListeners(0);
+  #wakePending = false;
   #closed = false;
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
@@ -216,7 +217,14 @@ export class MemoryStore implements Store {
       this.#events.push({ ...e, seq, cursor: String(seq) });
       appended++;
     }
-    if (appended > 0) queueMicrotask(() => this.#eventSignal.emit('wake'));
+    // One wake-up per microtask turn however many commits appended (a wake-up only says "read the log").
+    if (appended > 0 && !this.#wakePending) {
+      this.#wakePending = true;
+      queueMicrotask(() => {
+        this.#wakePending = false;
+        this.#eventSignal.emit('wake');
+      });
+    }
   }
 
   async readEvents(after: string | null, limit: number): Promise<EventPage> {
