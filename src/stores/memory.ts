@@ -37,6 +37,44 @@ import {
 /** What a JSON column would hold: throws (like the SQL stores) for values JSON cannot represent. */
 const toJson = jsonCopy;
 
+/**
+ * An event as the log keeps it: its payload as JSON text, as in the SQL stores' column (parsed on read). The log
+ * only grows and is rarely read back in-process, so one string per event instead of a copied object tree keeps
+ * the collector's work (and the heap) small.
+ */
+interface StoredEvent {
+  eventId: string;
+  name: string;
+  tenantId: string;
+  connectionId: string;
+  syncId: string | null;
+  payloadJson: string;
+  at: number;
+  seq: number;
+  cursor: string;
+}
+type PreparedEvent = Omit<StoredEvent, 'seq' | 'cursor'>;
+
+/** Throws (like toJson) for values JSON cannot represent; undefined is stored as null. */
+function prepareEvent(e: NewEventRecord): PreparedEvent {
+  const payloadJson = e.payload === undefined || e.payload === null ? 'null' : (JSON.stringify(e.payload) ?? 'null');
+  return { eventId: e.eventId, name: e.name, tenantId: e.tenantId, connectionId: e.connectionId, syncId: e.syncId, payloadJson, at: e.at };
+}
+
+function readEvent(e: StoredEvent): EventRecord {
+  return {
+    eventId: e.eventId,
+    name: e.name,
+    tenantId: e.tenantId,
+    connectionId: e.connectionId,
+    syncId: e.syncId,
+    payload: JSON.parse(e.payloadJson) as unknown,
+    at: e.at,
+    seq: e.seq,
+    cursor: e.cursor,
+  };
+}
+
 /** SQLite and memory cursors: the decimal sequence number of the last event read. */
 export function parseSeqCursor(cursor: string | null): number {
   if (cursor === null) return 0;
@@ -67,7 +105,7 @@ export class MemoryStore implements Store {
   readonly #transitions = new Map<string, TransitionRecord[]>();
   readonly #effects = new Map<string, EffectRecord>();
   readonly #connections = new Map<string, ConnectionRecord>();
-  readonly #events: EventRecord[] = [];
+  readonly #events: StoredEvent[] = [];
   /** Events pruned from the front of #events: the first one left has seq #eventBase + 1. */
   #eventBase = 0;
   readonly #eventIds = new Set<string>();
@@ -157,7 +195,7 @@ export class MemoryStore implements Store {
       );
     }
     const snapshot = toJson(change.snapshot);
-    const events = (change.events ?? []).map((e) => ({ ...e, payload: toJson(e.payload) }));
+    const events = (change.events ?? []).map(prepareEvent);
     const timers = new Map<string, TimerRecord>();
     for (const t of change.timers) {
       timers.set(t.timerId, { syncId: change.syncId, timerId: t.timerId, eventType: t.eventType, dueAt: t.dueAt });
@@ -208,7 +246,7 @@ export class MemoryStore implements Store {
     return version;
   }
 
-  #appendEvents(events: NewEventRecord[]): void {
+  #appendEvents(events: PreparedEvent[]): void {
     let appended = 0;
     for (const e of events) {
       if (this.#eventIds.has(e.eventId)) continue;
@@ -231,7 +269,7 @@ export class MemoryStore implements Store {
     this.#open();
     const start = Math.max(0, parseSeqCursor(after) - this.#eventBase);
     const page = this.#events.slice(start, start + clampLimit(limit));
-    return { events: plainCopy(page), more: start + page.length < this.#events.length };
+    return { events: page.map(readEvent), more: start + page.length < this.#events.length };
   }
 
   async latestEventCursor(): Promise<string | null> {
@@ -386,7 +424,7 @@ export class MemoryStore implements Store {
     const current = this.#connections.get(key);
     if ((current?.version ?? 0) !== expectedVersion) throw new StaleWriteError(`connection ${record.tenantId}/${record.connectionId}`, expectedVersion);
     const version = expectedVersion + 1;
-    const prepared = events.map((e) => ({ ...e, payload: toJson(e.payload) }));
+    const prepared = events.map(prepareEvent);
     this.#connections.set(key, { ...plainCopy(record), context: toJson(record.context), version });
     this.#appendEvents(prepared);
     return version;
