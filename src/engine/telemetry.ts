@@ -122,6 +122,10 @@ export class SyncObserver {
     const instruments = this.instruments;
     if (!instruments) return;
     this.segments.get(sync.syncId)?.span.end();
+    if (quiet(instruments)) {
+      this.segments.delete(sync.syncId);
+      return;
+    }
     const span = instruments.tracer.startSpan('banksync.sync', {
       kind: instruments.api.SpanKind.INTERNAL,
       attributes: { ...identity(sync), 'banksync.sync.resumed': resumed },
@@ -163,6 +167,7 @@ export class SyncObserver {
     const instruments = this.instruments;
     if (!instruments) return;
     const segment = this.segments.get(sync.syncId);
+    if (!segment && quiet(instruments)) return;
     for (const t of transitions) {
       segment?.span.addEvent('banksync.transition', { 'banksync.from': t.from ?? '', 'banksync.to': t.to, 'banksync.event': t.event }, t.at);
       if (t.from === null) instruments.started.add(1, { provider: sync.provider });
@@ -185,14 +190,15 @@ export class SyncObserver {
   async effect<T>(sync: SyncIdentity, kind: string, run: () => Promise<T>): Promise<T> {
     const instruments = this.instruments;
     if (!instruments) return run();
-    const { api } = instruments;
     const parent = this.segments.get(sync.syncId)?.span;
+    if (!parent && quiet(instruments)) return run();
+    const { api } = instruments;
     const context = parent ? api.trace.setSpan(api.ROOT_CONTEXT, parent) : api.ROOT_CONTEXT;
     const span = instruments.tracer.startSpan(`banksync.${kind}`, { kind: api.SpanKind.INTERNAL, attributes: { ...identity(sync), 'banksync.effect': kind } }, context);
     try {
       // The call scope only feeds no-op instruments when no SDK is there: skip it. Entering an AsyncLocalStorage
       // turns on Node's promise hooks, which then tax every promise of the process (node 20).
-      if (instruments.metricsOff && !tracing(instruments)) return await run();
+      if (quiet(instruments)) return await run();
       const result = await callScope.run({ instruments, parent: span, provider: sync.provider }, run);
       return result;
     } catch (error) {
@@ -294,6 +300,14 @@ function tracing(instruments: Instruments): boolean {
   return provider.getDelegate() !== noopTracerProvider;
 }
 let noopTracerProvider: OtelApi.TracerProvider | undefined;
+
+/**
+ * Nothing can record: the API's no-op meter and no tracer provider. Every span would be non-recording and every
+ * metric a no-op, so the hooks skip building them (same outcome, none of the objects).
+ */
+function quiet(instruments: Instruments): boolean {
+  return instruments.metricsOff && !tracing(instruments);
+}
 
 function createInstruments(api: Api, options: TelemetryOptions, activeByStatus: () => Promise<Record<string, number>>): Instruments {
   const tracerProvider = (options.tracerProvider as OtelApi.TracerProvider | undefined) ?? api.trace.getTracerProvider();
