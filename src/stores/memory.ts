@@ -252,7 +252,7 @@ export class MemoryStore implements Store {
       if (this.#eventIds.has(e.eventId)) continue;
       this.#eventIds.add(e.eventId);
       const seq = this.#eventBase + this.#events.length + 1;
-      this.#events.push({ ...e, seq, cursor: String(seq) });
+      this.#events.push({ eventId: e.eventId, name: e.name, tenantId: e.tenantId, connectionId: e.connectionId, syncId: e.syncId, payloadJson: e.payloadJson, at: e.at, seq, cursor: String(seq) });
       appended++;
     }
     // One wake-up per microtask turn however many commits appended (a wake-up only says "read the log").
@@ -425,7 +425,8 @@ export class MemoryStore implements Store {
     if ((current?.version ?? 0) !== expectedVersion) throw new StaleWriteError(`connection ${record.tenantId}/${record.connectionId}`, expectedVersion);
     const version = expectedVersion + 1;
     const prepared = events.map(prepareEvent);
-    this.#connections.set(key, { ...plainCopy(record), context: toJson(record.context), version });
+    // The context is stored JSON-normalised: copy the rest only (same key order as the record).
+    this.#connections.set(key, { ...plainCopy({ ...record, context: null }), context: toJson(record.context), version });
     this.#appendEvents(prepared);
     return version;
   }
