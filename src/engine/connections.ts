@@ -1,9 +1,10 @@
 /**
  * Persists and advances the connection machine of each bank connection. The machine is pure and has no
- * timers or effects, so it is stepped with `getNextSnapshot` rather than hosted as a live actor. Writes
- * are fenced by version and retried on a concurrent update (another request or process moved it).
+ * timers or effects, so it is stepped with its own `getInitialSnapshot` / `transition` (what xstate's
+ * `getNextSnapshot` does) rather than hosted as a live actor. Writes are fenced by version and retried on a
+ * concurrent update (another request or process moved it).
  */
-import { getInitialSnapshot, getNextSnapshot } from 'xstate';
+import { createActor, type ActorScope } from 'xstate';
 import { CONSENT_WARNING_MS } from './consent.js';
 import {
   connectionMachine,
@@ -26,7 +27,34 @@ export interface ConnectionOutcome {
   changed: boolean;
 }
 
-type ConnectionSnapshot = ReturnType<typeof getInitialSnapshot<typeof connectionMachine>>;
+type ConnectionSnapshot = ReturnType<typeof connectionMachine.resolveState>;
+type ConnectionScope = Parameters<typeof connectionMachine.transition>[2];
+
+/**
+ * One inert actor scope for every step of the connection machine, instead of xstate's `getInitialSnapshot` /
+ * `getNextSnapshot`, which build a throwaway actor (and system) per call, and, since that actor gets no input,
+ * a TypeError with a stack trace from the machine's context factory each time (most of a step's cost).
+ * The scope only backs pure steps: the machine has no effects, children or delays, and an inert scope runs no
+ * action (as xstate's own inert scope).
+ */
+let inertScope: ConnectionScope | null = null;
+function connectionScope(): ConnectionScope {
+  if (inertScope) return inertScope;
+  const self = createActor(connectionMachine, { input: { tenantId: '', connectionId: '', provider: '' } });
+  const scope: ActorScope<ConnectionSnapshot, ConnectionEvent> = {
+    self,
+    id: '',
+    sessionId: '',
+    logger: () => {},
+    defer: () => {},
+    emit: () => {},
+    system: self.system,
+    stopChild: () => {},
+    actionExecutor: () => {},
+  };
+  inertScope = scope as unknown as ConnectionScope;
+  return inertScope;
+}
 
 export interface ConnectionView extends ConnectionContext {
   state: ConnectionState;
@@ -63,7 +91,7 @@ export class ConnectionService {
   }
 
   private initial(input: ConnectionInput): ConnectionSnapshot {
-    return getInitialSnapshot(connectionMachine, input);
+    return connectionMachine.getInitialSnapshot(connectionScope(), input);
   }
 
   toView(snapshot: ConnectionSnapshot, version: number): ConnectionView {
@@ -129,9 +157,10 @@ export class ConnectionService {
     for (let attempt = 0; ; attempt++) {
       const record = await this.store.getConnection(input.tenantId, input.connectionId);
       const current = record ? this.snapshotOf(record) : this.initial({ registeredAt: event.at, ...input });
-      const next = getNextSnapshot(connectionMachine, current, event);
+      const next = connectionMachine.transition(current, event, connectionScope());
       const before = current.value as ConnectionState;
-      if (next === current || JSON.stringify(next.context) === JSON.stringify(current.context) && next.value === current.value) {
+      // The state value first: a transition that moved the machine needs no comparison of the contexts.
+      if (next === current || (next.value === current.value && JSON.stringify(next.context) === JSON.stringify(current.context))) {
         const outcome = { view: this.toView(current, record?.version ?? 0), before, previous: record ? current.context : null, changed: false };
         return { ...outcome, events: eventsFor?.(outcome) ?? [] };
       }

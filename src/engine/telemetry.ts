@@ -57,6 +57,9 @@ const SYNC_SECONDS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400];
 interface Instruments {
   api: Api;
   tracer: OtelApi.Tracer;
+  tracerProvider: OtelApi.TracerProvider;
+  /** The meter is the API's no-op (no MeterProvider given or registered when the engine was created). */
+  metricsOff: boolean;
   started: OtelApi.Counter;
   finished: OtelApi.Counter;
   duration: OtelApi.Histogram;
@@ -119,6 +122,10 @@ export class SyncObserver {
     const instruments = this.instruments;
     if (!instruments) return;
     this.segments.get(sync.syncId)?.span.end();
+    if (quiet(instruments)) {
+      this.segments.delete(sync.syncId);
+      return;
+    }
     const span = instruments.tracer.startSpan('banksync.sync', {
       kind: instruments.api.SpanKind.INTERNAL,
       attributes: { ...identity(sync), 'banksync.sync.resumed': resumed },
@@ -160,6 +167,7 @@ export class SyncObserver {
     const instruments = this.instruments;
     if (!instruments) return;
     const segment = this.segments.get(sync.syncId);
+    if (!segment && quiet(instruments)) return;
     for (const t of transitions) {
       segment?.span.addEvent('banksync.transition', { 'banksync.from': t.from ?? '', 'banksync.to': t.to, 'banksync.event': t.event }, t.at);
       if (t.from === null) instruments.started.add(1, { provider: sync.provider });
@@ -182,11 +190,15 @@ export class SyncObserver {
   async effect<T>(sync: SyncIdentity, kind: string, run: () => Promise<T>): Promise<T> {
     const instruments = this.instruments;
     if (!instruments) return run();
-    const { api } = instruments;
     const parent = this.segments.get(sync.syncId)?.span;
+    if (!parent && quiet(instruments)) return run();
+    const { api } = instruments;
     const context = parent ? api.trace.setSpan(api.ROOT_CONTEXT, parent) : api.ROOT_CONTEXT;
     const span = instruments.tracer.startSpan(`banksync.${kind}`, { kind: api.SpanKind.INTERNAL, attributes: { ...identity(sync), 'banksync.effect': kind } }, context);
     try {
+      // The call scope only feeds no-op instruments when no SDK is there: skip it. Entering an AsyncLocalStorage
+      // turns on Node's promise hooks, which then tax every promise of the process (node 20).
+      if (quiet(instruments)) return await run();
       const result = await callScope.run({ instruments, parent: span, provider: sync.provider }, run);
       return result;
     } catch (error) {
@@ -277,6 +289,26 @@ function identity(sync: SyncIdentity): OtelApi.Attributes {
   };
 }
 
+/**
+ * A tracer provider that can record: one given in the options, or a global one registered (now or since the
+ * engine was created; the API's proxy then delegates to it).
+ */
+function tracing(instruments: Instruments): boolean {
+  const provider = instruments.tracerProvider;
+  if (!(provider instanceof instruments.api.ProxyTracerProvider)) return true;
+  noopTracerProvider ??= new instruments.api.ProxyTracerProvider().getDelegate();
+  return provider.getDelegate() !== noopTracerProvider;
+}
+let noopTracerProvider: OtelApi.TracerProvider | undefined;
+
+/**
+ * Nothing can record: the API's no-op meter and no tracer provider. Every span would be non-recording and every
+ * metric a no-op, so the hooks skip building them (same outcome, none of the objects).
+ */
+function quiet(instruments: Instruments): boolean {
+  return instruments.metricsOff && !tracing(instruments);
+}
+
 function createInstruments(api: Api, options: TelemetryOptions, activeByStatus: () => Promise<Record<string, number>>): Instruments {
   const tracerProvider = (options.tracerProvider as OtelApi.TracerProvider | undefined) ?? api.trace.getTracerProvider();
   const meterProvider = (options.meterProvider as OtelApi.MeterProvider | undefined) ?? api.metrics.getMeterProvider();
@@ -296,6 +328,8 @@ function createInstruments(api: Api, options: TelemetryOptions, activeByStatus: 
   return {
     api,
     tracer: tracerProvider.getTracer(SCOPE),
+    tracerProvider,
+    metricsOff: meter === api.createNoopMeter(),
     started: meter.createCounter('banksync_syncs_started', { description: 'Syncs whose first transition was committed' }),
     finished: meter.createCounter('banksync_syncs_finished', { description: 'Syncs that ended, by outcome and error code' }),
     duration: meter.createHistogram('banksync_sync_duration_seconds', {

@@ -23,14 +23,23 @@ export interface ScheduledEvent {
   readonly delay: number;
 }
 
+type ScheduledEvents = Record<string, ScheduledEvent & { source: unknown }>;
 interface SystemInternals {
-  getSnapshot(): { _scheduledEvents: Record<string, ScheduledEvent & { source: unknown }> };
+  /** The live record `getSnapshot()` copies (read once per macrostep: no copy needed). */
+  _snapshot?: { _scheduledEvents?: ScheduledEvents };
+  getSnapshot(): { _scheduledEvents: ScheduledEvents };
 }
 
 /** The delayed events `actor` has scheduled for itself, in XState's insertion order. */
 export function listScheduledEvents(actor: AnyActorRef): ScheduledEvent[] {
   const system = actor.system as unknown as SystemInternals;
-  return Object.values(system.getSnapshot()._scheduledEvents).filter((e) => e.source === actor);
+  const scheduled = system._snapshot?._scheduledEvents ?? system.getSnapshot()._scheduledEvents;
+  const own: ScheduledEvent[] = [];
+  for (const id in scheduled) {
+    const event = scheduled[id]!;
+    if (event.source === actor) own.push(event);
+  }
+  return own;
 }
 
 /**

@@ -9,6 +9,7 @@
  *   method atomic with respect to the others (no interleaving inside a method).
  */
 import { EventEmitter } from 'node:events';
+import { jsonCopy, plainCopy } from './plain-copy.js';
 import {
   InvalidCursorError,
   NotFoundError,
@@ -34,10 +35,44 @@ import {
 } from './types.js';
 
 /** What a JSON column would hold: throws (like the SQL stores) for values JSON cannot represent. */
-function toJson(value: unknown): unknown {
-  if (value === undefined || value === null) return null;
-  const text = JSON.stringify(value);
-  return text === undefined ? null : (JSON.parse(text) as unknown);
+const toJson = jsonCopy;
+
+/**
+ * An event as the log keeps it: its payload as JSON text, as in the SQL stores' column (parsed on read). The log
+ * only grows and is rarely read back in-process, so one string per event instead of a copied object tree keeps
+ * the collector's work (and the heap) small.
+ */
+interface StoredEvent {
+  eventId: string;
+  name: string;
+  tenantId: string;
+  connectionId: string;
+  syncId: string | null;
+  payloadJson: string;
+  at: number;
+  seq: number;
+  cursor: string;
+}
+type PreparedEvent = Omit<StoredEvent, 'seq' | 'cursor'>;
+
+/** Throws (like toJson) for values JSON cannot represent; undefined is stored as null. */
+function prepareEvent(e: NewEventRecord): PreparedEvent {
+  const payloadJson = e.payload === undefined || e.payload === null ? 'null' : (JSON.stringify(e.payload) ?? 'null');
+  return { eventId: e.eventId, name: e.name, tenantId: e.tenantId, connectionId: e.connectionId, syncId: e.syncId, payloadJson, at: e.at };
+}
+
+function readEvent(e: StoredEvent): EventRecord {
+  return {
+    eventId: e.eventId,
+    name: e.name,
+    tenantId: e.tenantId,
+    connectionId: e.connectionId,
+    syncId: e.syncId,
+    payload: JSON.parse(e.payloadJson) as unknown,
+    at: e.at,
+    seq: e.seq,
+    cursor: e.cursor,
+  };
 }
 
 /** SQLite and memory cursors: the decimal sequence number of the last event read. */
@@ -70,12 +105,13 @@ export class MemoryStore implements Store {
   readonly #transitions = new Map<string, TransitionRecord[]>();
   readonly #effects = new Map<string, EffectRecord>();
   readonly #connections = new Map<string, ConnectionRecord>();
-  readonly #events: EventRecord[] = [];
+  readonly #events: StoredEvent[] = [];
   /** Events pruned from the front of #events: the first one left has seq #eventBase + 1. */
   #eventBase = 0;
   readonly #eventIds = new Set<string>();
   readonly #eventCursors = new Map<string, string>();
   readonly #eventSignal = new EventEmitter().setMaxListeners(0);
+  #wakePending = false;
   #closed = false;
 
   async createSync(sync: NewSync): Promise<{ sync: SyncRecord; created: boolean }> {
@@ -83,7 +119,7 @@ export class MemoryStore implements Store {
     const key = activeKey(sync.tenantId, sync.connectionId);
     const existingId = this.#active.get(key);
     if (existingId !== undefined) {
-      return { sync: structuredClone(this.#mustGet(existingId)), created: false };
+      return { sync: plainCopy(this.#mustGet(existingId)), created: false };
     }
     if (this.#syncs.has(sync.syncId)) {
       throw new Error(`sync ${sync.syncId} already exists`);
@@ -104,7 +140,7 @@ export class MemoryStore implements Store {
     };
     this.#syncs.set(record.syncId, record);
     this.#active.set(key, record.syncId);
-    return { sync: structuredClone(record), created: true };
+    return { sync: plainCopy(record), created: true };
   }
 
   /** Each change through `commit` (atomic on its own in memory), so a subclass overriding `commit` sees every write. */
@@ -159,7 +195,7 @@ export class MemoryStore implements Store {
       );
     }
     const snapshot = toJson(change.snapshot);
-    const events = (change.events ?? []).map((e) => ({ ...e, payload: toJson(e.payload) }));
+    const events = (change.events ?? []).map(prepareEvent);
     const timers = new Map<string, TimerRecord>();
     for (const t of change.timers) {
       timers.set(t.timerId, { syncId: change.syncId, timerId: t.timerId, eventType: t.eventType, dueAt: t.dueAt });
@@ -210,23 +246,30 @@ export class MemoryStore implements Store {
     return version;
   }
 
-  #appendEvents(events: NewEventRecord[]): void {
+  #appendEvents(events: PreparedEvent[]): void {
     let appended = 0;
     for (const e of events) {
       if (this.#eventIds.has(e.eventId)) continue;
       this.#eventIds.add(e.eventId);
       const seq = this.#eventBase + this.#events.length + 1;
-      this.#events.push({ ...e, seq, cursor: String(seq) });
+      this.#events.push({ eventId: e.eventId, name: e.name, tenantId: e.tenantId, connectionId: e.connectionId, syncId: e.syncId, payloadJson: e.payloadJson, at: e.at, seq, cursor: String(seq) });
       appended++;
     }
-    if (appended > 0) queueMicrotask(() => this.#eventSignal.emit('wake'));
+    // One wake-up per microtask turn however many commits appended (a wake-up only says "read the log").
+    if (appended > 0 && !this.#wakePending) {
+      this.#wakePending = true;
+      queueMicrotask(() => {
+        this.#wakePending = false;
+        this.#eventSignal.emit('wake');
+      });
+    }
   }
 
   async readEvents(after: string | null, limit: number): Promise<EventPage> {
     this.#open();
     const start = Math.max(0, parseSeqCursor(after) - this.#eventBase);
     const page = this.#events.slice(start, start + clampLimit(limit));
-    return { events: structuredClone(page), more: start + page.length < this.#events.length };
+    return { events: page.map(readEvent), more: start + page.length < this.#events.length };
   }
 
   async latestEventCursor(): Promise<string | null> {
@@ -255,13 +298,13 @@ export class MemoryStore implements Store {
   async getSync(syncId: string): Promise<SyncRecord | null> {
     this.#open();
     const record = this.#syncs.get(syncId);
-    return record === undefined ? null : structuredClone(record);
+    return record === undefined ? null : plainCopy(record);
   }
 
   async findActiveSync(tenantId: string, connectionId: string): Promise<SyncRecord | null> {
     this.#open();
     const id = this.#active.get(activeKey(tenantId, connectionId));
-    return id === undefined ? null : structuredClone(this.#mustGet(id));
+    return id === undefined ? null : plainCopy(this.#mustGet(id));
   }
 
   async findSyncByProviderRef(provider: string, providerRef: string): Promise<SyncRecord | null> {
@@ -273,7 +316,7 @@ export class MemoryStore implements Store {
       if (best === undefined) best = s;
       else if (s.active !== best.active ? s.active : newestFirst(s, best) < 0) best = s;
     }
-    return best === undefined ? null : structuredClone(best);
+    return best === undefined ? null : plainCopy(best);
   }
 
   async listSyncs(filter: SyncFilter = {}): Promise<SyncRecord[]> {
@@ -293,7 +336,7 @@ export class MemoryStore implements Store {
     }
     out.sort(newestFirst);
     const limited = filter.limit === undefined ? out : out.slice(0, clampLimit(filter.limit));
-    return structuredClone(limited);
+    return plainCopy(limited);
   }
 
   async countByStatus(): Promise<Record<string, number>> {
@@ -305,14 +348,14 @@ export class MemoryStore implements Store {
 
   async listTransitions(syncId: string): Promise<TransitionRecord[]> {
     this.#open();
-    return structuredClone(this.#transitions.get(syncId) ?? []);
+    return plainCopy(this.#transitions.get(syncId) ?? []);
   }
 
   async listTimers(syncId: string): Promise<TimerRecord[]> {
     this.#open();
     const timers = [...(this.#timers.get(syncId)?.values() ?? [])];
     timers.sort((a, b) => cmp(a.dueAt, b.dueAt) || cmp(a.timerId, b.timerId));
-    return structuredClone(timers);
+    return plainCopy(timers);
   }
 
   async dueTimers(until: number, limit: number): Promise<TimerRecord[]> {
@@ -322,13 +365,13 @@ export class MemoryStore implements Store {
       for (const t of timers.values()) if (t.dueAt <= until) due.push(t);
     }
     due.sort((a, b) => cmp(a.dueAt, b.dueAt) || cmp(a.syncId, b.syncId) || cmp(a.timerId, b.timerId));
-    return structuredClone(due.slice(0, clampLimit(limit)));
+    return plainCopy(due.slice(0, clampLimit(limit)));
   }
 
   async getEffect(effectKey: string): Promise<EffectRecord | null> {
     this.#open();
     const effect = this.#effects.get(effectKey);
-    return effect === undefined ? null : structuredClone(effect);
+    return effect === undefined ? null : plainCopy(effect);
   }
 
   async startEffect(effectKey: string, syncId: string, kind: string, at: number): Promise<EffectRecord | null> {
@@ -348,7 +391,7 @@ export class MemoryStore implements Store {
       });
       return null;
     }
-    const previous = structuredClone(before);
+    const previous = plainCopy(before);
     if (before.state === 'PENDING' || before.state === 'STARTED') {
       this.#effects.set(effectKey, { ...before, state: 'STARTED', startedAt: at });
     }
@@ -366,13 +409,13 @@ export class MemoryStore implements Store {
     this.#open();
     const effects = [...this.#effects.values()].filter((e) => e.syncId === syncId);
     effects.sort((a, b) => cmp(a.createdAt, b.createdAt) || cmp(a.effectKey, b.effectKey));
-    return structuredClone(effects);
+    return plainCopy(effects);
   }
 
   async getConnection(tenantId: string, connectionId: string): Promise<ConnectionRecord | null> {
     this.#open();
     const found = this.#connections.get(connectionKey(tenantId, connectionId));
-    return found ? structuredClone(found) : null;
+    return found ? plainCopy(found) : null;
   }
 
   async saveConnection(record: Omit<ConnectionRecord, 'version'>, expectedVersion: number, events: NewEventRecord[] = []): Promise<number> {
@@ -381,8 +424,9 @@ export class MemoryStore implements Store {
     const current = this.#connections.get(key);
     if ((current?.version ?? 0) !== expectedVersion) throw new StaleWriteError(`connection ${record.tenantId}/${record.connectionId}`, expectedVersion);
     const version = expectedVersion + 1;
-    const prepared = events.map((e) => ({ ...e, payload: toJson(e.payload) }));
-    this.#connections.set(key, { ...structuredClone(record), context: toJson(record.context), version });
+    const prepared = events.map(prepareEvent);
+    // The context is stored JSON-normalised: copy the rest only (same key order as the record).
+    this.#connections.set(key, { ...plainCopy({ ...record, context: null }), context: toJson(record.context), version });
     this.#appendEvents(prepared);
     return version;
   }
@@ -392,7 +436,7 @@ export class MemoryStore implements Store {
     const all = [...this.#connections.values()]
       .filter((c) => (filter.tenantId === undefined || c.tenantId === filter.tenantId) && (filter.provider === undefined || c.provider === filter.provider) && (filter.state === undefined || c.state === filter.state))
       .sort((a, b) => (a.tenantId === b.tenantId ? a.connectionId.localeCompare(b.connectionId) : a.tenantId.localeCompare(b.tenantId)));
-    return structuredClone(filter.limit === undefined ? all : all.slice(0, Math.max(0, Math.floor(filter.limit))));
+    return plainCopy(filter.limit === undefined ? all : all.slice(0, Math.max(0, Math.floor(filter.limit))));
   }
 
   async prune(request: PruneRequest): Promise<PruneCounts> {

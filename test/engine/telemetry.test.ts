@@ -3,6 +3,7 @@
  * read back through OpenTelemetry's in-memory exporters.
  */
 import { Writable } from 'node:stream';
+import { trace } from '@opentelemetry/api';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -203,6 +204,46 @@ describe('OpenTelemetry spans and metrics of sandbox syncs', () => {
     // Together the segments' events are the sync's whole history, each transition once.
     const history = await first.store.listTransitions(view.syncId);
     expect(segments.flatMap((s) => s.events.map((e) => e.attributes?.['banksync.to']))).toEqual(history.map((t) => t.to));
+  });
+
+  it('a global tracer provider registered after the engine was created still gets the HTTP requests under the effects', async () => {
+    // No SDK when the engine is created (metrics are the API's no-ops): effects skip the call scope until one is there.
+    current = rig({ telemetry: {} });
+    const spans = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
+    expect(trace.setGlobalTracerProvider(provider)).toBe(true);
+    try {
+      expect((await current.run('success')).status).toBe('COMPLETED');
+      const finished = spans.getFinishedSpans();
+      const effects = new Set(finished.filter((s) => s.name.startsWith('banksync.') && s.name !== 'banksync.sync').map((s) => s.spanContext().spanId));
+      const http = finished.filter((s) => s.attributes['http.request.method'] !== undefined);
+      expect(effects.size).toBeGreaterThan(0);
+      expect(http.length).toBeGreaterThanOrEqual(effects.size);
+      for (const call of http) expect(effects.has(call.parentSpanContext!.spanId)).toBe(true);
+    } finally {
+      trace.disable();
+      await provider.shutdown();
+    }
+  });
+
+  it('metrics without tracing still time every provider request', async () => {
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    current = rig({ telemetry: { meterProvider } });
+    try {
+      expect((await current.run('success')).status).toBe('COMPLETED');
+      await reader.forceFlush();
+      const points = exporter
+        .getMetrics()
+        .flatMap((r) => r.scopeMetrics.flatMap((m) => m.metrics))
+        .filter((m) => m.descriptor.name === 'banksync_provider_call_duration_seconds')
+        .flatMap((m) => m.dataPoints as DataPoint<Histogram>[]);
+      expect(points.reduce((n, p) => n + p.value.count, 0)).toBeGreaterThan(0);
+      expect(current.spans.getFinishedSpans()).toHaveLength(0);
+    } finally {
+      await meterProvider.shutdown();
+    }
   });
 
   it('telemetry: false records nothing', async () => {
