@@ -412,7 +412,7 @@ function render(config: Config, r: Results): string {
   const rest = w.byObject.slice(10).reduce((sum, o) => sum + o.framesPerSync, 0);
   if (rest > 0) out(`| WAL frames per sync, ${w.byObject.length - 10} other tables and indexes | ${figure(`${num(rest, 2)} frames/sync`, 'all tables and indexes', all, ratio(rest, w.framesPerSync))} |`);
   const walBytes = w.framesPerSync * (w.pageSize + 24);
-  out(`| WAL bytes per sync, all tables and indexes | ${figure(bytes(walBytes), 'bytes the run stored per sync (sync, connection, events, timers, effects, transitions)', bytes(w.storedBytesPerSync), ratio(walBytes, w.storedBytesPerSync))} |`);
+  out(`| WAL bytes per sync, all tables and indexes | ${figure(bytes(walBytes), 'column bytes the run stored per sync: sync, connection, events, timers, effects, transitions', bytes(w.storedBytesPerSync), ratio(walBytes, w.storedBytesPerSync))} |`);
   out();
 
   // 3 -----------------------------------------------------------------------------------------------------------
