@@ -11,6 +11,7 @@ import type { Clock } from '../../src/engine/clock.js';
 import { BanksyncError } from '../../src/engine/errors.js';
 import { INLINE_TIMER_MAX_COUNT } from '../../src/engine/hosting.js';
 import { MemoryStore } from '../../src/stores/memory.js';
+import type { Observation } from '../../machines/canonical.js';
 import type { TimerRecord } from '../../src/stores/types.js';
 import { completed, FakeAdapter, running } from '../support/fake-adapter.js';
 
@@ -189,17 +190,22 @@ describe('dispatched hosting: inline timers', () => {
     expect(dispatch.timerJobsOf(sync.syncId)).toEqual(await pendingTimers(store, sync.syncId));
   });
 
-  it('a worker killed during an inline wait: the re-run job hands the timers back and finishes the sync', async () => {
+  /** A worker's start job that committed the trigger and now waits for the first poll's timer inline: the process dies here. */
+  async function diedDuringInlineWait(polls: Observation[]) {
     const store = new MemoryStore();
     const dispatch = new JobDispatch();
-    const adapter = new FakeAdapter('fake', { poll: [running, completed] });
+    const adapter = new FakeAdapter('fake', { poll: polls });
     const held = new HeldClock();
     const dying = createEngine({ store, providers: { fake: adapter }, dispatch, policy: SHORT_POLLS, clock: held });
     const sync = await dying.requestSync({ connectionId: 'c1', provider: 'fake' });
     const start = dispatch.jobs.shift()!;
     void dying.activate(sync.syncId, start.activation);
-    // The job committed the trigger and is waiting for the first poll's timer; the process dies here.
     await until(() => held.waits.length > 0, 'the job waits for an inline timer');
+    return { store, dispatch, adapter, sync, start };
+  }
+
+  it('a worker killed during an inline wait: the re-run job hands the timers back and finishes the sync', async () => {
+    const { store, dispatch, adapter, sync, start } = await diedDuringInlineWait([running, completed]);
     const committed = await pendingTimers(store, sync.syncId);
     expect(committed.some((t) => t.timerId.includes('nextDelay'))).toBe(true);
     expect(adapter.calls.trigger).toBe(1);
@@ -217,15 +223,7 @@ describe('dispatched hosting: inline timers', () => {
   });
 
   it('a re-run whose timers are beyond the horizon hands every committed timer back', async () => {
-    const store = new MemoryStore();
-    const dispatch = new JobDispatch();
-    const adapter = new FakeAdapter('fake', { poll: [running] });
-    const held = new HeldClock();
-    const dying = createEngine({ store, providers: { fake: adapter }, dispatch, policy: SHORT_POLLS, clock: held });
-    const sync = await dying.requestSync({ connectionId: 'c1', provider: 'fake' });
-    const start = dispatch.jobs.shift()!;
-    void dying.activate(sync.syncId, start.activation);
-    await until(() => held.waits.length > 0, 'the job waits for an inline timer');
+    const { store, dispatch, adapter, sync, start } = await diedDuringInlineWait([running]);
     const survivor = createEngine({ store, providers: { fake: adapter }, dispatch, policy: SHORT_POLLS, inlineTimerMaxMs: 0 });
     await survivor.activate(sync.syncId, start.activation, { rerun: true });
     const committed = await pendingTimers(store, sync.syncId);
