@@ -4,8 +4,8 @@
  * `getNextSnapshot` does) rather than hosted as a live actor. Writes are fenced by version and retried on a
  * concurrent update (another request or process moved it).
  */
-import { createActor, type ActorScope } from 'xstate';
 import { CONSENT_WARNING_MS } from './consent.js';
+import { inertActorScope } from './xstate-internals.js';
 import {
   connectionMachine,
   consentExpiry,
@@ -30,31 +30,10 @@ export interface ConnectionOutcome {
 type ConnectionSnapshot = ReturnType<typeof connectionMachine.resolveState>;
 type ConnectionScope = Parameters<typeof connectionMachine.transition>[2];
 
-/**
- * One inert actor scope for every step of the connection machine, instead of xstate's `getInitialSnapshot` /
- * `getNextSnapshot`, which build a throwaway actor (and system) per call, and, since that actor gets no input,
- * a TypeError with a stack trace from the machine's context factory each time (most of a step's cost).
- * The scope only backs pure steps: the machine has no effects, children or delays, and an inert scope runs no
- * action (as xstate's own inert scope).
- */
+/** One inert scope for every step of the connection machine (see inertActorScope). */
 let inertScope: ConnectionScope | null = null;
-function connectionScope(): ConnectionScope {
-  if (inertScope) return inertScope;
-  const self = createActor(connectionMachine, { input: { tenantId: '', connectionId: '', provider: '' } });
-  const scope: ActorScope<ConnectionSnapshot, ConnectionEvent> = {
-    self,
-    id: '',
-    sessionId: '',
-    logger: () => {},
-    defer: () => {},
-    emit: () => {},
-    system: self.system,
-    stopChild: () => {},
-    actionExecutor: () => {},
-  };
-  inertScope = scope as unknown as ConnectionScope;
-  return inertScope;
-}
+const connectionScope = (): ConnectionScope =>
+  (inertScope ??= inertActorScope<ConnectionScope>(connectionMachine, { tenantId: '', connectionId: '', provider: '' }));
 
 export interface ConnectionView extends ConnectionContext {
   state: ConnectionState;

@@ -2,12 +2,13 @@
  * Every piece of XState's private surface the engine relies on, in one place. The engine owns an actor's
  * timers durably, so it reads XState's scheduled events (`system.getSnapshot()._scheduledEvents`, not part
  * of the typed API), re-arms them under their own ids after a restore, fires them early by sending the
- * `xstate.after.*` event itself, and reads an invoked promise actor's `input` from its snapshot.
+ * `xstate.after.*` event itself, reads an invoked promise actor's `input` from its snapshot, and steps pure
+ * machines through a hand-built inert actor scope.
  *
  * None of this is covered by XState's semver: test/engine/xstate-internals.test.ts pins each function to
  * CHECKED_XSTATE_VERSION on a real machine, so an upgrade that changes them fails there, loudly, first.
  */
-import type { AnyActorRef, EventObject } from 'xstate';
+import { createActor, type AnyActorRef, type AnyStateMachine, type EventObject } from 'xstate';
 
 /** The xstate version these internals were checked against (see the test named above). */
 export const CHECKED_XSTATE_VERSION = '5.33.3';
@@ -67,4 +68,27 @@ export function fireScheduledEvent(actor: AnyActorRef, id: string, eventType: st
 /** The input an invoked child actor (e.g. a fromPromise effect) was started with, if it has one. */
 export function childInput<T>(child: AnyActorRef | undefined): T | undefined {
   return (child?.getSnapshot() as { input?: T } | undefined)?.input;
+}
+
+/**
+ * An actor scope that runs nothing (as XState's own inert scope), for stepping a pure machine with its own
+ * `getInitialSnapshot(scope, input)` / `transition(snapshot, event, scope)`. XState's `getInitialSnapshot` /
+ * `getNextSnapshot` build a throwaway actor and system per call, and since that actor gets no input, a machine
+ * whose context reads `input` throws (and XState catches) a TypeError each time: most of a step's cost. Build
+ * one scope per machine with an `input` its context accepts, and reuse it. Only for machines without effects,
+ * children or delays.
+ */
+export function inertActorScope<TScope>(machine: AnyStateMachine, input: unknown): TScope {
+  const self = createActor(machine, { input });
+  return {
+    self,
+    id: '',
+    sessionId: '',
+    logger: () => {},
+    defer: () => {},
+    emit: () => {},
+    system: self.system,
+    stopChild: () => {},
+    actionExecutor: () => {},
+  } as unknown as TScope;
 }

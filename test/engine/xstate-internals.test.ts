@@ -6,12 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise, setup } from 'xstate';
+import { createActor, fromPromise, getInitialSnapshot, getNextSnapshot, setup } from 'xstate';
+import { connectionMachine, type ConnectionEvent } from '../../machines/connection.js';
 import {
   CHECKED_XSTATE_VERSION,
   cancelScheduledEvent,
   childInput,
   fireScheduledEvent,
+  inertActorScope,
   listScheduledEvents,
   scheduleEvent,
 } from '../../src/engine/xstate-internals.js';
@@ -154,5 +156,28 @@ describe('xstate internals (pinned to the installed XState)', () => {
     expect(childInput<{ job: string; attempt: number }>(child)).toEqual({ job: 'j1', attempt: 1 });
     expect(childInput(undefined)).toBeUndefined();
     actor.stop();
+  });
+
+  it('a machine stepped through inertActorScope ends where getInitialSnapshot / getNextSnapshot take it', () => {
+    type Scope = Parameters<typeof connectionMachine.transition>[2];
+    const scope = inertActorScope<Scope>(connectionMachine, { tenantId: '', connectionId: '', provider: '' });
+    const input = { tenantId: 't1', connectionId: 'c1', provider: 'finx', registeredAt: 1_000 };
+    const events: ConnectionEvent[] = [
+      { type: 'SETTINGS.UPDATE', storedCredentials: true, consentGrantedAt: 1_000, consentExpiresAt: 10 ** 12, at: 1_001 },
+      { type: 'SYNC.REQUEST', syncId: 's1', unattended: true, at: 1_002 },
+      { type: 'SYNC.FINISHED', syncId: 's1', status: 'COMPLETED', result: { outcome: 'COMPLETE', accounts: [] }, error: null, at: 1_003 },
+    ];
+    let ours = connectionMachine.getInitialSnapshot(scope, input);
+    let theirs = getInitialSnapshot(connectionMachine, input);
+    const states: string[] = [];
+    for (const event of events) {
+      ours = connectionMachine.transition(ours, event, scope);
+      theirs = getNextSnapshot(connectionMachine, theirs, event);
+      expect({ value: ours.value, context: ours.context, status: ours.status }).toEqual({ value: theirs.value, context: theirs.context, status: theirs.status });
+      states.push(String(ours.value));
+    }
+    // The steps did move the machine (the comparison is not between two unchanged snapshots).
+    expect(new Set(states).size).toBeGreaterThan(1);
+    expect(ours.context.lastSync?.syncId).toBe('s1');
   });
 });
