@@ -18,7 +18,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const writes = new Int32Array(workerData.writes);
 const db = new Database(workerData.path, { fileMustExist: true });
-let timer = setInterval(() => {
+const timer = setInterval(() => {
   if (Atomics.exchange(writes, 0, 0) === 0) return;
   try {
     db.pragma('wal_checkpoint(PASSIVE)');
@@ -32,7 +32,6 @@ parentPort.once('message', () => {
   db.close();
   parentPort.close();
 });
-parentPort.postMessage('ready');
 `;
 
 export class BackgroundCheckpointer {
